@@ -1,0 +1,102 @@
+"""The composition root: the one place where concrete adapters are chosen and wired together."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from creditflow.adapters.sql import ledger_store as store
+from creditflow.adapters.sql.engine import make_engine, migrate
+from creditflow.config import Settings
+from creditflow.domain.errors import NotFound
+from creditflow.domain.parties import PLATFORM
+from creditflow.ledger.signing import Signer
+from creditflow.services.access import Access
+from creditflow.services.audit import VerifyReport, verify_database
+from creditflow.services.clock import Clock, SystemClock
+from creditflow.services.custody import Custody
+from creditflow.services.ledger import LedgerService, release_void_payables
+from creditflow.services.proofs import Proofs
+from creditflow.services.queries import Queries
+from creditflow.services.sequencer import Sequencer
+
+LOG_KEY_ID = "log-1"
+
+
+@dataclass
+class App:
+    settings: Settings
+    engine: Engine
+    clock: Clock
+    custody: Custody
+    log_signer: Signer
+    sequencer: Sequencer
+    ledger: LedgerService
+    queries: Queries
+    proofs: Proofs
+    access: Access
+
+    @property
+    def log_keys(self) -> dict[str, bytes]:
+        return {self.log_signer.key_id: self.log_signer.public_key}
+
+    def verify(self, progress=None) -> VerifyReport:  # type: ignore[no-untyped-def]
+        return verify_database(self.engine, self.log_keys, progress=progress)
+
+    def close(self) -> None:
+        self.sequencer.close()
+        self.engine.dispose()
+
+    def __enter__(self) -> App:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def _log_signer(engine: Engine, custody: Custody, clock: Clock) -> Signer:
+    """The platform's log key: created on first start, held in custody like any organisation's key."""
+    try:
+        return custody.signer(PLATFORM)
+    except NotFound:
+        signer = Signer.generate(LOG_KEY_ID)
+        with engine.begin() as conn:
+            if not custody.holds(conn, PLATFORM):
+                custody.store(conn, signer, PLATFORM, clock.now_ms())
+        return custody.signer(PLATFORM)
+
+
+def build(
+    settings: Settings | None = None, *, clock: Clock | None = None, run_migrations: bool = True
+) -> App:
+    settings = settings or Settings()
+    clock = clock or SystemClock()
+    engine = make_engine(settings.db_url)
+    if run_migrations:
+        migrate(engine)
+    with engine.begin() as conn:
+        store.ensure_head(conn)
+    custody = Custody(
+        engine,
+        settings.key_passphrase.get_secret_value().encode(),
+        settings.kdf_opslimit,
+        settings.kdf_memlimit_bytes,
+    )
+    custody.unlock()
+    log_signer = _log_signer(engine, custody, clock)
+    log_keys = {log_signer.key_id: log_signer.public_key}
+    sequencer = Sequencer(engine, log_signer, log_keys, clock, settings, projections=[release_void_payables])
+    ledger = LedgerService(engine, sequencer, custody, settings, clock, log_signer)
+    return App(
+        settings=settings,
+        engine=engine,
+        clock=clock,
+        custody=custody,
+        log_signer=log_signer,
+        sequencer=sequencer,
+        ledger=ledger,
+        queries=Queries(engine, settings),
+        proofs=Proofs(engine, log_signer, clock),
+        access=Access(engine, clock),
+    )

@@ -1,0 +1,82 @@
+"""Settings: every limit named, with a default, validated at start-up.
+
+Sources, highest first: keyword arguments (tests, `--db`), environment variables ``CREDITFLOW_*``,
+a TOML file named by ``CREDITFLOW_CONFIG`` (default ``creditflow.toml`` if it exists), then defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEV_PASSPHRASE = "creditflow-development-passphrase"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", extra="forbid", frozen=True)
+
+    db_url: str = Field(
+        "sqlite:///creditflow.db", description="SQLAlchemy URL: sqlite:///path or postgresql://..."
+    )
+    key_passphrase: SecretStr = Field(
+        SecretStr(DEV_PASSPHRASE), description="derives the key that encrypts private keys at rest"
+    )
+    kdf_opslimit: int = Field(3, ge=1, description="Argon2id passes for the key-encryption key")
+    kdf_memlimit_bytes: int = Field(64 * 1024 * 1024, ge=8 * 1024 * 1024)
+
+    max_tenor_days: int = Field(365, ge=1, le=3650, description="longest issue-to-maturity span")
+    accept_deadline_days: int = Field(
+        7, ge=1, le=90, description="pending pieces return to sender after this"
+    )
+    split_fanout_max: int = Field(50, ge=2, le=1000, description="most pieces one split may create")
+    page_size_default: int = Field(50, ge=1, le=1000)
+    page_size_max: int = Field(500, ge=1, le=10000)
+    tree_max_nodes_per_query: int = Field(
+        20000, ge=100, description="largest certificate tree returned at once"
+    )
+
+    sequencer_batch_max: int = Field(
+        512, ge=1, le=10000, description="operations committed in one group commit"
+    )
+    sequencer_queue_max: int = Field(20000, ge=1, description="submissions waiting; full means back-pressure")
+    sequencer_timeout_s: float = Field(30.0, gt=0, description="longest a submitter waits for its commit")
+
+    request_max_bytes: int = Field(256 * 1024, ge=1024, description="largest HTTP request body")
+    idempotency_retention_days: int = Field(7, ge=1)
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+    @field_validator("db_url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:")):
+            raise ValueError("db_url must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("CREDITFLOW_CONFIG", "creditflow.toml"))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def uses_dev_passphrase(self) -> bool:
+        return self.key_passphrase.get_secret_value() == DEV_PASSPHRASE

@@ -1,0 +1,56 @@
+"""Money as integer minor units (fen). Floats never come near money.
+
+Amounts from people arrive as text ("1,000,000.00", "600000") and are parsed exactly with `Decimal`;
+anything that is not a whole number of fen is refused rather than rounded.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+
+from creditflow.domain.errors import InvalidInput
+
+CURRENCIES = frozenset({"CNY"})
+MINOR_PER_MAJOR = 100
+MAX_AMOUNT_MINOR = 10**17  # 1e15 yuan: far above any certificate, far below int64
+
+
+def check_amount_minor(value: object, *, field: str = "amount_minor") -> int:
+    """Return ``value`` if it is a positive integer number of fen within limits, else raise `InvalidInput`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be an integer number of fen", code="invalid_amount", field=field)
+    if value <= 0:
+        raise InvalidInput(f"{field} must be greater than zero", code="invalid_amount", field=field)
+    if value > MAX_AMOUNT_MINOR:
+        raise InvalidInput(f"{field} exceeds the maximum amount", code="invalid_amount", field=field)
+    return value
+
+
+def check_currency(value: object, *, field: str = "currency") -> str:
+    if value not in CURRENCIES:
+        raise InvalidInput(
+            f"{field} must be one of {sorted(CURRENCIES)}", code="invalid_currency", field=field
+        )
+    return str(value)
+
+
+def parse_major(text: str, *, field: str = "amount") -> int:
+    """Parse a yuan amount such as ``"1,000,000.00"`` into fen, exactly; refuse fractional fen."""
+    cleaned = text.strip().replace(",", "")
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise InvalidInput(f"{field}: {text!r} is not a number", code="invalid_amount", field=field) from exc
+    if not value.is_finite():
+        raise InvalidInput(f"{field}: {text!r} is not a number", code="invalid_amount", field=field)
+    minor = value * MINOR_PER_MAJOR
+    if minor != minor.to_integral_value():
+        raise InvalidInput(f"{field}: {text!r} has a fraction of a fen", code="invalid_amount", field=field)
+    return check_amount_minor(int(minor), field=field)
+
+
+def format_minor(amount_minor: int, currency: str = "CNY") -> str:
+    """``123456789`` -> ``"1,234,567.89 CNY"``."""
+    sign = "-" if amount_minor < 0 else ""
+    major, minor = divmod(abs(amount_minor), MINOR_PER_MAJOR)
+    return f"{sign}{major:,}.{minor:02d} {currency}"

@@ -1,0 +1,172 @@
+"""Log entries: a signed operation placed at a position and time by the sequencer.
+
+Entry bytes (what the Merkle leaf hashes) are the canonical encoding of::
+
+    {"v": 1, "seq": <leaf index>, "ts_ms": <platform time>, "op": <operation payload>,
+     "sigs": [{"signer": <org id or "platform">, "key_id": ..., "sig": <hex Ed25519 over OP_CONTEXT||op>}]}
+
+`step` is the one place where an entry is checked and applied; the live sequencer and the offline
+replay both call it, so they cannot disagree about what is valid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from creditflow.domain import operations
+from creditflow.domain.certificates import Context, Effects, StateView, apply
+from creditflow.domain.errors import BadSignature, InvalidInput
+from creditflow.domain.parties import PLATFORM
+from creditflow.ledger.encoding import EncodingError, decode, encode
+from creditflow.ledger.signing import op_message, verify_signature
+
+ENTRY_VERSION = 1
+_SIG_RE = re.compile(r"^[0-9a-f]{128}$")
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureBlock:
+    signer: str
+    key_id: str
+    sig: bytes
+
+    def to_json(self) -> dict[str, str]:
+        return {"signer": self.signer, "key_id": self.key_id, "sig": self.sig.hex()}
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOperation:
+    """What a client submits: the payload and its signatures. Nothing here is trusted until `step`."""
+
+    payload: dict[str, Any]
+    op: operations.Operation
+    sigs: tuple[SignatureBlock, ...]
+
+    @classmethod
+    def from_json(cls, data: Any) -> SignedOperation:
+        if not isinstance(data, Mapping):
+            raise InvalidInput("signed operation must be an object", field="body")
+        payload = data.get("op")
+        op = operations.parse(payload)
+        assert isinstance(payload, dict)
+        raw_sigs = data.get("sigs")
+        if not isinstance(raw_sigs, list) or not raw_sigs or len(raw_sigs) > 4:
+            raise InvalidInput("sigs must be a list of 1 to 4 signatures", field="sigs")
+        sigs = []
+        for i, raw in enumerate(raw_sigs):
+            if not isinstance(raw, Mapping) or set(raw) != {"signer", "key_id", "sig"}:
+                raise InvalidInput("each signature has exactly signer, key_id and sig", field=f"sigs[{i}]")
+            signer, key_id, sig = raw["signer"], raw["key_id"], raw["sig"]
+            if not (isinstance(signer, str) and isinstance(key_id, str) and isinstance(sig, str)):
+                raise InvalidInput("signer, key_id and sig are strings", field=f"sigs[{i}]")
+            if not _SIG_RE.match(sig):
+                raise BadSignature("sig must be 128 lower-case hex characters", field=f"sigs[{i}].sig")
+            sigs.append(SignatureBlock(signer, key_id, bytes.fromhex(sig)))
+        # Re-derive the payload from the parsed op: unknown fields were refused by parse, and this makes
+        # the signed bytes exactly the canonical form of what we understood.
+        canonical = operations.payload(op)
+        if canonical != payload:
+            raise InvalidInput("operation payload is not in its normal form", field="op")
+        return cls(payload=canonical, op=op, sigs=tuple(sigs))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"op": self.payload, "sigs": [s.to_json() for s in self.sigs]}
+
+
+def required_signers(op: operations.Operation) -> tuple[str, ...]:
+    """Who must sign: the actor (issuer for issue, holder for transfer/split, recipient for accept...)."""
+    return (op.actor,)
+
+
+def check_signatures(
+    signed: SignedOperation, state: StateView, seq: int, platform_keys: Mapping[str, bytes]
+) -> None:
+    """Every required signer has a valid signature by a key valid at ``seq``; raise `BadSignature` if not."""
+    message = op_message(signed.payload)
+    needed = set(required_signers(signed.op))
+    by_signer = {s.signer: s for s in signed.sigs}
+    if set(by_signer) != needed or len(signed.sigs) != len(needed):
+        raise BadSignature(f"operation must be signed by exactly {sorted(needed)}", field="sigs")
+    for block in signed.sigs:
+        if block.signer == PLATFORM:
+            public = platform_keys.get(block.key_id)
+        else:
+            key = next((k for k in state.keys(block.signer) if k.key_id == block.key_id), None)
+            if key is not None and not key.valid_at(seq):
+                raise BadSignature(
+                    f"key {block.key_id!r} of {block.signer!r} is not valid at this point of the log "
+                    "(rotated out or not yet registered)",
+                    code="key_not_valid",
+                    field="sigs",
+                )
+            public = key.public_key if key is not None else None
+        if public is None:
+            raise BadSignature(
+                f"unknown key {block.key_id!r} for {block.signer!r}", code="unknown_key", field="sigs"
+            )
+        if not verify_signature(public, message, block.sig):
+            raise BadSignature(f"signature of {block.signer!r} does not verify", field="sigs")
+
+
+def entry_bytes(signed: SignedOperation, seq: int, ts_ms: int) -> bytes:
+    return encode(
+        {
+            "v": ENTRY_VERSION,
+            "seq": seq,
+            "ts_ms": ts_ms,
+            "op": signed.payload,
+            "sigs": [s.to_json() for s in signed.sigs],
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    seq: int
+    ts_ms: int
+    signed: SignedOperation
+
+
+def parse_entry(data: bytes) -> Entry:
+    """Decode stored entry bytes; refuse anything non-canonical or malformed."""
+    try:
+        value = decode(data)
+    except EncodingError as exc:
+        raise InvalidInput(f"entry is not canonical: {exc}", code="bad_entry") from exc
+    if not isinstance(value, dict) or set(value) != {"v", "seq", "ts_ms", "op", "sigs"}:
+        raise InvalidInput("entry does not have exactly v, seq, ts_ms, op, sigs", code="bad_entry")
+    if value["v"] != ENTRY_VERSION:
+        raise InvalidInput(f"unsupported entry version {value['v']!r}", code="bad_entry")
+    seq, ts_ms = value["seq"], value["ts_ms"]
+    if (
+        not isinstance(seq, int)
+        or not isinstance(ts_ms, int)
+        or isinstance(seq, bool)
+        or isinstance(ts_ms, bool)
+    ):
+        raise InvalidInput("seq and ts_ms must be integers", code="bad_entry")
+    signed = SignedOperation.from_json({"op": value["op"], "sigs": value["sigs"]})
+    return Entry(seq=seq, ts_ms=ts_ms, signed=signed)
+
+
+def step(
+    signed: SignedOperation,
+    state: StateView,
+    ctx: Context,
+    platform_keys: Mapping[str, bytes],
+) -> Effects:
+    """Check signatures, then the domain rules. Pure: returns effects, mutates nothing."""
+    check_signatures(signed, state, ctx.seq, platform_keys)
+    return apply(signed.op, state, ctx)
+
+
+def sign_operation(payload: dict[str, Any], signers: Sequence[Any]) -> SignedOperation:
+    """Sign ``payload`` with each `Signer` (the signer name is taken from ``payload['actor']``)."""
+    op = operations.parse(payload)
+    canonical = operations.payload(op)
+    message = op_message(canonical)
+    sigs = tuple(SignatureBlock(op.actor, s.key_id, s.sign(message)) for s in signers)
+    return SignedOperation(payload=canonical, op=op, sigs=sigs)

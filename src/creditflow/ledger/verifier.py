@@ -1,0 +1,185 @@
+"""The outsider's verifier: pure Python, no database, no network.
+
+It checks, from bytes alone:
+
+* a signed tree head (`TreeHead.verify`);
+* an inclusion proof file (`check_inclusion_document`): the entry is at that index of the tree the STH signs;
+* a consistency proof file (`check_consistency_document`): the newer tree extends the older one;
+* a whole log (`replay`): every entry canonical, in sequence, signed by a key valid at its position, valid
+  under the domain rules, and the recomputed Merkle root equal to the signed one.
+
+`creditflow verify` uses `replay` and then compares the derived state with the SQL read model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from creditflow.domain.certificates import Context
+from creditflow.domain.errors import DomainError
+from creditflow.domain.state import MemoryState
+from creditflow.ledger import merkle
+from creditflow.ledger.entries import Entry, parse_entry, step
+from creditflow.ledger.tree_head import TreeHead
+
+INCLUSION_KIND = "creditflow.inclusion_proof"
+CONSISTENCY_KIND = "creditflow.consistency_proof"
+
+
+class VerificationFailure(Exception):
+    """The first thing found wrong: ``where`` names the entry, row or field, ``what`` says what is wrong."""
+
+    def __init__(self, where: str, what: str):
+        super().__init__(f"{where}: {what}")
+        self.where = where
+        self.what = what
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    state: MemoryState
+    tree: merkle.MemoryTree
+    entries: list[Entry] = field(default_factory=list)
+    op_ids: set[str] = field(default_factory=set)
+    last_ts_ms: int = 0
+
+
+def replay(
+    entries: Iterable[tuple[int, bytes]],
+    log_keys: Mapping[str, bytes],
+    *,
+    progress: Callable[[int], None] | None = None,
+    keep_entries: bool = False,
+) -> ReplayResult:
+    """Re-derive everything from the raw log. Raises `VerificationFailure` at the first bad entry."""
+    result = ReplayResult(state=MemoryState(), tree=merkle.MemoryTree())
+    expected = 0
+    for seq, data in entries:
+        where = f"log entry {seq}"
+        if seq != expected:
+            raise VerificationFailure(
+                where, f"expected entry {expected}: the log has a gap or is out of order"
+            )
+        try:
+            entry = parse_entry(data)
+        except DomainError as exc:
+            raise VerificationFailure(where, exc.message) from exc
+        if entry.seq != seq:
+            raise VerificationFailure(where, f"entry says it is number {entry.seq}")
+        if entry.ts_ms < result.last_ts_ms:
+            raise VerificationFailure(where, "timestamp goes backwards")
+        op_id = entry.signed.op.op_id
+        if op_id in result.op_ids:
+            raise VerificationFailure(where, f"operation {op_id} appears twice (replayed operation)")
+        try:
+            effects = step(entry.signed, result.state, Context(seq=seq, ts_ms=entry.ts_ms), log_keys)
+        except DomainError as exc:
+            raise VerificationFailure(where, f"{exc.code}: {exc.message}") from exc
+        result.state.apply_effects(effects)
+        result.op_ids.add(op_id)
+        result.last_ts_ms = entry.ts_ms
+        result.tree.append(merkle.leaf_hash(data))
+        if keep_entries:
+            result.entries.append(entry)
+        expected += 1
+        if progress is not None:
+            progress(expected)
+    return result
+
+
+def check_tree_head(
+    sth: TreeHead, tree: merkle.MemoryTree, log_keys: Mapping[str, bytes], where: str
+) -> None:
+    if not sth.verify(log_keys):
+        raise VerificationFailure(where, "signature of the tree head does not verify")
+    if sth.tree_size > tree.size:
+        raise VerificationFailure(where, f"signs {sth.tree_size} entries but the log has {tree.size}")
+    if tree.root_at(sth.tree_size) != sth.root_hash:
+        raise VerificationFailure(
+            where, f"root hash differs from the tree recomputed at size {sth.tree_size}"
+        )
+
+
+def _keys(doc: Mapping[str, Any], trusted: Mapping[str, bytes] | None) -> Mapping[str, bytes]:
+    if trusted is not None:
+        return trusted
+    raw = doc.get("log_keys")
+    if not isinstance(raw, Mapping):
+        raise VerificationFailure("log_keys", "missing: give the log's public key")
+    try:
+        return {str(k): bytes.fromhex(v) for k, v in raw.items()}
+    except (TypeError, ValueError) as exc:
+        raise VerificationFailure("log_keys", "must map key ids to hex public keys") from exc
+
+
+def _hashes(raw: Any, where: str) -> list[bytes]:
+    if not isinstance(raw, list):
+        raise VerificationFailure(where, "must be a list of hex hashes")
+    try:
+        return [bytes.fromhex(h) for h in raw]
+    except (TypeError, ValueError) as exc:
+        raise VerificationFailure(where, "must be a list of hex hashes") from exc
+
+
+def _sth(raw: Any, where: str, keys: Mapping[str, bytes]) -> TreeHead:
+    try:
+        sth = TreeHead.from_json(raw)
+    except ValueError as exc:
+        raise VerificationFailure(where, str(exc)) from exc
+    if not sth.verify(keys):
+        raise VerificationFailure(where, "signature does not verify under the log key")
+    return sth
+
+
+def check_inclusion_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """Verify an inclusion proof file; return a summary, or raise `VerificationFailure`."""
+    if not isinstance(doc, Mapping) or doc.get("kind") != INCLUSION_KIND:
+        raise VerificationFailure("kind", f"not a {INCLUSION_KIND} document")
+    keys = _keys(doc, trusted_keys)
+    sth = _sth(doc.get("tree_head"), "tree_head", keys)
+    index = doc.get("leaf_index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise VerificationFailure("leaf_index", "must be an integer")
+    try:
+        entry = bytes.fromhex(doc.get("entry", ""))
+    except (TypeError, ValueError) as exc:
+        raise VerificationFailure("entry", "must be hex") from exc
+    path = _hashes(doc.get("audit_path"), "audit_path")
+    if not merkle.verify_inclusion(merkle.leaf_hash(entry), index, sth.tree_size, path, sth.root_hash):
+        raise VerificationFailure(
+            "audit_path", "the entry is not included at that index under the signed root"
+        )
+    try:
+        parsed = parse_entry(entry)
+    except DomainError as exc:
+        raise VerificationFailure("entry", exc.message) from exc
+    if parsed.seq != index:
+        raise VerificationFailure("entry", f"entry says it is number {parsed.seq}, proof says {index}")
+    return {
+        "kind": INCLUSION_KIND,
+        "leaf_index": index,
+        "tree_size": sth.tree_size,
+        "root_hash": sth.root_hash.hex(),
+        "operation": parsed.signed.payload,
+    }
+
+
+def check_consistency_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """Verify a consistency proof file; return a summary, or raise `VerificationFailure`."""
+    if not isinstance(doc, Mapping) or doc.get("kind") != CONSISTENCY_KIND:
+        raise VerificationFailure("kind", f"not a {CONSISTENCY_KIND} document")
+    keys = _keys(doc, trusted_keys)
+    old = _sth(doc.get("old_tree_head"), "old_tree_head", keys)
+    new = _sth(doc.get("new_tree_head"), "new_tree_head", keys)
+    proof = _hashes(doc.get("proof"), "proof")
+    if not merkle.verify_consistency(old.tree_size, new.tree_size, old.root_hash, new.root_hash, proof):
+        raise VerificationFailure("proof", "the newer tree does not extend the older one")
+    return {
+        "kind": CONSISTENCY_KIND,
+        "old_tree_size": old.tree_size,
+        "new_tree_size": new.tree_size,
+        "old_root_hash": old.root_hash.hex(),
+        "new_root_hash": new.root_hash.hex(),
+    }

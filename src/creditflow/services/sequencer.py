@@ -1,0 +1,352 @@
+"""The sequencer: the single writer of the log, with group commit.
+
+Submitters hand signed operations to a bounded queue and wait; one writer thread takes up to
+``sequencer_batch_max`` at a time and, in ONE transaction: locks the log head, loads every piece,
+certificate, party and key the batch touches, checks and applies each operation in order (the same
+`step` the offline verifier replays), appends the entries, extends the Merkle tree, signs a tree head,
+and commits. Only then are the submitters answered: an acknowledged operation is durable, and an
+operation that failed its rules left no trace. A failed commit fails the whole batch and nothing is
+acknowledged.
+
+Across processes the head-row lock (PostgreSQL ``FOR UPDATE``, SQLite ``BEGIN IMMEDIATE``) keeps one
+appender at a time, so several API workers may each run a sequencer against the same database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from creditflow.adapters.sql import ledger_store as store
+from creditflow.config import Settings
+from creditflow.domain import operations as ops
+from creditflow.domain.certificates import Certificate, Context, Effects, Piece
+from creditflow.domain.errors import Conflict, DomainError, LimitExceeded
+from creditflow.domain.parties import Party, PartyKey
+from creditflow.domain.state import MemoryState
+from creditflow.ledger import merkle
+from creditflow.ledger.entries import SignedOperation, entry_bytes, step
+from creditflow.ledger.signing import Signer
+from creditflow.ledger.tree_head import TreeHead, sign_tree_head
+from creditflow.services.clock import Clock
+
+log = logging.getLogger(__name__)
+
+Precheck = Callable[[Connection, MemoryState], None]
+Projection = Callable[[Connection, Effects, MemoryState], None]
+"""Runs in the batch transaction after an operation is accepted, before the in-memory state moves on,
+to keep an off-ledger table in step with the ledger (e.g. release a payable when a certificate goes void)."""
+"""Runs in the batch transaction (inside a savepoint) before the operation is applied; it may read and
+write off-ledger tables (e.g. reserve a payable) and raises `DomainError` to refuse the operation."""
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The acknowledgement of a committed operation."""
+
+    seq: int
+    op_id: str
+    op_type: str
+    ts_ms: int
+    leaf_hash: str
+    tree_size: int
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "op_id": self.op_id,
+            "op_type": self.op_type,
+            "ts_ms": self.ts_ms,
+            "leaf_hash": self.leaf_hash,
+            "tree_size": self.tree_size,
+            "result": self.result,
+        }
+
+
+@dataclass(slots=True)
+class _Submission:
+    signed: SignedOperation
+    precheck: Precheck | None
+    future: Future[Receipt]
+
+
+class SequencerClosed(RuntimeError):
+    pass
+
+
+def _referenced(op: ops.Operation) -> tuple[set[str], set[str], set[str]]:
+    """(piece ids, certificate ids, party ids) an operation may read."""
+    piece_ids: set[str] = set()
+    cert_ids: set[str] = set()
+    party_ids = {op.actor}
+    for name in ("piece_id",):
+        if hasattr(op, name):
+            piece_ids.add(getattr(op, name))
+    if hasattr(op, "certificate_id"):
+        cert_ids.add(op.certificate_id)
+    for name in ("to", "org_id"):
+        if hasattr(op, name):
+            party_ids.add(getattr(op, name))
+    return piece_ids, cert_ids, party_ids
+
+
+class Sequencer:
+    def __init__(
+        self,
+        engine: Engine,
+        log_signer: Signer,
+        platform_keys: Mapping[str, bytes],
+        clock: Clock,
+        settings: Settings,
+        projections: Sequence[Projection] = (),
+    ):
+        self._engine = engine
+        self._projections = tuple(projections)
+        self._log_signer = log_signer
+        self._platform_keys = dict(platform_keys)
+        self._clock = clock
+        self._batch_max = settings.sequencer_batch_max
+        self._timeout_s = settings.sequencer_timeout_s
+        self._queue: queue.Queue[_Submission | None] = queue.Queue(maxsize=settings.sequencer_queue_max)
+        self._frontier: merkle.CompactRange | None = None
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+        self.batches_committed = 0
+        self.ops_committed = 0
+
+    # --- submitting ------------------------------------------------------------------------------
+
+    def submit_async(self, signed: SignedOperation, precheck: Precheck | None = None) -> Future[Receipt]:
+        if self._closed:
+            raise SequencerClosed("the sequencer is closed")
+        self._ensure_thread()
+        future: Future[Receipt] = Future()
+        try:
+            self._queue.put(_Submission(signed, precheck, future), timeout=self._timeout_s)
+        except queue.Full as exc:
+            raise LimitExceeded("the ledger is overloaded; retry later", code="ledger_busy") from exc
+        return future
+
+    def submit(self, signed: SignedOperation, precheck: Precheck | None = None) -> Receipt:
+        """Submit and wait for the commit. Raises the operation's `DomainError` if it was refused."""
+        return self.submit_async(signed, precheck).result(timeout=self._timeout_s)
+
+    def close(self) -> None:
+        with self._start_lock:
+            self._closed = True
+            thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join()
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="creditflow-sequencer", daemon=True)
+                self._thread.start()
+
+    # --- the writer ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self._batch_max:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._process(batch)
+            if stop:
+                return
+
+    def _process(self, batch: list[_Submission]) -> None:
+        try:
+            outcomes, frontier = self._commit(batch)
+        except Exception as exc:  # the transaction rolled back: nothing of the batch happened
+            log.exception("sequencer batch of %d failed", len(batch))
+            self._frontier = None
+            for sub in batch:
+                if not sub.future.done():
+                    sub.future.set_exception(exc)
+            return
+        self._frontier = frontier
+        for sub, outcome in zip(batch, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                sub.future.set_exception(outcome)
+            else:
+                sub.future.set_result(outcome)
+
+    def _load_state(self, conn: Connection, batch: list[_Submission]) -> MemoryState:
+        piece_ids: set[str] = set()
+        cert_ids: set[str] = set()
+        party_ids: set[str] = set()
+        for sub in batch:
+            p, c, o = _referenced(sub.signed.op)
+            piece_ids |= p
+            cert_ids |= c
+            party_ids |= o
+        pieces = store.load_pieces(conn, piece_ids)
+        cert_ids |= {p.certificate_id for p in pieces}
+        certs = store.load_certificates(conn, cert_ids)
+        roots = {c.root_piece_id for c in certs} - {p.id for p in pieces}
+        if roots:
+            pieces += store.load_pieces(conn, roots)
+        state = MemoryState(keep_events=False)
+        state.load(pieces, certs, store.load_parties(conn, party_ids), store.load_keys(conn, party_ids))
+        return state
+
+    def _commit(self, batch: list[_Submission]) -> tuple[list[Receipt | BaseException], merkle.CompactRange]:
+        outcomes: list[Receipt | BaseException] = []
+        with self._engine.begin() as conn:
+            size, last_ts = store.lock_head(conn)
+            if self._frontier is not None and self._frontier.size == size:
+                frontier = self._frontier.copy()
+            else:
+                frontier = merkle.CompactRange.from_fetch(size, lambda nodes: store.fetch_nodes(conn, nodes))
+            ts_ms = max(self._clock.now_ms(), last_ts)
+            state = self._load_state(conn, batch)
+            # Snapshot of what the database holds, to tell inserts from guarded updates.
+            loaded_pieces: dict[str, Piece] = dict(state.pieces)
+            loaded_certs: dict[str, Certificate] = dict(state.certificates)
+            loaded_parties: set[str] = set(state.parties)
+            loaded_keys: dict[tuple[str, str], PartyKey] = {
+                (k.org_id, k.key_id): k for keys in state.party_keys.values() for k in keys.values()
+            }
+            seen = store.existing_op_ids(conn, [s.signed.op.op_id for s in batch])
+            entries: list[dict[str, Any]] = []
+            nodes: list[tuple[int, int, bytes]] = []
+            events = []
+            seq = size
+            for sub in batch:
+                signed = sub.signed
+                op_id = signed.op.op_id
+                if op_id in seen:
+                    outcomes.append(
+                        Conflict(
+                            f"operation {op_id} was already submitted",
+                            code="replayed_operation",
+                            field="op_id",
+                        )
+                    )
+                    continue
+                ctx = Context(seq=seq, ts_ms=ts_ms)
+                try:
+                    if sub.precheck is not None:
+                        with conn.begin_nested():
+                            sub.precheck(conn, state)
+                            effects = step(signed, state, ctx, self._platform_keys)
+                    else:
+                        effects = step(signed, state, ctx, self._platform_keys)
+                except DomainError as exc:
+                    outcomes.append(exc)
+                    continue
+                for project in self._projections:
+                    project(conn, effects, state)
+                state.apply_effects(effects)
+                events.extend(effects.events)
+                seen.add(op_id)
+                data = entry_bytes(signed, seq, ts_ms)
+                leaf = merkle.leaf_hash(data)
+                nodes.extend(frontier.append(leaf))
+                entries.append(
+                    {
+                        "seq": seq,
+                        "op_id": op_id,
+                        "op_type": signed.op.TYPE,
+                        "actor": signed.op.actor,
+                        "ts_ms": ts_ms,
+                        "entry": data,
+                        "leaf_hash": leaf,
+                    }
+                )
+                outcomes.append(Receipt(seq, op_id, signed.op.TYPE, ts_ms, leaf.hex(), 0, effects.result))
+                seq += 1
+            if seq == size:
+                return outcomes, frontier  # nothing valid in this batch; the transaction commits nothing
+            head = sign_tree_head(self._log_signer, seq, frontier.root(), ts_ms)
+            self._write(
+                conn,
+                state,
+                loaded_pieces,
+                loaded_certs,
+                loaded_parties,
+                loaded_keys,
+                entries,
+                nodes,
+                events,
+                head,
+            )
+        self.batches_committed += 1
+        self.ops_committed += seq - size
+        final = [
+            Receipt(o.seq, o.op_id, o.op_type, o.ts_ms, o.leaf_hash, seq, o.result)
+            if isinstance(o, Receipt)
+            else o
+            for o in outcomes
+        ]
+        return final, frontier
+
+    @staticmethod
+    def _write(
+        conn: Connection,
+        state: MemoryState,
+        loaded_pieces: dict[str, Piece],
+        loaded_certs: dict[str, Certificate],
+        loaded_parties: set[str],
+        loaded_keys: dict[tuple[str, str], PartyKey],
+        entries: list[dict[str, Any]],
+        nodes: list[tuple[int, int, bytes]],
+        events: list[Any],
+        head: TreeHead,
+    ) -> None:
+        new_pieces = [p for pid, p in state.pieces.items() if pid not in loaded_pieces]
+        changed_pieces = [
+            (loaded_pieces[pid], p)
+            for pid, p in state.pieces.items()
+            if pid in loaded_pieces and p != loaded_pieces[pid]
+        ]
+        new_certs = [c for cid, c in state.certificates.items() if cid not in loaded_certs]
+        changed_certs = [
+            c for cid, c in state.certificates.items() if cid in loaded_certs and c != loaded_certs[cid]
+        ]
+        new_parties: list[Party] = [p for oid, p in state.parties.items() if oid not in loaded_parties]
+        all_keys = [k for keys in state.party_keys.values() for k in keys.values()]
+        new_keys = [k for k in all_keys if (k.org_id, k.key_id) not in loaded_keys]
+        changed_keys = [
+            k
+            for k in all_keys
+            if (k.org_id, k.key_id) in loaded_keys and k != loaded_keys[(k.org_id, k.key_id)]
+        ]
+        store.write_batch(
+            conn,
+            entries=entries,
+            nodes=nodes,
+            new_pieces=new_pieces,
+            changed_pieces=changed_pieces,
+            new_certificates=new_certs,
+            changed_certificates=changed_certs,
+            new_parties=new_parties,
+            new_keys=new_keys,
+            changed_keys=changed_keys,
+            events=events,
+            tree_head=head,
+        )
