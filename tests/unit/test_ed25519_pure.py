@@ -150,14 +150,10 @@ def test_rfc8032_vectors_verify(seed: str, public: str, message: bytes, sig: str
     [v[1:] for v in RFC8032_VECTORS],
     ids=[v[0] for v in RFC8032_VECTORS],
 )
-def test_rfc8032_vectors_reject_other_message_and_key(
-    seed: str, public: str, message: bytes, sig: str
-) -> None:
+def test_rfc8032_vectors_reject_other_message_and_key(seed: str, public: str, message: bytes, sig: str) -> None:
     public_key, signature = bytes.fromhex(public), bytes.fromhex(sig)
     assert verify(public_key, message + b"\x00", signature) is False
-    other_key = bytes.fromhex(
-        RFC8032_VECTORS[0][2] if public != RFC8032_VECTORS[0][2] else RFC8032_VECTORS[1][2]
-    )
+    other_key = bytes.fromhex(RFC8032_VECTORS[0][2] if public != RFC8032_VECTORS[0][2] else RFC8032_VECTORS[1][2])
     assert verify(other_key, message, signature) is False
 
 
@@ -240,9 +236,7 @@ def test_agrees_with_pynacl_on_mixed_order_keys_and_r() -> None:
         a = scalar(b"a%d" % i)
         r = scalar(b"r%d" % i)
         message = b"message %d" % i
-        public_key = sodium.crypto_core_ed25519_add(
-            sodium.crypto_scalarmult_ed25519_base_noclamp(a), ORDER_8_POINT
-        )
+        public_key = sodium.crypto_core_ed25519_add(sodium.crypto_scalarmult_ed25519_base_noclamp(a), ORDER_8_POINT)
         r_point = sodium.crypto_scalarmult_ed25519_base_noclamp(r)
         if i % 2:
             r_point = sodium.crypto_core_ed25519_add(r_point, ORDER_8_POINT)
@@ -293,15 +287,11 @@ def test_non_canonical_s_is_refused() -> None:
 def test_points_that_do_not_decode_are_refused() -> None:
     public_key, signature = signed(b"\x03" * 32, b"m")
     # y >= p: the non-canonical encodings p .. 2^255 - 1 (here with both sign bits).
-    non_canonical = [
-        (y | sign << 255).to_bytes(32, "little") for y in (P, P + 5, 2**255 - 1) for sign in (0, 1)
-    ]
+    non_canonical = [(y | sign << 255).to_bytes(32, "little") for y in (P, P + 5, 2**255 - 1) for sign in (0, 1)]
     # x = 0 with the sign bit set (y = 1 and y = -1 are the only points with x = 0).
     negative_zero = [(1 | 1 << 255).to_bytes(32, "little"), ((P - 1) | 1 << 255).to_bytes(32, "little")]
     # y = 2 has no x on the curve ((y^2 - 1) / (d y^2 + 1) is not a square): found by libsodium.
-    not_on_curve = [
-        y.to_bytes(32, "little") for y in range(2, 40) if not _sodium_decodes(y.to_bytes(32, "little"))
-    ]
+    not_on_curve = [y.to_bytes(32, "little") for y in range(2, 40) if not _sodium_decodes(y.to_bytes(32, "little"))]
     assert not_on_curve
     for encoding in non_canonical + negative_zero + not_on_curve:
         assert verify(encoding, b"m", signature) is False

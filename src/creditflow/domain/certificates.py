@@ -94,6 +94,9 @@ class Piece:
 
 @dataclass(frozen=True, slots=True)
 class PieceEvent:
+    """Something that happened to an existing piece (accepted, transferred, split, frozen, ...).
+    A piece's creation is not an event row: the piece itself records the entry that created it."""
+
     seq: int
     piece_id: str
     event: str
@@ -295,7 +298,6 @@ def _issue(op: Issue, state: StateView, ctx: Context) -> Effects:
     return Effects(
         pieces=[root],
         certificates=[cert],
-        events=[_event(ctx, root_id, "issued", op.actor)],
         result={"certificate_id": cert_id, "piece_id": root_id},
     )
 
@@ -338,7 +340,6 @@ def _return_to_sender(
         created_seq=ctx.seq,
     )
     effects.pieces.append(back)
-    effects.events.append(_event(ctx, back.id, "returned", actor))
     effects.result = {"piece_id": piece.id, "returned_piece_id": back.id}
     return effects
 
@@ -393,7 +394,7 @@ def _transfer(op: Transfer, state: StateView, ctx: Context) -> Effects:
     )
     effects = Effects(
         pieces=[_close(piece, PieceState.SPENT, ctx), sent],
-        events=[_event(ctx, piece.id, "transferred", op.actor), _event(ctx, sent.id, "received", op.actor)],
+        events=[_event(ctx, piece.id, "transferred", op.actor)],
         result={"piece_id": sent.id},
     )
     change_amount = piece.amount_minor - op.amount_minor
@@ -409,7 +410,6 @@ def _transfer(op: Transfer, state: StateView, ctx: Context) -> Effects:
             accept_by_ms=None,
         )
         effects.pieces.append(change)
-        effects.events.append(_event(ctx, change.id, "change", op.actor))
         effects.result["change_piece_id"] = change.id
     return effects
 
@@ -443,8 +443,7 @@ def _split(op: Split, state: StateView, ctx: Context) -> Effects:
     ]
     return Effects(
         pieces=[_close(piece, PieceState.SPENT, ctx), *children],
-        events=[_event(ctx, piece.id, "split", op.actor)]
-        + [_event(ctx, c.id, "created", op.actor) for c in children],
+        events=[_event(ctx, piece.id, "split", op.actor)],
         result={"piece_ids": [c.id for c in children]},
     )
 

@@ -6,7 +6,7 @@ anything that is not a whole number of fen is refused rather than rounded.
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+import re
 
 from creditflow.domain.errors import InvalidInput
 
@@ -34,19 +34,29 @@ def check_currency(value: object, *, field: str = "currency") -> str:
     return str(value)
 
 
+_AMOUNT_RE = re.compile(r"^(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?$")
+
+
 def parse_major(text: str, *, field: str = "amount") -> int:
-    """Parse a yuan amount such as ``"1,000,000.00"`` into fen, exactly; refuse fractional fen."""
-    cleaned = text.strip().replace(",", "")
-    try:
-        value = Decimal(cleaned)
-    except InvalidOperation as exc:
-        raise InvalidInput(f"{field}: {text!r} is not a number", code="invalid_amount", field=field) from exc
-    if not value.is_finite():
-        raise InvalidInput(f"{field}: {text!r} is not a number", code="invalid_amount", field=field)
-    minor = value * MINOR_PER_MAJOR
-    if minor != minor.to_integral_value():
+    """Parse a yuan amount such as ``"1,000,000.00"`` into fen, exactly.
+
+    Only plain ASCII digits, an optional decimal point and correctly placed thousands separators are
+    read; anything else (exponents, signs, "1,00", full-width digits) is refused rather than guessed,
+    and so is a fraction of a fen, however small.
+    """
+    cleaned = text.strip()
+    if not _AMOUNT_RE.match(cleaned):
+        raise InvalidInput(
+            f"{field}: {text!r} is not an amount like 1,234.56", code="invalid_amount", field=field
+        )
+    whole, _, fraction = cleaned.replace(",", "").partition(".")
+    if fraction.rstrip("0")[2:]:
         raise InvalidInput(f"{field}: {text!r} has a fraction of a fen", code="invalid_amount", field=field)
-    return check_amount_minor(int(minor), field=field)
+    whole = whole.lstrip("0") or "0"
+    if len(whole) > len(str(MAX_AMOUNT_MINOR)):
+        raise InvalidInput(f"{field}: {text!r} exceeds the maximum amount", code="invalid_amount", field=field)
+    minor = int(whole) * MINOR_PER_MAJOR + int((fraction + "00")[:2])
+    return check_amount_minor(minor, field=field)
 
 
 def format_minor(amount_minor: int, currency: str = "CNY") -> str:

@@ -25,7 +25,10 @@ def check_character(first17: str) -> str:
 
 def validate_uscc(code: str, *, field: str = "uscc") -> str:
     """Return the code upper-cased if it is a well-formed USCC with the right check character."""
-    value = code.strip().upper()
+    value = code.strip()
+    if not value.isascii():
+        raise InvalidInput(f"{field} must be ASCII letters and digits", code="invalid_uscc", field=field)
+    value = value.upper()
     if len(value) != 18:
         raise InvalidInput(
             f"{field} must have 18 characters, got {len(value)}", code="invalid_uscc", field=field

@@ -157,9 +157,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """
     bytes_like = (bytes, bytearray, memoryview)
     if not (
-        isinstance(public_key, bytes_like)
-        and isinstance(message, bytes_like)
-        and isinstance(signature, bytes_like)
+        isinstance(public_key, bytes_like) and isinstance(message, bytes_like) and isinstance(signature, bytes_like)
     ):
         return False
     public_key, message, signature = bytes(public_key), bytes(message), bytes(signature)

@@ -64,7 +64,7 @@ def _encode(value: Any, out: list[str]) -> None:
             out.append(":")
             _encode(value[key], out)
         out.append("}")
-    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray | memoryview):
         out.append("[")
         for i, item in enumerate(value):
             if i:
@@ -78,7 +78,10 @@ def _encode(value: Any, out: list[str]) -> None:
 def encode(value: Any) -> bytes:
     """Return the canonical bytes of ``value``; raise `EncodingError` if it has none."""
     out: list[str] = []
-    _encode(value, out)
+    try:
+        _encode(value, out)
+    except RecursionError as exc:
+        raise EncodingError("value is nested too deeply") from exc
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -107,6 +110,8 @@ def decode(data: bytes) -> Any:
         value = json.loads(text, parse_float=_no_float, parse_constant=_no_constant, object_pairs_hook=_pairs)
     except EncodingError:
         raise
+    except RecursionError as exc:
+        raise EncodingError("input is nested too deeply") from exc
     except ValueError as exc:
         raise EncodingError(f"not valid canonical JSON: {exc}") from exc
     if encode(value) != data:

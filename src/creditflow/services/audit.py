@@ -118,7 +118,7 @@ def verify_database(
         n = tree.size
 
         # 3. Merkle nodes
-        expected_nodes = sum(n >> level for level in range(n.bit_length() + 1))
+        expected_nodes = sum(n >> level for level in range(1, n.bit_length() + 1))  # level 0 is the leaf_hash column
         stored_nodes = 0
         for key, value in conn.execution_options(yield_per=5000).execute(
             select(merkle_nodes.c.node_key, merkle_nodes.c.hash)

@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, func, or_, select
 
 from creditflow.adapters.sql import ledger_store as store
-from creditflow.adapters.sql.tables import certificates, parties, piece_events, pieces
+from creditflow.adapters.sql.tables import certificates, ledger_entries, parties, piece_events, pieces
 from creditflow.config import Settings
 from creditflow.domain.certificates import Certificate, CertificateState, Piece, PieceState
 from creditflow.domain.errors import InvalidInput, LimitExceeded, NotFound
 from creditflow.domain.parties import Party
 
 LIVE = (PieceState.PENDING.value, PieceState.ACTIVE.value)
+_CREATION = {"issue": "issued", "transfer": "received", "split": "split_off", "reject": "returned", "expire": "returned"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -236,8 +236,17 @@ def existing_op_ids(conn: Connection, op_ids: Iterable[str]) -> set[str]:
 
 
 def fetch_nodes(conn: Connection, nodes: Sequence[NodeId]) -> dict[NodeId, bytes]:
-    keys = {node_key(n): n for n in nodes}
+    """Perfect-subtree hashes by (level, index). Level 0 is the leaf hash kept with each entry; higher
+    levels live in ``merkle_nodes`` (so each append writes about one node row, not two)."""
+    leaves = sorted({index for level, index in nodes if level == 0})
+    keys = {node_key(n): n for n in nodes if n[0] > 0}
     out: dict[NodeId, bytes] = {}
+    for chunk in _chunks(leaves):
+        rows = conn.execute(
+            select(ledger_entries.c.seq, ledger_entries.c.leaf_hash).where(ledger_entries.c.seq.in_(chunk))
+        )
+        for seq, value in rows:
+            out[(0, int(seq))] = bytes(value)
     for chunk in _chunks(list(keys)):
         rows = conn.execute(
             select(merkle_nodes.c.node_key, merkle_nodes.c.hash).where(merkle_nodes.c.node_key.in_(chunk))
@@ -248,6 +257,35 @@ def fetch_nodes(conn: Connection, nodes: Sequence[NodeId]) -> dict[NodeId, bytes
 
 
 # --- batch writes ---------------------------------------------------------------------------------
+
+
+def _placeholders(conn: Connection, n: int) -> str:
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    return ", ".join([mark] * n)
+
+
+def _insert_many(conn: Connection, table: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """``executemany`` straight on the driver: the sequencer's hot path writes a few rows per operation,
+    and SQLAlchemy's per-row parameter processing cost more than the insert itself."""
+    if rows:
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_placeholders(conn, len(columns))})"
+        conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
+
+
+_PIECE_COLUMNS = (
+    "id",
+    "certificate_id",
+    "parent_id",
+    "holder",
+    "sender",
+    "amount_minor",
+    "state",
+    "frozen",
+    "tier",
+    "accept_by_ms",
+    "created_seq",
+    "closed_seq",
+)
 
 
 def write_batch(
@@ -267,12 +305,18 @@ def write_batch(
 ) -> None:
     """Write one group commit. ``changed_pieces`` holds (as loaded, final) pairs: the update is guarded
     by the loaded state, and a mismatch (someone else moved the piece) aborts the whole transaction."""
-    if entries:
-        conn.execute(ledger_entries.insert(), list(entries))
-    if nodes:
-        conn.execute(
-            merkle_nodes.insert(), [{"node_key": node_key((lvl, idx)), "hash": h} for lvl, idx, h in nodes]
-        )
+    _insert_many(
+        conn,
+        ledger_entries,
+        ("seq", "op_id", "op_type", "actor", "ts_ms", "entry", "leaf_hash"),
+        [(e["seq"], e["op_id"], e["op_type"], e["actor"], e["ts_ms"], e["entry"], e["leaf_hash"]) for e in entries],
+    )
+    _insert_many(
+        conn,
+        merkle_nodes,
+        ("node_key", "hash"),
+        [(node_key((lvl, idx)), h) for lvl, idx, h in nodes if lvl > 0],
+    )
     if new_parties:
         conn.execute(parties.insert(), [party_to_row(p) for p in new_parties])
     if new_keys:
@@ -299,40 +343,35 @@ def write_batch(
             .values(state=bindparam("b_state"))
         )
         conn.execute(stmt, [{"b_id": c.id, "b_state": c.state.value} for c in changed_certificates])
-    if new_pieces:
-        conn.execute(pieces.insert(), [piece_to_row(p) for p in new_pieces])
+    _insert_many(
+        conn,
+        pieces,
+        _PIECE_COLUMNS,
+        [
+            (p.id, p.certificate_id, p.parent_id, p.holder, p.sender, p.amount_minor, p.state.value, p.frozen, p.tier,
+             p.accept_by_ms, p.created_seq, p.closed_seq)
+            for p in new_pieces
+        ],
+    )
     if changed_pieces:
-        stmt = (
-            update(pieces)
-            .where(
-                pieces.c.id == bindparam("b_id"),
-                pieces.c.state == bindparam("b_old_state"),
-                pieces.c.frozen == bindparam("b_old_frozen"),
-            )
-            .values(
-                state=bindparam("b_state"),
-                frozen=bindparam("b_frozen"),
-                accept_by_ms=bindparam("b_accept_by_ms"),
-                closed_seq=bindparam("b_closed_seq"),
-            )
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        sql = (
+            f"UPDATE pieces SET state = {mark}, frozen = {mark}, accept_by_ms = {mark}, closed_seq = {mark} "
+            f"WHERE id = {mark} AND state = {mark} AND frozen = {mark}"
         )
         params = [
-            {
-                "b_id": new.id,
-                "b_old_state": old.state.value,
-                "b_old_frozen": old.frozen,
-                "b_state": new.state.value,
-                "b_frozen": new.frozen,
-                "b_accept_by_ms": new.accept_by_ms,
-                "b_closed_seq": new.closed_seq,
-            }
+            (new.state.value, new.frozen, new.accept_by_ms, new.closed_seq, new.id, old.state.value, old.frozen)
             for old, new in changed_pieces
         ]
-        result = conn.execute(stmt, params)
+        result = conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
         if result.rowcount != len(params):
             raise RuntimeError("a piece changed under the sequencer's lock: refusing to commit the batch")
-    if events:
-        conn.execute(piece_events.insert(), [event_to_row(e) for e in events])
+    _insert_many(
+        conn,
+        piece_events,
+        ("piece_id", "seq", "event", "actor", "ts_ms"),
+        [(e.piece_id, e.seq, e.event, e.actor, e.ts_ms) for e in events],
+    )
     conn.execute(
         tree_heads.insert().values(
             tree_size=tree_head.tree_size,

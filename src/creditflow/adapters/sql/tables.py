@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 metadata = MetaData(
@@ -120,7 +121,7 @@ pieces = Table(
     metadata,
     Column("id", UUID, primary_key=True),
     Column("certificate_id", UUID, nullable=False, index=True),
-    Column("parent_id", UUID, index=True),
+    Column("parent_id", UUID),
     Column("holder", ID, nullable=False),
     Column("sender", ID),
     Column("amount_minor", BigInteger, nullable=False),
@@ -132,7 +133,13 @@ pieces = Table(
     Column("closed_seq", BigInteger),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
     Index("ix_pieces_holder_created", "holder", "created_seq"),
-    Index("ix_pieces_state_accept_by", "state", "accept_by_ms"),
+    # Only pending pieces are looked up by deadline (the expiry sweep): a partial index stays small.
+    Index(
+        "ix_pieces_pending_accept_by",
+        "accept_by_ms",
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
 )
 
 piece_events = Table(

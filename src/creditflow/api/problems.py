@@ -1,0 +1,203 @@
+"""Errors as RFC 9457 problem details (``application/problem+json``), mapped in one place.
+
+Every error the API returns has the same shape::
+
+    {"type": "https://creditflow.example/problems/piece_already_spent",
+     "title": "Piece already spent", "status": 409, "detail": "the piece has already been spent",
+     "code": "piece_already_spent", "field": "piece_id", "instance": "/v1/pieces/.../split"}
+
+- `DomainError` subclasses keep their stable ``code`` and their ``status`` (422, 404, 403, 401, 409, 400, 413).
+- Request validation (FastAPI/pydantic) is 422 ``invalid_input`` naming the first bad field (``errors``
+  lists them all); a bad amount field (``*_minor``) is ``invalid_amount``, the code the domain uses.
+- Unknown routes are 404 ``not_found``, wrong methods 405 ``method_not_allowed``, bodies over the limit
+  413 ``request_too_large``.
+- Anything unexpected is 500 ``internal_error``: logged with its traceback, never shown to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from creditflow.domain.errors import DomainError
+
+log = logging.getLogger("creditflow.api")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://creditflow.example/problems/"
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = PROBLEM_JSON
+
+
+def title_for(code: str) -> str:
+    return code.replace("_", " ").capitalize()
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + code,
+        "title": title_for(code),
+        "status": status,
+        "detail": detail,
+        "code": code,
+    }
+    if field is not None:
+        body["field"] = field
+    if instance is not None:
+        body["instance"] = instance
+    body.update({k: v for k, v in extensions.items() if k not in body})
+    all_headers = dict(headers or {})
+    if status == 401:
+        all_headers.setdefault("WWW-Authenticate", 'Bearer realm="creditflow"')
+    return ProblemResponse(body, status_code=status, headers=all_headers)
+
+
+def _json_safe(value: Any) -> bool:
+    return value is None or isinstance(value, str | int | float | bool)
+
+
+def domain_problem(exc: DomainError, instance: str | None) -> ProblemResponse:
+    extras = {k: v for k, v in exc.details.items() if _json_safe(v)}
+    return problem(exc.status, exc.code, exc.message, instance=instance, field=exc.field, **extras)
+
+
+def field_name(loc: Sequence[int | str]) -> str:
+    """``("body", "amounts_minor", 1)`` -> ``"amounts_minor[1]"``; ``("query", "limit")`` -> ``"limit"``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header", "cookie"):
+        source = parts.pop(0)
+        if not parts:
+            return str(source)
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "body"
+
+
+def _validation_problem(errors: Sequence[Any], instance: str) -> ProblemResponse:
+    listed = []
+    for err in errors:
+        loc = err.get("loc", ()) if isinstance(err, Mapping) else ()
+        name = field_name(loc)
+        kind = str(err.get("type", "")) if isinstance(err, Mapping) else ""
+        message = str(err.get("msg", "is not valid")) if isinstance(err, Mapping) else "is not valid"
+        if kind == "extra_forbidden":
+            message = "is not a known field"
+        elif kind == "json_invalid":
+            name, message = "body", "is not valid JSON"
+        listed.append({"field": name, "message": message, "type": kind})
+    if not listed:
+        listed.append({"field": "body", "message": "is not valid", "type": ""})
+    first = listed[0]
+    leaf = first["field"].split(".")[-1].split("[")[0]
+    amount = leaf.endswith("_minor") and first["type"] not in ("missing", "extra_forbidden")
+    code = "invalid_amount" if amount else "invalid_input"
+    return problem(
+        422,
+        code,
+        f"{first['field']}: {first['message']}",
+        instance=instance,
+        field=first["field"],
+        errors=listed,
+    )
+
+
+async def _domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    return domain_problem(exc, request.url.path)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    return _validation_problem(exc.errors(), request.url.path)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "http_error")
+    if exc.status_code == 404:
+        detail = f"no resource at {request.url.path}"
+    elif exc.status_code == 405:
+        detail = f"{request.method} is not allowed on {request.url.path}"
+    else:
+        detail = exc.detail if isinstance(exc.detail, str) else title_for(code)
+    return problem(exc.status_code, code, detail, instance=request.url.path, headers=exc.headers)
+
+
+def install(api: FastAPI) -> None:
+    """Register the handlers on ``api``; `CatchAllMiddleware` covers what no handler catches."""
+    api.add_exception_handler(DomainError, _domain_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
+
+
+class CatchAllMiddleware:
+    """Turn an unexpected exception into a 500 problem (logged, not shown), instead of letting it
+    reach the server. Sits inside the body limit and outside idempotency, so that idempotency sees
+    the exception (and drops its reservation) and the client still gets problem+json."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:  # too late for a clean answer; let the server drop the connection
+                raise
+            response = problem(
+                500,
+                "internal_error",
+                "the server failed to handle this request; it has been logged",
+                instance=scope.get("path"),
+            )
+            await response(scope, receive, send)

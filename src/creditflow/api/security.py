@@ -1,0 +1,78 @@
+"""Who is calling: API keys (``Authorization: Bearer cf_...`` or ``X-API-Key: cf_...``) and role rules.
+
+`caller` is the FastAPI dependency every authenticated endpoint takes; it resolves the key through
+`Access.authenticate` (cached in memory after the first look-up) into a `Principal`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from creditflow.bootstrap import App
+from creditflow.domain.errors import Forbidden
+from creditflow.domain.parties import Role
+from creditflow.services.access import Principal
+
+STATE_KEY = "creditflow"
+
+# Declared for the OpenAPI document (the "Authorize" button); the checking is ours.
+_bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer cf_...")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="X-API-Key: cf_...")
+
+
+def get_app(request: Request) -> App:
+    """The `App` this API was created for (stored on the FastAPI instance by `create_app`)."""
+    app: App = getattr(request.app.state, STATE_KEY)
+    return app
+
+
+AppDep = Annotated[App, Depends(get_app)]
+
+
+def token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The API key a request carries: a Bearer token, else ``X-API-Key``; None if neither."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+def caller(
+    request: Request,
+    app: AppDep,
+    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    _api_key_value: Annotated[str | None, Depends(_api_key)],
+) -> Principal:
+    """Authenticate the request (401 ``unauthenticated`` if there is no valid key)."""
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    principal = app.access.authenticate(token_from_headers(request.headers))
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+OVERSEERS = frozenset({Role.OPERATOR, Role.AUDITOR})
+
+
+def is_overseer(principal: Principal) -> bool:
+    """Operator and auditor see every object (not act on them)."""
+    return principal.role in OVERSEERS
+
+
+def require_role(principal: Principal, *roles: Role, what: str = "do this") -> None:
+    """403 ``role_not_allowed`` unless the caller has one of ``roles``."""
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Forbidden(
+            f"a {principal.role.value} may not {what} (allowed: {allowed})", code="role_not_allowed"
+        )

@@ -1,0 +1,118 @@
+"""Shared fixtures. `store_url` runs a test on SQLite and, when CREDITFLOW_TEST_PG_URL is set (CI sets
+it), on a fresh PostgreSQL database too; without it the PostgreSQL variant skips and says why."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from creditflow.bootstrap import App, build
+from creditflow.config import Settings
+from creditflow.domain.uscc import make_uscc
+from creditflow.services.clock import ManualClock
+
+PG_URL = os.environ.get("CREDITFLOW_TEST_PG_URL")
+START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
+START_MS = int(START.timestamp() * 1000)
+FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
+
+
+def _pg_database() -> Iterator[str]:
+    assert PG_URL is not None
+    name = f"cf_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL.replace("postgresql://", "postgresql+psycopg://", 1), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = PG_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'creditflow.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("PostgreSQL variant: set CREDITFLOW_TEST_PG_URL to run it (CI does)")
+    yield from _pg_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'creditflow.db'}"
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    if not PG_URL:
+        pytest.skip("needs PostgreSQL: set CREDITFLOW_TEST_PG_URL to run it (CI does)")
+    yield from _pg_database()
+
+
+def make_settings(url: str, **overrides: object) -> Settings:
+    return Settings(db_url=url, **{**FAST_KDF, **overrides})  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(START_MS)
+
+
+@pytest.fixture
+def app(store_url: str, clock: ManualClock) -> Iterator[App]:
+    with build(make_settings(store_url), clock=clock) as application:
+        yield application
+
+
+@pytest.fixture
+def sqlite_app(sqlite_url: str, clock: ManualClock) -> Iterator[App]:
+    with build(make_settings(sqlite_url), clock=clock) as application:
+        yield application
+
+
+USCC = {name: make_uscc(f"9132030013478{i:04d}") for i, name in enumerate(
+    ["xcmg", "factory", "steel", "ore", "operator", "bank", "auditor", "other", "rival"], start=1
+)}
+ROLES = {
+    "xcmg": "core_enterprise",
+    "factory": "supplier",
+    "steel": "supplier",
+    "ore": "supplier",
+    "operator": "operator",
+    "bank": "bank",
+    "auditor": "auditor",
+    "other": "supplier",
+    "rival": "core_enterprise",
+}
+
+
+def onboard(application: App, *names: str) -> None:
+    for name in names or tuple(ROLES):
+        application.ledger.register_organisation(name, name.title(), ROLES[name], USCC[name])
+
+
+@pytest.fixture
+def world(app: App) -> App:
+    """An app with the demo's cast registered (platform custody)."""
+    onboard(app)
+    return app
+
+
+def issue_accepted(application: App, face_minor: int = 100_000_000, holder: str = "factory") -> str:
+    """Issue a certificate from xcmg to ``holder`` and accept it; return the root piece id."""
+    payable = application.ledger.create_payable("xcmg", holder, face_minor, f"PO-{uuid.uuid4().hex[:6]}")
+    receipt = application.ledger.issue("xcmg", payable.id, face_minor, dt.date(2026, 9, 1))
+    piece_id = str(receipt.result["piece_id"])
+    application.ledger.accept(holder, piece_id)
+    return piece_id
