@@ -20,70 +20,57 @@ hide in the log.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 VERSION = 1
 _INT_MIN = -(2**63)
 _INT_MAX = 2**63 - 1
-# CPython's C string encoder with ensure_ascii=False implements exactly the escaping rules above.
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
 
 
 class EncodingError(ValueError):
     """A value that has no canonical encoding, or bytes that are not canonical."""
 
 
-def _encode(value: Any, out: list[str]) -> None:
-    # The order of checks matters: bool is a subclass of int.
-    if isinstance(value, str):
-        out.append(_encode_str(value))
-    elif value is True:
-        out.append("true")
-    elif value is False:
-        out.append("false")
-    elif value is None:
-        out.append("null")
-    elif isinstance(value, int):
+# The byte production is CPython's C JSON encoder configured to exactly the rules above (it sorts keys by
+# code point, which is the UTF-8 byte order, and escapes as described); `_check` first refuses every value
+# the rules do not allow, so the encoder only ever sees canonical-encodable input. Golden vectors pin it.
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False, allow_nan=False
+).encode
+
+
+def _check(value: Any) -> None:
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return
+    if kind is int:
         if not _INT_MIN <= value <= _INT_MAX:
             raise EncodingError(f"integer out of range: {value}")
-        out.append(str(int(value)))
-    elif isinstance(value, Mapping):
-        keys = list(value.keys())
-        for key in keys:
-            if not isinstance(key, str):
+        return
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
                 raise EncodingError(f"object key is not a string: {key!r}")
-        keys.sort(key=lambda k: k.encode("utf-8", "surrogatepass"))
-        out.append("{")
-        first = True
-        for key in keys:
-            if not first:
-                out.append(",")
-            first = False
-            out.append(_encode_str(key))
-            out.append(":")
-            _encode(value[key], out)
-        out.append("}")
-    elif isinstance(value, Sequence) and not isinstance(value, bytes | bytearray | memoryview):
-        out.append("[")
-        for i, item in enumerate(value):
-            if i:
-                out.append(",")
-            _encode(item, out)
-        out.append("]")
-    else:
-        raise EncodingError(f"type {type(value).__name__} has no canonical encoding")
+            _check(item)
+        return
+    if kind is list or kind is tuple:
+        for item in value:
+            _check(item)
+        return
+    if isinstance(value, str):  # str subclasses such as StrEnum members encode as their text
+        return
+    raise EncodingError(f"type {kind.__name__} has no canonical encoding")
 
 
 def encode(value: Any) -> bytes:
     """Return the canonical bytes of ``value``; raise `EncodingError` if it has none."""
-    out: list[str] = []
     try:
-        _encode(value, out)
+        _check(value)
+        text = _dumps(value)
     except RecursionError as exc:
         raise EncodingError("value is nested too deeply") from exc
     try:
-        return "".join(out).encode("utf-8")
+        return text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise EncodingError("string contains a lone surrogate") from exc
 
@@ -103,17 +90,27 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
+def _int(text: str) -> int:
+    value = int(text)
+    if not _INT_MIN <= value <= _INT_MAX:
+        raise EncodingError(f"integer out of range: {text}")
+    return value
+
+
 def decode(data: bytes) -> Any:
     """Parse canonical bytes; refuse anything that is not exactly canonical."""
     try:
         text = data.decode("utf-8")
-        value = json.loads(text, parse_float=_no_float, parse_constant=_no_constant, object_pairs_hook=_pairs)
+        value = json.loads(
+            text, parse_float=_no_float, parse_int=_int, parse_constant=_no_constant, object_pairs_hook=_pairs
+        )
     except EncodingError:
         raise
     except RecursionError as exc:
         raise EncodingError("input is nested too deeply") from exc
     except ValueError as exc:
         raise EncodingError(f"not valid canonical JSON: {exc}") from exc
-    if encode(value) != data:
+    # The parser only builds values the rules allow (its hooks refuse the rest), so no `_check` here.
+    if _dumps(value).encode("utf-8", "surrogatepass") != data:
         raise EncodingError("bytes are valid JSON but not in canonical form")
     return value

@@ -12,8 +12,9 @@ replay both call it, so they cannot disagree about what is valid.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from creditflow.domain import operations
@@ -21,7 +22,7 @@ from creditflow.domain.certificates import Context, Effects, StateView, apply
 from creditflow.domain.errors import BadSignature, InvalidInput
 from creditflow.domain.parties import PLATFORM
 from creditflow.ledger.encoding import EncodingError, decode, encode
-from creditflow.ledger.signing import op_message, verify_signature
+from creditflow.ledger.signing import OP_CONTEXT, op_message, verify_signature
 
 ENTRY_VERSION = 1
 _SIG_RE = re.compile(r"^[0-9a-f]{128}$")
@@ -37,13 +38,22 @@ class SignatureBlock:
         return {"signer": self.signer, "key_id": self.key_id, "sig": self.sig.hex()}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class SignedOperation:
     """What a client submits: the payload and its signatures. Nothing here is trusted until `step`."""
 
     payload: dict[str, Any]
     op: operations.Operation
     sigs: tuple[SignatureBlock, ...]
+
+    @cached_property
+    def payload_bytes(self) -> bytes:
+        """Canonical bytes of the payload, encoded once (signature check and entry both need them)."""
+        return encode(self.payload)
+
+    @cached_property
+    def message(self) -> bytes:
+        return OP_CONTEXT + self.payload_bytes
 
     @classmethod
     def from_json(cls, data: Any) -> SignedOperation:
@@ -81,11 +91,19 @@ def required_signers(op: operations.Operation) -> tuple[str, ...]:
     return (op.actor,)
 
 
+Verify = Callable[[bytes, bytes, bytes], bool]
+
+
 def check_signatures(
-    signed: SignedOperation, state: StateView, seq: int, platform_keys: Mapping[str, bytes]
+    signed: SignedOperation,
+    state: StateView,
+    seq: int,
+    platform_keys: Mapping[str, bytes],
+    verify: Verify = verify_signature,
 ) -> None:
-    """Every required signer has a valid signature by a key valid at ``seq``; raise `BadSignature` if not."""
-    message = op_message(signed.payload)
+    """Every required signer has a valid signature by a key valid at ``seq``; raise `BadSignature` if not.
+    ``verify`` lets the offline replay run the Ed25519 arithmetic on another core (see the verifier)."""
+    message = signed.message
     needed = set(required_signers(signed.op))
     by_signer = {s.signer: s for s in signed.sigs}
     if set(by_signer) != needed or len(signed.sigs) != len(needed):
@@ -107,20 +125,15 @@ def check_signatures(
             raise BadSignature(
                 f"unknown key {block.key_id!r} for {block.signer!r}", code="unknown_key", field="sigs"
             )
-        if not verify_signature(public, message, block.sig):
+        if not verify(public, message, block.sig):
             raise BadSignature(f"signature of {block.signer!r} does not verify", field="sigs")
 
 
 def entry_bytes(signed: SignedOperation, seq: int, ts_ms: int) -> bytes:
-    return encode(
-        {
-            "v": ENTRY_VERSION,
-            "seq": seq,
-            "ts_ms": ts_ms,
-            "op": signed.payload,
-            "sigs": [s.to_json() for s in signed.sigs],
-        }
-    )
+    """The canonical encoding of the entry object, assembled around the already-encoded payload (the
+    members in canonical order: op, seq, sigs, ts_ms, v). A test pins it to `encode` of the whole."""
+    sigs = encode([s.to_json() for s in signed.sigs])
+    return b'{"op":%s,"seq":%d,"sigs":%s,"ts_ms":%d,"v":%d}' % (signed.payload_bytes, seq, sigs, ts_ms, ENTRY_VERSION)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +170,10 @@ def step(
     state: StateView,
     ctx: Context,
     platform_keys: Mapping[str, bytes],
+    verify: Verify = verify_signature,
 ) -> Effects:
     """Check signatures, then the domain rules. Pure: returns effects, mutates nothing."""
-    check_signatures(signed, state, ctx.seq, platform_keys)
+    check_signatures(signed, state, ctx.seq, platform_keys, verify)
     return apply(signed.op, state, ctx)
 
 

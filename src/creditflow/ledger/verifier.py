@@ -14,6 +14,7 @@ It checks, from bytes alone:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +23,7 @@ from creditflow.domain.errors import DomainError
 from creditflow.domain.state import MemoryState
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import Entry, parse_entry, step
+from creditflow.ledger.signing import verify_signature
 from creditflow.ledger.tree_head import TreeHead
 
 INCLUSION_KIND = "creditflow.inclusion_proof"
@@ -46,17 +48,98 @@ class ReplayResult:
     last_ts_ms: int = 0
 
 
+class _SignatureChecks:
+    """Ed25519 checks run in batches on a worker thread while the replay goes on.
+
+    libsodium releases the GIL, so on two cores the arithmetic overlaps the Python work of the replay.
+    Which key must have signed is still decided in order, by the replay; only the arithmetic is deferred.
+    `first_failure` waits for everything and returns the lowest failing entry index."""
+
+    BATCH = 256
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="creditflow-verify")
+        self._pending: list[tuple[int, bytes, bytes, bytes]] = []
+        self._futures: list[Future[int | None]] = []
+        self.seq = 0
+
+    def defer(self, public: bytes, message: bytes, sig: bytes) -> bool:
+        if len(public) != 32 or len(sig) != 64:
+            return False
+        self._pending.append((self.seq, public, message, sig))
+        if len(self._pending) >= self.BATCH:
+            self._submit()
+        return True
+
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, []
+        self._futures.append(self._pool.submit(_first_bad, batch))
+
+    def first_failure(self) -> int | None:
+        if self._pending:
+            self._submit()
+        failures = [f for f in (fut.result() for fut in self._futures) if f is not None]
+        self._futures = []
+        return min(failures) if failures else None
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _first_bad(batch: list[tuple[int, bytes, bytes, bytes]]) -> int | None:
+    for seq, public, message, sig in batch:
+        if not verify_signature(public, message, sig):
+            return seq
+    return None
+
+
 def replay(
     entries: Iterable[tuple[int, bytes]],
     log_keys: Mapping[str, bytes],
     *,
     progress: Callable[[int], None] | None = None,
     keep_entries: bool = False,
+    on_entry: Callable[[Entry], None] | None = None,
 ) -> ReplayResult:
-    """Re-derive everything from the raw log. Raises `VerificationFailure` at the first bad entry."""
+    """Re-derive everything from the raw log. Raises `VerificationFailure` at the first bad entry.
+    ``on_entry`` sees each parsed entry (the database check compares its stored columns there)."""
+    checks = _SignatureChecks()
+    try:
+        try:
+            result = _replay(entries, log_keys, checks, progress, keep_entries, on_entry)
+        except VerificationFailure as failure:
+            bad = checks.first_failure()
+            first = _seq_of(failure)
+            if bad is not None and (first is None or bad <= first):
+                raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify") from failure
+            raise
+        bad = checks.first_failure()
+        if bad is not None:
+            raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify")
+        return result
+    finally:
+        checks.close()
+
+
+def _seq_of(failure: VerificationFailure) -> int | None:
+    prefix = "log entry "
+    if failure.where.startswith(prefix) and failure.where[len(prefix) :].isdigit():
+        return int(failure.where[len(prefix) :])
+    return None
+
+
+def _replay(
+    entries: Iterable[tuple[int, bytes]],
+    log_keys: Mapping[str, bytes],
+    checks: _SignatureChecks,
+    progress: Callable[[int], None] | None,
+    keep_entries: bool,
+    on_entry: Callable[[Entry], None] | None,
+) -> ReplayResult:
     result = ReplayResult(state=MemoryState(), tree=merkle.MemoryTree())
     expected = 0
     for seq, data in entries:
+        checks.seq = seq
         where = f"log entry {seq}"
         if seq != expected:
             raise VerificationFailure(
@@ -68,13 +151,15 @@ def replay(
             raise VerificationFailure(where, exc.message) from exc
         if entry.seq != seq:
             raise VerificationFailure(where, f"entry says it is number {entry.seq}")
+        if on_entry is not None:
+            on_entry(entry)
         if entry.ts_ms < result.last_ts_ms:
             raise VerificationFailure(where, "timestamp goes backwards")
         op_id = entry.signed.op.op_id
         if op_id in result.op_ids:
             raise VerificationFailure(where, f"operation {op_id} appears twice (replayed operation)")
         try:
-            effects = step(entry.signed, result.state, Context(seq=seq, ts_ms=entry.ts_ms), log_keys)
+            effects = step(entry.signed, result.state, Context(seq=seq, ts_ms=entry.ts_ms), log_keys, checks.defer)
         except DomainError as exc:
             raise VerificationFailure(where, f"{exc.code}: {exc.message}") from exc
         result.state.apply_effects(effects)

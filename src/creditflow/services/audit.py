@@ -34,7 +34,7 @@ from creditflow.adapters.sql.tables import (
 )
 from creditflow.domain.certificates import CertificateState
 from creditflow.ledger import merkle
-from creditflow.ledger.entries import parse_entry
+from creditflow.ledger.entries import Entry
 from creditflow.ledger.verifier import VerificationFailure, check_tree_head, replay
 
 
@@ -92,28 +92,26 @@ def verify_database(
     with engine.connect().execution_options(read_only=True) as conn:
         total = int(conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one())
 
+        columns: dict[int, tuple[str, str, str, int]] = {}
+
         def rows() -> Iterator[tuple[int, bytes]]:
-            result = conn.execution_options(yield_per=2000).execute(
-                select(ledger_entries).order_by(ledger_entries.c.seq)
-            )
+            result = conn.execution_options(yield_per=2000).execute(select(ledger_entries).order_by(ledger_entries.c.seq))
             for r in result:
                 data = bytes(r.entry)
-                where = f"log entry {r.seq}"
                 if bytes(r.leaf_hash) != merkle.leaf_hash(data):
-                    raise VerificationFailure(where, "stored leaf hash does not match the entry bytes")
-                try:
-                    entry = parse_entry(data)
-                except Exception as exc:
-                    raise VerificationFailure(where, f"entry bytes do not parse: {exc}") from exc
-                op = entry.signed.op
-                if (r.op_id, r.op_type, r.actor, r.ts_ms) != (op.op_id, op.TYPE, op.actor, entry.ts_ms):
-                    raise VerificationFailure(
-                        where, "op_id, op_type, actor or ts_ms columns disagree with the entry"
-                    )
+                    raise VerificationFailure(f"log entry {r.seq}", "stored leaf hash does not match the entry bytes")
+                columns[int(r.seq)] = (r.op_id, r.op_type, r.actor, int(r.ts_ms))
                 yield int(r.seq), data
 
+        def same_columns(entry: Entry) -> None:
+            op = entry.signed.op
+            if columns.pop(entry.seq) != (op.op_id, op.TYPE, op.actor, entry.ts_ms):
+                raise VerificationFailure(
+                    f"log entry {entry.seq}", "op_id, op_type, actor or ts_ms columns disagree with the entry"
+                )
+
         tick = (lambda n: progress(n, total)) if progress is not None else None
-        result = replay(rows(), log_keys, progress=tick)
+        result = replay(rows(), log_keys, progress=tick, on_entry=same_columns)
         tree = result.tree
         n = tree.size
 

@@ -1,0 +1,116 @@
+"""The HTTP API: ``create_app(app)`` turns a wired `App` (see `creditflow.bootstrap`) into a FastAPI
+application. No globals: the `App` lives on ``api.state`` and reaches endpoints as a dependency.
+
+Requests pass, outermost first, through:
+
+1. `BodyLimitMiddleware`: ``request_max_bytes`` by Content-Length, and by the bytes actually read
+   (413 ``request_too_large``);
+2. `CatchAllMiddleware`: an unexpected exception becomes a logged 500 ``internal_error``;
+3. `IdempotencyMiddleware`: ``Idempotency-Key`` on POST (see `creditflow.api.idempotency`);
+4. FastAPI: routing, validation, authentication, endpoints; `DomainError` -> problem+json.
+
+Run it with ``uvicorn --factory`` over a function that calls `build` and `create_app`, or through the CLI.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from creditflow import __version__
+from creditflow.bootstrap import App
+
+from . import problems
+from .idempotency import IdempotencyMiddleware, read_body, replaying
+from .problems import PROBLEM_JSON, CatchAllMiddleware, problem
+from .routes import build_router
+from .security import STATE_KEY
+
+DESCRIPTION = """\
+Digital debt certificates on a verifiable ledger.
+
+- Authenticate with `Authorization: Bearer cf_...` (or `X-API-Key: cf_...`).
+- Money is an integer number of fen (`*_minor`, 1 yuan = 100 fen); floats are refused.
+- Every error is RFC 9457 `application/problem+json` with a stable `code` and, where known, the `field`.
+- Every POST accepts `Idempotency-Key` (1-200 characters): a retry with the same key and request returns
+  the first response with `Idempotent-Replayed: true`.
+- Lists take `limit` and `cursor` and return `{"items": [...], "next_cursor": ...}`.
+- Objects of other organisations that the caller is not party to answer 404.
+"""
+
+TAGS = [
+    {"name": "organisations", "description": "parties, their keys and API keys"},
+    {"name": "certificates", "description": "payables and the certificates issued on them"},
+    {"name": "pieces", "description": "holding, accepting, splitting and transferring pieces; signed operations"},
+    {"name": "reports", "description": "liability and circulation"},
+    {"name": "log", "description": "the public transparency log: keys, signed tree heads, proofs"},
+    {"name": "health", "description": "liveness"},
+]
+
+
+class BodyLimitMiddleware:
+    """413 for a body over ``max_bytes``: refused by Content-Length before reading, and counted while
+    reading when there is none (chunked) or it lies. The body is read here and handed on whole."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int):
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+        body = None if too_large else await read_body(receive, self.max_bytes)
+        if body is None:
+            await problem(
+                413,
+                "request_too_large",
+                f"the request body exceeds {self.max_bytes} bytes",
+                instance=scope.get("path"),
+            )(scope, receive, send)
+            return
+        await self.app(scope, replaying(body, receive), send)
+
+
+def _openapi(api: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with error responses under ``application/problem+json``."""
+    if api.openapi_schema is None:
+        schema = get_openapi(
+            title=api.title,
+            version=api.version,
+            description=api.description,
+            routes=api.routes,
+            tags=api.openapi_tags,
+        )
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content")
+                    if status[:1] in ("4", "5") and content and "application/json" in content:
+                        content[PROBLEM_JSON] = content.pop("application/json")
+        api.openapi_schema = schema
+    return api.openapi_schema
+
+
+def create_app(app: App) -> FastAPI:
+    api = FastAPI(
+        title="creditflow",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+    )
+    setattr(api.state, STATE_KEY, app)
+    problems.install(api)
+    api.include_router(build_router())
+    # add_middleware puts each new one outside the previous: innermost first.
+    api.add_middleware(IdempotencyMiddleware, creditflow=app)
+    api.add_middleware(CatchAllMiddleware)
+    api.add_middleware(BodyLimitMiddleware, max_bytes=app.settings.request_max_bytes)
+    api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
+    return api

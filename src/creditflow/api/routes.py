@@ -1,0 +1,25 @@
+"""All HTTP routes, gathered from their modules.
+
+| module                   | paths                                                         |
+| ------------------------ | ------------------------------------------------------------- |
+| `routes_parties`         | /v1/me, /v1/organisations, /v1/api-keys                       |
+| `routes_certificates`    | /v1/payables, /v1/certificates                                |
+| `routes_pieces`          | /v1/pieces, /v1/operations                                    |
+| `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
+
+Endpoints are plain ``def``: FastAPI runs them in its thread pool, where they may block on the
+sequencer's group commit without holding up the event loop.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from . import routes_certificates, routes_log, routes_parties, routes_pieces
+
+
+def build_router() -> APIRouter:
+    router = APIRouter()
+    for module in (routes_log, routes_parties, routes_certificates, routes_pieces):
+        router.include_router(module.router)
+    return router
