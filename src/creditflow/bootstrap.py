@@ -67,9 +67,7 @@ def _log_signer(engine: Engine, custody: Custody, clock: Clock) -> Signer:
         return custody.signer(PLATFORM)
 
 
-def build(
-    settings: Settings | None = None, *, clock: Clock | None = None, run_migrations: bool = True
-) -> App:
+def build(settings: Settings | None = None, *, clock: Clock | None = None, run_migrations: bool = True) -> App:
     settings = settings or Settings()
     clock = clock or SystemClock()
     engine = make_engine(settings.db_url)

@@ -28,7 +28,9 @@ cli = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-proof_cli = typer.Typer(help="Write inclusion and consistency proofs that outsiders check offline.", no_args_is_help=True)
+proof_cli = typer.Typer(
+    help="Write inclusion and consistency proofs that outsiders check offline.", no_args_is_help=True
+)
 org_cli = typer.Typer(help="Onboard organisations and manage their API keys.", no_args_is_help=True)
 bench_cli = typer.Typer(help="Benchmarks that print JSON (run by `make bench`).", no_args_is_help=True)
 cli.add_typer(proof_cli, name="proof")
@@ -42,7 +44,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def settings_for(db: str | None) -> Settings:
-    return Settings(db_url=db) if db else Settings()  # type: ignore[call-arg]
+    return Settings(db_url=db) if db else Settings()
 
 
 def open_app(db: str | None) -> Any:
@@ -276,7 +278,9 @@ def serve(
 
     app = open_app(db)
     if app.settings.uses_dev_passphrase:
-        err_console.print("[yellow]warning[/yellow]: CREDITFLOW_KEY_PASSPHRASE is not set; keys use the development passphrase")
+        err_console.print(
+            "[yellow]warning[/yellow]: CREDITFLOW_KEY_PASSPHRASE is not set; keys use the development passphrase"
+        )
     try:
         uvicorn.run(create_app(app), host=host or app.settings.host, port=port or app.settings.port, log_level="info")
     finally:

@@ -23,9 +23,7 @@ DEV_PASSPHRASE = "creditflow-development-passphrase"
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", extra="forbid", frozen=True)
 
-    db_url: str = Field(
-        "sqlite:///creditflow.db", description="SQLAlchemy URL: sqlite:///path or postgresql://..."
-    )
+    db_url: str = Field("sqlite:///creditflow.db", description="SQLAlchemy URL: sqlite:///path or postgresql://...")
     key_passphrase: SecretStr = Field(
         SecretStr(DEV_PASSPHRASE), description="derives the key that encrypts private keys at rest"
     )
@@ -33,19 +31,13 @@ class Settings(BaseSettings):
     kdf_memlimit_bytes: int = Field(64 * 1024 * 1024, ge=8 * 1024 * 1024)
 
     max_tenor_days: int = Field(365, ge=1, le=3650, description="longest issue-to-maturity span")
-    accept_deadline_days: int = Field(
-        7, ge=1, le=90, description="pending pieces return to sender after this"
-    )
+    accept_deadline_days: int = Field(7, ge=1, le=90, description="pending pieces return to sender after this")
     split_fanout_max: int = Field(50, ge=2, le=1000, description="most pieces one split may create")
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)
-    tree_max_nodes_per_query: int = Field(
-        20000, ge=100, description="largest certificate tree returned at once"
-    )
+    tree_max_nodes_per_query: int = Field(20000, ge=100, description="largest certificate tree returned at once")
 
-    sequencer_batch_max: int = Field(
-        512, ge=1, le=10000, description="operations committed in one group commit"
-    )
+    sequencer_batch_max: int = Field(512, ge=1, le=10000, description="operations committed in one group commit")
     sequencer_queue_max: int = Field(20000, ge=1, description="submissions waiting; full means back-pressure")
     sequencer_timeout_s: float = Field(30.0, gt=0, description="longest a submitter waits for its commit")
 

@@ -114,8 +114,10 @@ def run_demo(console: Console, db: str | None) -> int:
 
 
 def _run(console: Console, url: str, workdir: Path, started: float) -> int:
-    console.print(Panel.fit("[bold]creditflow demo[/bold]: a 1,000,000 CNY certificate flows up three tiers", style="cyan"))
-    app = build(Settings(db_url=url))  # type: ignore[call-arg]
+    console.print(
+        Panel.fit("[bold]creditflow demo[/bold]: a 1,000,000 CNY certificate flows up three tiers", style="cyan")
+    )
+    app = build(Settings(db_url=url))
     names = {org: name for org, name, _, _ in CAST}
     console.print(f"database: {app.engine.url.render_as_string(hide_password=True)}")
     console.print(f"log key {app.log_signer.key_id}: {app.log_signer.public_key.hex()}")
@@ -128,14 +130,16 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         uscc = make_uscc(prefix + suffix.upper())
         receipt = app.ledger.register_organisation(ids[org], name, role, uscc)
         console.print(f"  {role:16} {name}  USCC {uscc}  → log entry {receipt.seq}")
-    core, t1, t2, t3, ops = (ids[o] for o in ("hcm", "jingyi", "tegang", "kuangye", "ops"))
+    core, t1, t2, t3, _ops = (ids[o] for o in ("hcm", "jingyi", "tegang", "kuangye", "ops"))
 
     _step(console, 2, "The core enterprise records its payable and issues a certificate on it")
     payable = app.ledger.create_payable(core, t1, 1_000_000 * YUAN, "PO-2026-0388 hydraulic valve blocks")
     today = dt.datetime.now(CHINA_TZ).date()
     issued = app.ledger.issue(core, payable.id, 1_000_000 * YUAN, today + dt.timedelta(days=180))
     cert_id, root = str(issued.result["certificate_id"]), str(issued.result["piece_id"])
-    console.print(f"  payable {payable.id} ({format_minor(payable.amount_minor)}), digest {payable.digest[:16]}… on the log")
+    console.print(
+        f"  payable {payable.id} ({format_minor(payable.amount_minor)}), digest {payable.digest[:16]}… on the log"
+    )
     console.print(f"  certificate {cert_id[:8]} issued to {names[t1]}: pending acceptance (entry {issued.seq})")
 
     _step(console, 3, "Tier 1 accepts, splits 600,000 / 400,000 and pays its steel supplier")
@@ -152,7 +156,9 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
     ore_piece = str(paid.result["piece_id"])
     app.ledger.accept(t3, ore_piece)
     transfer_seq = paid.seq
-    console.print(f"  {names[t3]} accepted {format_minor(200_000 * YUAN)} (tier 3); change {format_minor(400_000 * YUAN)} stays with {names[t2]}")
+    console.print(
+        f"  {names[t3]} accepted {format_minor(200_000 * YUAN)} (tier 3); change {format_minor(400_000 * YUAN)} stays with {names[t2]}"
+    )
 
     _step(console, 5, "A rule refuses a double spend, and nothing changes")
     try:
@@ -165,11 +171,15 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
 
     _step(console, 7, "Provenance of the ore trader's piece: its chain back to the issue")
     for hop in app.queries.provenance(ore_piece):
-        console.print(f"  tier {hop.tier}  {names[hop.holder]:50} {format_minor(hop.amount_minor):>22}  {hop.state.value}")
+        console.print(
+            f"  tier {hop.tier}  {names[hop.holder]:50} {format_minor(hop.amount_minor):>22}  {hop.state.value}"
+        )
 
     _step(console, 8, "The issuer's liability and the value in circulation by tier")
     liability = app.queries.liability(core)
-    console.print(f"  outstanding {format_minor(liability.outstanding_minor)}; pending {format_minor(liability.pending_minor)}")
+    console.print(
+        f"  outstanding {format_minor(liability.outstanding_minor)}; pending {format_minor(liability.pending_minor)}"
+    )
     table = Table("tier", "value", "pieces", "holders")
     for row in app.queries.circulation_by_tier(core):
         table.add_row(str(row.tier), format_minor(row.amount_minor), str(row.pieces), str(row.holders))
@@ -186,7 +196,9 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         f"  entry {summary['leaf_index']} is in the signed tree of {summary['tree_size']} entries "
         f"(root {summary['root_hash'][:16]}…, {len(proof['audit_path'])} hashes): [green]valid[/green]"
     )
-    console.print(f"  it records: {summary['operation']['type']} of {format_minor(summary['operation']['amount_minor'])} to {names[summary['operation']['to']]}")
+    console.print(
+        f"  it records: {summary['operation']['type']} of {format_minor(summary['operation']['amount_minor'])} to {names[summary['operation']['to']]}"
+    )
     consistency = check_consistency_document(app.proofs.consistency(issued.seq + 1), trusted)
     console.print(
         f"  consistency {consistency['old_tree_size']} → {consistency['new_tree_size']}: the log only grew [green]valid[/green]"
@@ -194,7 +206,9 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
 
     _step(console, 10, "`creditflow verify`: replay the log from nothing, compare with every table")
     report = app.verify()
-    console.print(f"  [green bold]verified[/green bold]: {report.entries} entries, {report.pieces} pieces, root {report.root_hash[:16]}…")
+    console.print(
+        f"  [green bold]verified[/green bold]: {report.entries} entries, {report.pieces} pieces, root {report.root_hash[:16]}…"
+    )
 
     _step(console, 11, "Someone changes the ore trader's amount behind the ledger's back, in a copy of the database")
     log_keys = app.log_keys
@@ -213,8 +227,8 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
             console.print(f"  [red bold]VERIFY FAILED[/red bold] at {failure.where}: {failure.what}")
         with tampered.begin() as conn:
             conn.execute(update(pieces).where(pieces.c.id == ore_piece).values(amount_minor=200_000 * YUAN))
-            row = conn.execute(ledger_entries.select().where(ledger_entries.c.seq == transfer_seq)).one()
-            forged = bytes(row.entry).replace(b'"amount_minor":20000000', b'"amount_minor":90000000')
+            stored = conn.execute(ledger_entries.select().where(ledger_entries.c.seq == transfer_seq)).one()
+            forged = bytes(stored.entry).replace(b'"amount_minor":20000000', b'"amount_minor":90000000')
             # A careful forger also recomputes the leaf hash; the holder's signature still gives it away.
             conn.execute(
                 ledger_entries.update()
@@ -226,13 +240,19 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
             console.print("  [red]tampering NOT detected[/red]")
             return 1
         except VerificationFailure as failure:
-            console.print(f"  a forged log entry (amount changed, leaf hash recomputed): [red bold]VERIFY FAILED[/red bold] at {failure.where}: {failure.what}")
+            console.print(
+                f"  a forged log entry (amount changed, leaf hash recomputed): [red bold]VERIFY FAILED[/red bold] at {failure.where}: {failure.what}"
+            )
         tampered.dispose()
     finally:
         _drop_copy(copy_url)
 
     console.print(
         f"\n[bold green]done[/bold green] in {time.perf_counter() - started:.1f} s. "
-        + (f"The untampered database is kept at {url}: run `creditflow verify --db {url}`." if "demo.db" not in url else "")
+        + (
+            f"The untampered database is kept at {url}: run `creditflow verify --db {url}`."
+            if "demo.db" not in url
+            else ""
+        )
     )
     return 0

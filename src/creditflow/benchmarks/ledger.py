@@ -163,12 +163,16 @@ def _provenance_ms(app: App, work: Workload) -> float:
         org = f"tier{i}-{suffix.lower()}"
         signer = Signer.generate("k1")
         work.signers[org] = signer
-        app.ledger.register_organisation(org, org, "supplier", make_uscc(f"91320300{i}9{suffix}000"), public_key=signer.public_key)
+        app.ledger.register_organisation(
+            org, org, "supplier", make_uscc(f"91320300{i}9{suffix}000"), public_key=signer.public_key
+        )
         chain.append(org)
     piece, holder = work.heads[0], "alpha"
     accept_by = app.clock.now_ms() + DAY_MS
     for org in chain:
-        signed = work.sign(holder, {"type": "transfer", "piece_id": piece, "to": org, "amount_minor": 1, "accept_by_ms": accept_by})
+        signed = work.sign(
+            holder, {"type": "transfer", "piece_id": piece, "to": org, "amount_minor": 1, "accept_by_ms": accept_by}
+        )
         if holder == "alpha":
             work.heads[0] = derive_id(signed.op.op_id, "piece/change")
             work.amounts[0] -= 1
@@ -187,7 +191,14 @@ def _provenance_ms(app: App, work: Workload) -> float:
 
 def _verify_bound(n: int = 5000) -> float:
     signer = Signer.generate("b")
-    payload = {"v": 1, "type": "split", "op_id": str(uuid.uuid4()), "actor": "alpha", "piece_id": str(uuid.uuid4()), "amounts_minor": [1, 2]}
+    payload = {
+        "v": 1,
+        "type": "split",
+        "op_id": str(uuid.uuid4()),
+        "actor": "alpha",
+        "piece_id": str(uuid.uuid4()),
+        "amounts_minor": [1, 2],
+    }
     message = op_message(payload)
     sig = signer.sign(message)
     started = time.perf_counter()
@@ -238,15 +249,29 @@ def _proof_at_million(workdir: Path, entries: int = 1_000_000) -> dict[str, Any]
                 if seq % 997 == 0:
                     leaves.append(leaf)
                 nodes.extend(frontier.append(leaf))
-                rows.append({"seq": seq, "op_id": str(uuid.UUID(int=seq)), "op_type": "x", "actor": "x", "ts_ms": 0, "entry": data, "leaf_hash": leaf})
+                rows.append(
+                    {
+                        "seq": seq,
+                        "op_id": str(uuid.UUID(int=seq)),
+                        "op_type": "x",
+                        "actor": "x",
+                        "ts_ms": 0,
+                        "entry": data,
+                        "leaf_hash": leaf,
+                    }
+                )
             conn.execute(insert(ledger_entries), rows)
-            conn.execute(insert(merkle_nodes), [{"node_key": store.node_key((lv, ix)), "hash": h} for lv, ix, h in nodes])
+            conn.execute(
+                insert(merkle_nodes), [{"node_key": store.node_key((lv, ix)), "hash": h} for lv, ix, h in nodes]
+            )
     root = frontier.root()
     times = []
     with engine.connect() as conn:
         for k, seq in enumerate(range(0, entries, 997)):
             t = time.perf_counter()
-            data = conn.execute(ledger_entries.select().with_only_columns(ledger_entries.c.entry).where(ledger_entries.c.seq == seq)).scalar_one()
+            data = conn.execute(
+                ledger_entries.select().with_only_columns(ledger_entries.c.entry).where(ledger_entries.c.seq == seq)
+            ).scalar_one()
             path = merkle.inclusion_proof(seq, entries, lambda nodes: store.fetch_nodes(conn, nodes))
             ok = merkle.verify_inclusion(merkle.leaf_hash(bytes(data)), seq, entries, path, root)
             times.append((time.perf_counter() - t) * 1000)

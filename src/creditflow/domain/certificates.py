@@ -174,9 +174,7 @@ def _certificate(state: StateView, certificate_id: str) -> Certificate:
     return cert
 
 
-def _check_movable(
-    state: StateView, piece: Piece, actor: str, ctx: Context, *, want: PieceState
-) -> Certificate:
+def _check_movable(state: StateView, piece: Piece, actor: str, ctx: Context, *, want: PieceState) -> Certificate:
     """The checks every holder action shares, in a fixed order so that the error is predictable."""
     if piece.holder != actor:
         raise Forbidden("only the holder of a piece may act on it", code="not_holder", field="piece_id")
@@ -202,9 +200,7 @@ def _check_movable(
 def _check_recipient(state: StateView, to: str, cert: Certificate, sender: str) -> Party:
     party = _party(state, to, field_name="to")
     if party.role not in HOLDER_ROLES:
-        raise InvalidInput(
-            f"a {party.role.value} cannot hold certificates", code="invalid_recipient", field="to"
-        )
+        raise InvalidInput(f"a {party.role.value} cannot hold certificates", code="invalid_recipient", field="to")
     if to == sender:
         raise InvalidInput("cannot send a piece to yourself", code="invalid_recipient", field="to")
     if to == cert.issuer:
@@ -228,9 +224,7 @@ def _register_party(op: RegisterParty, state: StateView, ctx: Context) -> Effect
     if op.actor != PLATFORM:
         raise Forbidden("only the platform registers organisations", code="role_not_allowed")
     if state.party(op.org_id) is not None:
-        raise Conflict(
-            f"organisation {op.org_id!r} is already registered", code="party_exists", field="org_id"
-        )
+        raise Conflict(f"organisation {op.org_id!r} is already registered", code="party_exists", field="org_id")
     party = Party(org_id=op.org_id, name=op.name, role=op.role, uscc=op.uscc, created_seq=ctx.seq)
     key = PartyKey(org_id=op.org_id, key_id=op.key_id, public_key=op.public_key, valid_from_seq=ctx.seq)
     return Effects(parties=[party], keys=[key], result={"org_id": op.org_id, "key_id": op.key_id})
@@ -238,9 +232,7 @@ def _register_party(op: RegisterParty, state: StateView, ctx: Context) -> Effect
 
 def _rotate_key(op: RotateKey, state: StateView, ctx: Context) -> Effects:
     if op.actor not in (op.org_id, PLATFORM):
-        raise Forbidden(
-            "only the organisation itself or the platform rotates its key", code="role_not_allowed"
-        )
+        raise Forbidden("only the organisation itself or the platform rotates its key", code="role_not_allowed")
     _party(state, op.org_id, field_name="org_id")
     keys = state.keys(op.org_id)
     if any(k.key_id == op.key_id for k in keys):
@@ -257,13 +249,9 @@ def _issue(op: Issue, state: StateView, ctx: Context) -> Effects:
     if issuer.role != Role.CORE_ENTERPRISE:
         raise Forbidden("only a core enterprise issues certificates", code="role_not_allowed")
     if op.maturity_date <= op.issue_date:
-        raise InvalidInput(
-            "maturity_date must be after issue_date", code="invalid_maturity", field="maturity_date"
-        )
+        raise InvalidInput("maturity_date must be after issue_date", code="invalid_maturity", field="maturity_date")
     if ctx.today >= op.maturity_date:
-        raise Conflict(
-            "the maturity date has already passed", code="certificate_matured", field="maturity_date"
-        )
+        raise Conflict("the maturity date has already passed", code="certificate_matured", field="maturity_date")
     if op.accept_by_ms <= ctx.ts_ms:
         raise InvalidInput("accept_by_ms is in the past", code="invalid_deadline", field="accept_by_ms")
     cert_id = derive_id(op.op_id, "certificate")
@@ -317,9 +305,7 @@ def _return_to_sender(
     piece: Piece, cert: Certificate, ctx: Context, closed: PieceState, actor: str, op_id: str
 ) -> Effects:
     """Reject and expiry share this: the pending piece closes and its value goes back where it came from."""
-    effects = Effects(
-        pieces=[_close(piece, closed, ctx)], events=[_event(ctx, piece.id, closed.value, actor)]
-    )
+    effects = Effects(pieces=[_close(piece, closed, ctx)], events=[_event(ctx, piece.id, closed.value, actor)])
     if piece.id == cert.root_piece_id:
         # The supplier never took the certificate: nothing is owed on it.
         effects.certificates.append(replace(cert, state=CertificateState.VOID))
@@ -360,9 +346,7 @@ def _expire(op: Expire, state: StateView, ctx: Context) -> Effects:
         raise Conflict("only a pending piece can expire", code="piece_not_pending", field="piece_id")
     assert piece.accept_by_ms is not None
     if ctx.ts_ms < piece.accept_by_ms:
-        raise Conflict(
-            "the acceptance deadline has not passed", code="deadline_not_reached", field="piece_id"
-        )
+        raise Conflict("the acceptance deadline has not passed", code="deadline_not_reached", field="piece_id")
     cert = _certificate(state, piece.certificate_id)
     return _return_to_sender(piece, cert, ctx, PieceState.EXPIRED, op.actor, op.op_id)
 
@@ -457,9 +441,7 @@ def _set_frozen(op: Freeze | Unfreeze, state: StateView, ctx: Context, frozen: b
         raise Conflict(f"the piece is {piece.state.value}", code="piece_not_live", field="piece_id")
     if piece.frozen == frozen:
         code = "piece_frozen" if frozen else "piece_not_frozen"
-        raise Conflict(
-            f"the piece is already {'frozen' if frozen else 'unfrozen'}", code=code, field="piece_id"
-        )
+        raise Conflict(f"the piece is already {'frozen' if frozen else 'unfrozen'}", code=code, field="piece_id")
     event = "frozen" if frozen else "unfrozen"
     return Effects(
         pieces=[replace(piece, frozen=frozen)],

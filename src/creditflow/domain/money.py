@@ -28,9 +28,7 @@ def check_amount_minor(value: object, *, field: str = "amount_minor") -> int:
 
 def check_currency(value: object, *, field: str = "currency") -> str:
     if value not in CURRENCIES:
-        raise InvalidInput(
-            f"{field} must be one of {sorted(CURRENCIES)}", code="invalid_currency", field=field
-        )
+        raise InvalidInput(f"{field} must be one of {sorted(CURRENCIES)}", code="invalid_currency", field=field)
     return str(value)
 
 
@@ -46,9 +44,7 @@ def parse_major(text: str, *, field: str = "amount") -> int:
     """
     cleaned = text.strip()
     if not _AMOUNT_RE.match(cleaned):
-        raise InvalidInput(
-            f"{field}: {text!r} is not an amount like 1,234.56", code="invalid_amount", field=field
-        )
+        raise InvalidInput(f"{field}: {text!r} is not an amount like 1,234.56", code="invalid_amount", field=field)
     whole, _, fraction = cleaned.replace(",", "").partition(".")
     if fraction.rstrip("0")[2:]:
         raise InvalidInput(f"{field}: {text!r} has a fraction of a fen", code="invalid_amount", field=field)

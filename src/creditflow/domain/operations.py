@@ -21,9 +21,7 @@ from creditflow.domain.uscc import validate_uscc
 PAYLOAD_VERSION = 1
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HEX64_RE = re.compile(r"^[0-9a-f]{64}$")
-MAX_SPLIT_PIECES = (
-    1000  # structural cap; the configurable, usually smaller, fan-out is enforced by the service
-)
+MAX_SPLIT_PIECES = 1000  # structural cap; the configurable, usually smaller, fan-out is enforced by the service
 MAX_TEXT = 200
 
 
@@ -43,9 +41,7 @@ def _str(data: Mapping[str, Any], name: str) -> str:
 def _ident(data: Mapping[str, Any], name: str) -> str:
     value = _str(data, name)
     if not _ID_RE.match(value):
-        raise _bad(
-            name, "must be 1-64 characters of letters, digits and _ . : - (starting with a letter or digit)"
-        )
+        raise _bad(name, "must be 1-64 characters of letters, digits and _ . : - (starting with a letter or digit)")
     return value
 
 
@@ -263,7 +259,7 @@ def parse(data: Any) -> Operation:
     names = [f.name for f in fields(cls)]
     unknown = set(data) - set(names) - {"v", "type"}
     if unknown:
-        raise _bad(sorted(unknown)[0], "is not a field of " + kind)
+        raise _bad(sorted(map(str, unknown))[0], f"is not a field of {kind}")
     values = {name: _FIELD_PARSERS[name](data, name) for name in names}
     return cls(**values)
 

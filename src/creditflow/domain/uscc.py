@@ -30,9 +30,7 @@ def validate_uscc(code: str, *, field: str = "uscc") -> str:
         raise InvalidInput(f"{field} must be ASCII letters and digits", code="invalid_uscc", field=field)
     value = value.upper()
     if len(value) != 18:
-        raise InvalidInput(
-            f"{field} must have 18 characters, got {len(value)}", code="invalid_uscc", field=field
-        )
+        raise InvalidInput(f"{field} must have 18 characters, got {len(value)}", code="invalid_uscc", field=field)
     bad = [ch for ch in value if ch not in _VALUE]
     if bad:
         raise InvalidInput(
@@ -41,9 +39,7 @@ def validate_uscc(code: str, *, field: str = "uscc") -> str:
             field=field,
         )
     if not value[2:8].isdigit():
-        raise InvalidInput(
-            f"{field}: characters 3-8 must be a division code", code="invalid_uscc", field=field
-        )
+        raise InvalidInput(f"{field}: characters 3-8 must be a division code", code="invalid_uscc", field=field)
     expected = check_character(value[:17])
     if value[17] != expected:
         raise InvalidInput(

@@ -122,9 +122,7 @@ def check_signatures(
                 )
             public = key.public_key if key is not None else None
         if public is None:
-            raise BadSignature(
-                f"unknown key {block.key_id!r} for {block.signer!r}", code="unknown_key", field="sigs"
-            )
+            raise BadSignature(f"unknown key {block.key_id!r} for {block.signer!r}", code="unknown_key", field="sigs")
         if not verify(public, message, block.sig):
             raise BadSignature(f"signature of {block.signer!r} does not verify", field="sigs")
 
@@ -154,12 +152,7 @@ def parse_entry(data: bytes) -> Entry:
     if value["v"] != ENTRY_VERSION:
         raise InvalidInput(f"unsupported entry version {value['v']!r}", code="bad_entry")
     seq, ts_ms = value["seq"], value["ts_ms"]
-    if (
-        not isinstance(seq, int)
-        or not isinstance(ts_ms, int)
-        or isinstance(seq, bool)
-        or isinstance(ts_ms, bool)
-    ):
+    if not isinstance(seq, int) or not isinstance(ts_ms, int) or isinstance(seq, bool) or isinstance(ts_ms, bool):
         raise InvalidInput("seq and ts_ms must be integers", code="bad_entry")
     signed = SignedOperation.from_json({"op": value["op"], "sigs": value["sigs"]})
     return Entry(seq=seq, ts_ms=ts_ms, signed=signed)

@@ -31,7 +31,6 @@ try:  # pragma: no branch - which branch runs depends on the installation
 
     HAVE_NACL = True
 except ImportError:  # pragma: no cover - exercised by the pure-Python verifier test
-
     HAVE_NACL = False
 
 

@@ -142,9 +142,7 @@ def _replay(
         checks.seq = seq
         where = f"log entry {seq}"
         if seq != expected:
-            raise VerificationFailure(
-                where, f"expected entry {expected}: the log has a gap or is out of order"
-            )
+            raise VerificationFailure(where, f"expected entry {expected}: the log has a gap or is out of order")
         try:
             entry = parse_entry(data)
         except DomainError as exc:
@@ -174,17 +172,13 @@ def _replay(
     return result
 
 
-def check_tree_head(
-    sth: TreeHead, tree: merkle.MemoryTree, log_keys: Mapping[str, bytes], where: str
-) -> None:
+def check_tree_head(sth: TreeHead, tree: merkle.MemoryTree, log_keys: Mapping[str, bytes], where: str) -> None:
     if not sth.verify(log_keys):
         raise VerificationFailure(where, "signature of the tree head does not verify")
     if sth.tree_size > tree.size:
         raise VerificationFailure(where, f"signs {sth.tree_size} entries but the log has {tree.size}")
     if tree.root_at(sth.tree_size) != sth.root_hash:
-        raise VerificationFailure(
-            where, f"root hash differs from the tree recomputed at size {sth.tree_size}"
-        )
+        raise VerificationFailure(where, f"root hash differs from the tree recomputed at size {sth.tree_size}")
 
 
 def _keys(doc: Mapping[str, Any], trusted: Mapping[str, bytes] | None) -> Mapping[str, bytes]:
@@ -233,9 +227,7 @@ def check_inclusion_document(doc: Any, trusted_keys: Mapping[str, bytes] | None 
         raise VerificationFailure("entry", "must be hex") from exc
     path = _hashes(doc.get("audit_path"), "audit_path")
     if not merkle.verify_inclusion(merkle.leaf_hash(entry), index, sth.tree_size, path, sth.root_hash):
-        raise VerificationFailure(
-            "audit_path", "the entry is not included at that index under the signed root"
-        )
+        raise VerificationFailure("audit_path", "the entry is not included at that index under the signed root")
     try:
         parsed = parse_entry(entry)
     except DomainError as exc:

@@ -38,9 +38,7 @@ class Access:
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             if not store.load_parties(conn, [org_id]):
-                raise NotFound(
-                    f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id"
-                )
+                raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
             conn.execute(
                 api_keys.insert().values(
                     key_id=key_id,
@@ -64,12 +62,7 @@ class Access:
         with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
             party = store.load_parties(conn, [row.org_id]) if row is not None else []
-        if (
-            row is None
-            or row.revoked
-            or not party
-            or not hmac.compare_digest(bytes(row.secret_sha256), digest)
-        ):
+        if row is None or row.revoked or not party or not hmac.compare_digest(bytes(row.secret_sha256), digest):
             raise Unauthenticated("the API key is not valid", code="unauthenticated")
         principal = Principal(org_id=row.org_id, role=party[0].role, key_id=key_id)
         self._cache[key_id] = (digest, principal)

@@ -95,7 +95,9 @@ def verify_database(
         columns: dict[int, tuple[str, str, str, int]] = {}
 
         def rows() -> Iterator[tuple[int, bytes]]:
-            result = conn.execution_options(yield_per=2000).execute(select(ledger_entries).order_by(ledger_entries.c.seq))
+            result = conn.execution_options(yield_per=2000).execute(
+                select(ledger_entries).order_by(ledger_entries.c.seq)
+            )
             for r in result:
                 data = bytes(r.entry)
                 if bytes(r.leaf_hash) != merkle.leaf_hash(data):
@@ -129,9 +131,7 @@ def verify_database(
                 raise VerificationFailure(where, "hash differs from the recomputed tree")
             stored_nodes += 1
         if stored_nodes != expected_nodes:
-            raise VerificationFailure(
-                "merkle_nodes", f"{stored_nodes} nodes stored, {expected_nodes} expected"
-            )
+            raise VerificationFailure("merkle_nodes", f"{stored_nodes} nodes stored, {expected_nodes} expected")
 
         # 4. tree heads
         heads = 0
@@ -162,11 +162,7 @@ def verify_database(
                 (r.org_id, r.key_id): {**r._mapping, "public_key": bytes(r.public_key)}
                 for r in conn.execute(select(party_keys))
             },
-            {
-                (k.org_id, k.key_id): store.key_to_row(k)
-                for keys in state.party_keys.values()
-                for k in keys.values()
-            },
+            {(k.org_id, k.key_id): store.key_to_row(k) for keys in state.party_keys.values() for k in keys.values()},
         )
         _compare(
             "certificates",

@@ -44,9 +44,7 @@ class Custody:
     # --- the key-encryption key -------------------------------------------------------------------
 
     def _derive(self, salt: bytes, opslimit: int, memlimit: int) -> bytes:
-        return bytes(
-            nacl.pwhash.argon2id.kdf(32, self._passphrase, salt, opslimit=opslimit, memlimit=memlimit)
-        )
+        return bytes(nacl.pwhash.argon2id.kdf(32, self._passphrase, salt, opslimit=opslimit, memlimit=memlimit))
 
     def unlock(self) -> None:
         """Derive the KEK (creating the custody metadata on first use) and check the passphrase."""
@@ -132,9 +130,7 @@ class Custody:
         return signer
 
     def holds(self, conn: Connection, org_id: str) -> bool:
-        stmt = select(custody_keys.c.key_id).where(
-            custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False)
-        )
+        stmt = select(custody_keys.c.key_id).where(custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False))
         return conn.execute(stmt).first() is not None
 
 

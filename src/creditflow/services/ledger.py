@@ -119,9 +119,7 @@ class LedgerService:
                 )
             today = dt.datetime.fromtimestamp(now / 1000, CHINA_TZ).date()
             if op.issue_date > today:
-                raise InvalidInput(
-                    "issue_date cannot be in the future", code="invalid_issue_date", field="issue_date"
-                )
+                raise InvalidInput("issue_date cannot be in the future", code="invalid_issue_date", field="issue_date")
         if isinstance(op, ops.Split) and len(op.amounts_minor) > self.settings.split_fanout_max:
             raise InvalidInput(
                 f"a split may create at most {self.settings.split_fanout_max} pieces",
@@ -190,16 +188,12 @@ class LedgerService:
         }
         return self._platform_op(fields, precheck)
 
-    def rotate_key(
-        self, org_id: str, *, new_public_key: bytes | None = None, key_id: str | None = None
-    ) -> Receipt:
+    def rotate_key(self, org_id: str, *, new_public_key: bytes | None = None, key_id: str | None = None) -> Receipt:
         """Rotate an organisation's key: the old key signs the new one onto the ledger."""
         with self.engine.connect() as conn:
             keys = store.load_keys(conn, [org_id])
         if not keys:
-            raise NotFound(
-                f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id"
-            )
+            raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
         new_key_id = key_id or f"k{len(keys) + 1}"
         signer = Signer.generate(new_key_id) if new_public_key is None else None
         public = signer.public_key if signer is not None else new_public_key
@@ -243,17 +237,11 @@ class LedgerService:
         with self.engine.begin() as conn:
             found = {p.org_id: p for p in store.load_parties(conn, [debtor, creditor])}
             if debtor not in found:
-                raise NotFound(
-                    f"organisation {debtor!r} is not registered", code="party_not_found", field="debtor"
-                )
+                raise NotFound(f"organisation {debtor!r} is not registered", code="party_not_found", field="debtor")
             if creditor not in found:
-                raise NotFound(
-                    f"organisation {creditor!r} is not registered", code="party_not_found", field="creditor"
-                )
+                raise NotFound(f"organisation {creditor!r} is not registered", code="party_not_found", field="creditor")
             if found[debtor].role != Role.CORE_ENTERPRISE:
-                raise Forbidden(
-                    "only a core enterprise records payables", code="role_not_allowed", field="debtor"
-                )
+                raise Forbidden("only a core enterprise records payables", code="role_not_allowed", field="debtor")
             if conn.execute(select(payables.c.id).where(payables.c.id == pid)).first() is not None:
                 raise Conflict(f"payable {pid!r} exists", code="payable_exists", field="payable_id")
             digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference)
@@ -276,9 +264,7 @@ class LedgerService:
         with self.engine.connect() as conn:
             row = conn.execute(select(payables).where(payables.c.id == payable_id)).first()
         if row is None:
-            raise NotFound(
-                f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id"
-            )
+            raise NotFound(f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id")
         return Payable(
             row.id,
             row.debtor,
@@ -377,9 +363,7 @@ def _reserve_payable(op: ops.Issue) -> Precheck:
     def precheck(conn: Connection, _state: MemoryState) -> None:
         row = conn.execute(select(payables).where(payables.c.id == op.payable_id)).first()
         if row is None:
-            raise NotFound(
-                f"payable {op.payable_id!r} does not exist", code="payable_not_found", field="payable_id"
-            )
+            raise NotFound(f"payable {op.payable_id!r} does not exist", code="payable_not_found", field="payable_id")
         if row.debtor != op.actor or row.creditor != op.to:
             raise Forbidden(
                 "the payable must be owed by the issuer to the recipient",

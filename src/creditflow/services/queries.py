@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, or_, select
+from sqlalchemy import Connection, Engine, Integer, and_, func, literal, or_, select
 
 from creditflow.adapters.sql import ledger_store as store
 from creditflow.adapters.sql.tables import certificates, ledger_entries, parties, piece_events, pieces
@@ -17,7 +17,13 @@ from creditflow.domain.errors import InvalidInput, LimitExceeded, NotFound
 from creditflow.domain.parties import Party
 
 LIVE = (PieceState.PENDING.value, PieceState.ACTIVE.value)
-_CREATION = {"issue": "issued", "transfer": "received", "split": "split_off", "reject": "returned", "expire": "returned"}
+_CREATION = {
+    "issue": "issued",
+    "transfer": "received",
+    "split": "split_off",
+    "reject": "returned",
+    "expire": "returned",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +89,7 @@ class Queries:
         with self._conn() as conn:
             found = store.load_parties(conn, [org_id])
         if not found:
-            raise NotFound(
-                f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id"
-            )
+            raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
         return found[0]
 
     def parties(self) -> list[Party]:
@@ -103,9 +107,7 @@ class Queries:
             stmt = stmt.where(pieces.c.state.in_(LIVE))
         if cursor:
             seq, pid = _parse_cursor(cursor)
-            stmt = stmt.where(
-                or_(pieces.c.created_seq > seq, and_(pieces.c.created_seq == seq, pieces.c.id > pid))
-            )
+            stmt = stmt.where(or_(pieces.c.created_seq > seq, and_(pieces.c.created_seq == seq, pieces.c.id > pid)))
         stmt = stmt.order_by(pieces.c.created_seq, pieces.c.id).limit(size + 1)
         with self._conn() as conn:
             rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
@@ -114,9 +116,7 @@ class Queries:
         next_cursor = f"{rows[-1].created_seq}:{rows[-1].id}" if more and rows else None
         return Page(rows, next_cursor)
 
-    def certificates_by_issuer(
-        self, issuer: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> Page:
+    def certificates_by_issuer(self, issuer: str, *, cursor: str | None = None, limit: int | None = None) -> Page:
         size = self.page_size(limit)
         stmt = select(certificates).where(certificates.c.issuer == issuer)
         if cursor:
@@ -152,18 +152,14 @@ class Queries:
 
     def provenance(self, piece_id: str) -> list[Piece]:
         """The chain from ``piece_id`` up to the certificate's first piece, in one recursive query."""
-        chain = (
-            select(pieces.c.id, pieces.c.parent_id, func.cast(0, pieces.c.tier.type).label("depth"))
-            .where(pieces.c.id == piece_id)
-            .cte("chain", recursive=True)
-        )
+        # The CTE carries whole rows, so no join back to pieces (which tempts planners into a scan).
+        depth = literal(0, Integer).label("depth")
+        chain = select(*pieces.c, depth).where(pieces.c.id == piece_id).cte("chain", recursive=True)
         parent = pieces.alias("parent")
         chain = chain.union_all(
-            select(parent.c.id, parent.c.parent_id, (chain.c.depth + 1).label("depth")).where(
-                parent.c.id == chain.c.parent_id
-            )
+            select(*parent.c, (chain.c.depth + 1).label("depth")).where(parent.c.id == chain.c.parent_id)
         )
-        stmt = select(pieces).join(chain, chain.c.id == pieces.c.id).order_by(chain.c.depth)
+        stmt = select(*[chain.c[c.name] for c in pieces.c]).order_by(chain.c.depth)
         with self._conn() as conn:
             rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
         if not rows:
@@ -171,13 +167,20 @@ class Queries:
         return rows
 
     def history(self, piece_id: str) -> list[dict[str, Any]]:
-        self.piece(piece_id)
+        """What happened to a piece: how it was created (from the entry that created it), then every event."""
+        piece = self.piece(piece_id)
         stmt = select(piece_events).where(piece_events.c.piece_id == piece_id).order_by(piece_events.c.seq)
+        created = select(ledger_entries.c.op_type, ledger_entries.c.actor, ledger_entries.c.ts_ms).where(
+            ledger_entries.c.seq == piece.created_seq
+        )
         with self._conn() as conn:
-            return [
-                {"seq": r.seq, "event": r.event, "actor": r.actor, "ts_ms": r.ts_ms}
-                for r in conn.execute(stmt)
-            ]
+            origin = conn.execute(created).one()
+            events = [{"seq": r.seq, "event": r.event, "actor": r.actor, "ts_ms": r.ts_ms} for r in conn.execute(stmt)]
+        how = _CREATION.get(origin.op_type, origin.op_type)
+        if origin.op_type == "transfer" and piece.holder == origin.actor:
+            how = "change"
+        first = {"seq": piece.created_seq, "event": how, "actor": origin.actor, "ts_ms": origin.ts_ms}
+        return [first, *events]
 
     # --- aggregates -------------------------------------------------------------------------------
 

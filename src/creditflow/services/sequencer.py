@@ -298,9 +298,7 @@ class Sequencer:
         self.batches_committed += 1
         self.ops_committed += seq - size
         final = [
-            Receipt(o.seq, o.op_id, o.op_type, o.ts_ms, o.leaf_hash, seq, o.result)
-            if isinstance(o, Receipt)
-            else o
+            Receipt(o.seq, o.op_id, o.op_type, o.ts_ms, o.leaf_hash, seq, o.result) if isinstance(o, Receipt) else o
             for o in outcomes
         ]
         return final, frontier
@@ -325,16 +323,12 @@ class Sequencer:
             if pid in loaded_pieces and p != loaded_pieces[pid]
         ]
         new_certs = [c for cid, c in state.certificates.items() if cid not in loaded_certs]
-        changed_certs = [
-            c for cid, c in state.certificates.items() if cid in loaded_certs and c != loaded_certs[cid]
-        ]
+        changed_certs = [c for cid, c in state.certificates.items() if cid in loaded_certs and c != loaded_certs[cid]]
         new_parties: list[Party] = [p for oid, p in state.parties.items() if oid not in loaded_parties]
         all_keys = [k for keys in state.party_keys.values() for k in keys.values()]
         new_keys = [k for k in all_keys if (k.org_id, k.key_id) not in loaded_keys]
         changed_keys = [
-            k
-            for k in all_keys
-            if (k.org_id, k.key_id) in loaded_keys and k != loaded_keys[(k.org_id, k.key_id)]
+            k for k in all_keys if (k.org_id, k.key_id) in loaded_keys and k != loaded_keys[(k.org_id, k.key_id)]
         ]
         store.write_batch(
             conn,

@@ -212,9 +212,7 @@ def load_parties(conn: Connection, ids: Iterable[str]) -> list[Party]:
     wanted = sorted(set(ids))
     out: list[Party] = []
     for chunk in _chunks(wanted):
-        out.extend(
-            party_from_row(r) for r in conn.execute(select(parties).where(parties.c.org_id.in_(chunk)))
-        )
+        out.extend(party_from_row(r) for r in conn.execute(select(parties).where(parties.c.org_id.in_(chunk))))
     return out
 
 
@@ -269,7 +267,7 @@ def _insert_many(conn: Connection, table: Any, columns: Sequence[str], rows: Seq
     and SQLAlchemy's per-row parameter processing cost more than the insert itself."""
     if rows:
         sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_placeholders(conn, len(columns))})"
-        conn.exec_driver_sql(sql, list(rows))  # type: ignore[arg-type]
+        conn.exec_driver_sql(sql, list(rows))
 
 
 _PIECE_COLUMNS = (
@@ -329,27 +327,32 @@ def write_batch(
         )
         conn.execute(
             stmt,
-            [
-                {"b_org_id": k.org_id, "b_key_id": k.key_id, "b_revoked_at_seq": k.revoked_at_seq}
-                for k in changed_keys
-            ],
+            [{"b_org_id": k.org_id, "b_key_id": k.key_id, "b_revoked_at_seq": k.revoked_at_seq} for k in changed_keys],
         )
     if new_certificates:
         conn.execute(certificates.insert(), [certificate_to_row(c) for c in new_certificates])
     if changed_certificates:
-        stmt = (
-            update(certificates)
-            .where(certificates.c.id == bindparam("b_id"))
-            .values(state=bindparam("b_state"))
-        )
+        stmt = update(certificates).where(certificates.c.id == bindparam("b_id")).values(state=bindparam("b_state"))
         conn.execute(stmt, [{"b_id": c.id, "b_state": c.state.value} for c in changed_certificates])
     _insert_many(
         conn,
         pieces,
         _PIECE_COLUMNS,
         [
-            (p.id, p.certificate_id, p.parent_id, p.holder, p.sender, p.amount_minor, p.state.value, p.frozen, p.tier,
-             p.accept_by_ms, p.created_seq, p.closed_seq)
+            (
+                p.id,
+                p.certificate_id,
+                p.parent_id,
+                p.holder,
+                p.sender,
+                p.amount_minor,
+                p.state.value,
+                p.frozen,
+                p.tier,
+                p.accept_by_ms,
+                p.created_seq,
+                p.closed_seq,
+            )
             for p in new_pieces
         ],
     )
@@ -363,7 +366,7 @@ def write_batch(
             (new.state.value, new.frozen, new.accept_by_ms, new.closed_seq, new.id, old.state.value, old.frozen)
             for old, new in changed_pieces
         ]
-        result = conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+        result = conn.exec_driver_sql(sql, params)
         if result.rowcount != len(params):
             raise RuntimeError("a piece changed under the sequencer's lock: refusing to commit the batch")
     _insert_many(
@@ -382,9 +385,7 @@ def write_batch(
         )
     )
     conn.execute(
-        update(log_head)
-        .where(log_head.c.id == 1)
-        .values(tree_size=tree_head.tree_size, last_ts_ms=tree_head.ts_ms)
+        update(log_head).where(log_head.c.id == 1).values(tree_size=tree_head.tree_size, last_ts_ms=tree_head.ts_ms)
     )
 
 
