@@ -7,6 +7,7 @@ a TOML file named by ``CREDITFLOW_CONFIG`` (default ``creditflow.toml`` if it ex
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
@@ -43,6 +44,13 @@ class Settings(BaseSettings):
 
     request_max_bytes: int = Field(256 * 1024, ge=1024, description="largest HTTP request body")
     idempotency_retention_days: int = Field(7, ge=1)
+
+    # trade documents (ERP import, three-way match)
+    erp_max_file_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="largest ERP file accepted")
+    erp_max_rows: int = Field(200_000, ge=1, description="most rows in one ERP file")
+    allowed_tax_rates_pct: tuple[int, ...] = Field((0, 1, 3, 6, 9, 13), description="VAT rates an invoice may use")
+    match_quantity_tolerance_pct: Decimal = Field(Decimal("0"), ge=0, le=100, description="0 means exact")
+    match_price_tolerance_pct: Decimal = Field(Decimal("1"), ge=0, le=100)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -9,7 +9,7 @@ Requests pass, outermost first, through:
 3. `IdempotencyMiddleware`: ``Idempotency-Key`` on POST (see `creditflow.api.idempotency`);
 4. FastAPI: routing, validation, authentication, endpoints; `DomainError` -> problem+json.
 
-Run it with ``uvicorn --factory`` over a function that calls `build` and `create_app`, or through the CLI.
+``creditflow serve`` builds the `App` and runs ``create_app(app)`` under uvicorn.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from creditflow import __version__
@@ -52,6 +53,17 @@ TAGS = [
 ]
 
 
+IDEMPOTENCY_PARAMETER: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "1-200 characters. A retry with the same key and the same request returns the first "
+    "response (with `Idempotent-Replayed: true`); the same key with another request is 409 "
+    "`idempotency_key_reused`; while the first is running, 409 `idempotency_in_progress`.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+}
+
+
 class BodyLimitMiddleware:
     """413 for a body over ``max_bytes``: refused by Content-Length before reading, and counted while
     reading when there is none (chunked) or it lies. The body is read here and handed on whole."""
@@ -66,7 +78,10 @@ class BodyLimitMiddleware:
             return
         declared = Headers(scope=scope).get("content-length")
         too_large = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
-        body = None if too_large else await read_body(receive, self.max_bytes)
+        try:
+            body = None if too_large else await read_body(receive, self.max_bytes)
+        except ClientDisconnect:
+            return  # nobody to answer; nothing was done
         if body is None:
             await problem(
                 413,
@@ -89,11 +104,19 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
             tags=api.openapi_tags,
         )
         for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
+            for method, operation in operations.items():
+                if method == "post":
+                    operation.setdefault("parameters", []).append(IDEMPOTENCY_PARAMETER)
                 for status, response in operation.get("responses", {}).items():
                     content = response.get("content")
                     if status[:1] in ("4", "5") and content and "application/json" in content:
-                        content[PROBLEM_JSON] = content.pop("application/json")
+                        body = content.pop("application/json")
+                        if body.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
+                            body["schema"] = {"$ref": "#/components/schemas/ProblemOut"}
+                        content[PROBLEM_JSON] = body
+        components = schema.get("components", {}).get("schemas", {})
+        for unused in ("HTTPValidationError", "ValidationError"):
+            components.pop(unused, None)
         api.openapi_schema = schema
     return api.openapi_schema
 

@@ -10,7 +10,8 @@ For an authenticated POST carrying the header, keyed by (organisation, key):
    first request is running) is 409 ``idempotency_in_progress``;
 4. after the request ran, its response (2xx, and 4xx problems too, which changed nothing and will
    give the same answer) is stored before it is sent; a 5xx or an exception deletes the reservation
-   so that the client may retry.
+   so that the client may retry; except 503 ``ledger_timeout``, whose operation may still commit:
+   that key stays reserved (``idempotency_in_progress``) so that a retry can never run it twice.
 
 Rows older than ``idempotency_retention_days`` no longer count and are replaced on reuse. A reservation
 left by a process that died mid-request answers ``idempotency_in_progress`` until it expires: the
@@ -24,13 +25,15 @@ PostgreSQL alike.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from dataclasses import dataclass
 
 import anyio.to_thread
-from sqlalchemy import Engine, and_, delete, insert, select, update
+from sqlalchemy import Engine, and_, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -40,7 +43,7 @@ from creditflow.domain.errors import Conflict, DomainError, Unauthenticated
 from creditflow.services.access import Principal
 from creditflow.services.clock import Clock
 
-from .problems import PROBLEM_JSON, domain_problem, problem
+from .problems import LEDGER_TIMEOUT, PROBLEM_JSON, domain_problem, problem
 from .security import token_from_headers
 
 log = logging.getLogger("creditflow.api")
@@ -83,15 +86,14 @@ class IdempotencyStore:
             "response": "",
             "created_ts_ms": now,
         }
-        name = self.engine.dialect.name
-        if name == "postgresql":
-            stmt = postgresql.insert(idempotency_keys).values(**values).on_conflict_do_nothing()
-        elif name == "sqlite":
-            stmt = sqlite.insert(idempotency_keys).values(**values).on_conflict_do_nothing()
-        else:  # pragma: no cover - only the two supported stores
-            stmt = insert(idempotency_keys).values(**values)
+        # INSERT .. ON CONFLICT DO NOTHING RETURNING: a row back means this request holds the key
+        # (rowcount is not reliable for it across drivers; RETURNING is, on PostgreSQL and SQLite >= 3.35).
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = (
+            dialect.insert(idempotency_keys).values(**values).on_conflict_do_nothing().returning(idempotency_keys.c.key)
+        )
         with self.engine.begin() as conn:
-            return conn.execute(stmt).rowcount == 1
+            return conn.execute(stmt).first() is not None
 
     def reserve(self, org_id: str, key: str, digest: bytes) -> StoredResponse | None:
         """Reserve ``key`` for this request (None), or return the stored response to replay.
@@ -108,9 +110,7 @@ class IdempotencyStore:
             if row.created_ts_ms < now - self.retention_ms:  # expired: no longer binding
                 with self.engine.begin() as conn:
                     conn.execute(
-                        delete(idempotency_keys).where(
-                            where, idempotency_keys.c.created_ts_ms == row.created_ts_ms
-                        )
+                        delete(idempotency_keys).where(where, idempotency_keys.c.created_ts_ms == row.created_ts_ms)
                     )
                 continue
             if bytes(row.request_sha256) != digest:
@@ -151,13 +151,14 @@ class IdempotencyStore:
 
 
 async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
-    """Read the whole request body; None if it grows past ``limit`` bytes."""
+    """Read the whole request body; None if it grows past ``limit`` bytes. Raises `ClientDisconnect`
+    if the client goes away first (a partial body must never be acted on, nor hashed for a key)."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
-        if message["type"] != "http.request":  # disconnected
-            break
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
         chunk = message.get("body", b"")
         size += len(chunk)
         if limit is not None and size > limit:
@@ -200,6 +201,12 @@ class IdempotencyMiddleware:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        try:
+            token = token_from_headers(headers)
+            principal = await anyio.to_thread.run_sync(self.creditflow.access.authenticate, token)
+        except Unauthenticated:
+            await self.app(scope, receive, send)  # the endpoint answers 401
+            return
         if not 1 <= len(key) <= KEY_MAX or not key.isprintable():
             await problem(
                 422,
@@ -208,12 +215,6 @@ class IdempotencyMiddleware:
                 instance=path,
                 field=HEADER,
             )(scope, receive, send)
-            return
-        token = token_from_headers(headers)
-        try:
-            principal = await anyio.to_thread.run_sync(self.creditflow.access.authenticate, token)
-        except Unauthenticated:
-            await self.app(scope, receive, send)  # the endpoint answers 401
             return
         scope.setdefault("state", {})["principal"] = principal
         body = await read_body(receive) or b""
@@ -246,18 +247,26 @@ class IdempotencyMiddleware:
         except Exception:
             await release()
             raise
-        if status >= 500:
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        if status >= 500 and not _outcome_unknown(status, body):
             await release()
-        else:
-            body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        elif status < 500:
             try:
-                await anyio.to_thread.run_sync(
-                    self.store.complete, principal.org_id, key, status, body.decode("utf-8")
-                )
+                await anyio.to_thread.run_sync(self.store.complete, principal.org_id, key, status, body.decode("utf-8"))
             except Exception:  # the request ran; keep the reservation so that it is never run twice
                 log.exception("could not store the response for %s %r", principal.org_id, key)
         for message in messages:
             await send(message)
+
+
+def _outcome_unknown(status: int, body: bytes) -> bool:
+    """A ledger timeout may still commit: keep the reservation so that a retry cannot run it twice."""
+    if status != 503:
+        return False
+    try:
+        return bool(json.loads(body).get("code") == LEDGER_TIMEOUT)
+    except (ValueError, AttributeError):
+        return False
 
 
 def _replay(stored: StoredResponse) -> Response:

@@ -11,6 +11,8 @@ Every error the API returns has the same shape::
   lists them all); a bad amount field (``*_minor``) is ``invalid_amount``, the code the domain uses.
 - Unknown routes are 404 ``not_found``, wrong methods 405 ``method_not_allowed``, bodies over the limit
   413 ``request_too_large``.
+- A ledger commit not confirmed within ``sequencer_timeout_s`` is 503 ``ledger_timeout`` (it may still
+  happen); a sequencer shutting down is 503 ``unavailable`` (nothing happened).
 - Anything unexpected is 500 ``internal_error``: logged with its traceback, never shown to the client.
 """
 
@@ -27,11 +29,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from creditflow.domain.errors import DomainError
+from creditflow.services.sequencer import SequencerClosed
 
 log = logging.getLogger("creditflow.api")
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://creditflow.example/problems/"
+LEDGER_TIMEOUT = "ledger_timeout"
 
 _HTTP_CODES = {
     400: "bad_request",
@@ -48,6 +52,13 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "unavailable",
 }
+
+
+# pydantic error types that mean "this value is not a valid amount" (as opposed to a missing field or a
+# list of the wrong length): reported with the domain's own code for bad amounts.
+_AMOUNT_ERRORS = frozenset(
+    {"int_type", "int_parsing", "int_from_float", "greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+)
 
 
 class ProblemResponse(JSONResponse):
@@ -111,7 +122,7 @@ def field_name(loc: Sequence[int | str]) -> str:
     return out or "body"
 
 
-def _validation_problem(errors: Sequence[Any], instance: str) -> ProblemResponse:
+def _validation_problem(errors: Sequence[Any], instance: str, *, json_body: bool = True) -> ProblemResponse:
     listed = []
     for err in errors:
         loc = err.get("loc", ()) if isinstance(err, Mapping) else ()
@@ -122,13 +133,14 @@ def _validation_problem(errors: Sequence[Any], instance: str) -> ProblemResponse
             message = "is not a known field"
         elif kind == "json_invalid":
             name, message = "body", "is not valid JSON"
+        elif name == "body" and not json_body:
+            message = "must be a JSON object sent with Content-Type: application/json"
         listed.append({"field": name, "message": message, "type": kind})
     if not listed:
         listed.append({"field": "body", "message": "is not valid", "type": ""})
     first = listed[0]
     leaf = first["field"].split(".")[-1].split("[")[0]
-    amount = leaf.endswith("_minor") and first["type"] not in ("missing", "extra_forbidden")
-    code = "invalid_amount" if amount else "invalid_input"
+    code = "invalid_amount" if leaf.endswith("_minor") and first["type"] in _AMOUNT_ERRORS else "invalid_input"
     return problem(
         422,
         code,
@@ -146,7 +158,30 @@ async def _domain_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    return _validation_problem(exc.errors(), request.url.path)
+    json_body = "json" in request.headers.get("content-type", "").lower()
+    return _validation_problem(exc.errors(), request.url.path, json_body=json_body)
+
+
+async def _ledger_timeout(request: Request, exc: Exception) -> Response:
+    log.warning("ledger commit not acknowledged in time on %s %s", request.method, request.url.path)
+    return problem(
+        503,
+        LEDGER_TIMEOUT,
+        "the ledger did not confirm the operation in time and it may still complete: check the object's "
+        "state before retrying (its Idempotency-Key stays reserved, so a retry with it cannot run it twice)",
+        instance=request.url.path,
+        headers={"Retry-After": "5"},
+    )
+
+
+async def _sequencer_closed(request: Request, exc: Exception) -> Response:
+    return problem(
+        503,
+        "unavailable",
+        "the service is shutting down; nothing was done, retry shortly",
+        instance=request.url.path,
+        headers={"Retry-After": "5"},
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -166,6 +201,8 @@ def install(api: FastAPI) -> None:
     api.add_exception_handler(DomainError, _domain_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
+    api.add_exception_handler(TimeoutError, _ledger_timeout)
+    api.add_exception_handler(SequencerClosed, _sequencer_closed)
 
 
 class CatchAllMiddleware:

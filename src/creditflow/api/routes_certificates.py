@@ -63,9 +63,7 @@ def issue_certificate(body: IssueIn, app: AppDep, who: Caller) -> IssueReceiptOu
     The first piece goes to the payable's creditor, pending until they accept it."""
     require_role(who, Role.CORE_ENTERPRISE, what="issue certificates")
     payable = visible_payable(app, who, body.payable_id)
-    receipt = app.ledger.issue(
-        who.org_id, payable.id, body.face_minor, body.maturity_date, issue_date=body.issue_date
-    )
+    receipt = app.ledger.issue(who.org_id, payable.id, body.face_minor, body.maturity_date, issue_date=body.issue_date)
     return IssueReceiptOut.model_validate(
         {
             **receipt.to_json(),

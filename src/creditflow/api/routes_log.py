@@ -62,7 +62,7 @@ def liability(org_id: str, app: AppDep, who: Caller) -> LiabilityOut:
 def circulation(
     app: AppDep,
     who: Caller,
-    issuer: Annotated[str | None, Query(max_length=64, description="default: the caller (core enterprise) or all")] = None,
+    issuer: Annotated[str | None, Query(max_length=64, description="default: your own, or all")] = None,
 ) -> CirculationOut:
     """Live value by tier: how far down the supply chain credit has flowed. A core enterprise sees its
     own certificates; operator and auditor see any issuer, or all."""

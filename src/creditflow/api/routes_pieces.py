@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from creditflow.bootstrap import App
 from creditflow.domain import operations as ops
 from creditflow.domain.errors import Forbidden
 from creditflow.domain.parties import Role
@@ -114,7 +115,7 @@ def unfreeze(piece_id: str, body: ReasonIn, app: AppDep, who: Caller) -> Receipt
     return receipt_out(app.ledger.unfreeze(who.org_id, piece.id, body.reason))
 
 
-def _check_targets(app: AppDep, who: Principal, op: ops.Operation) -> None:
+def _check_targets(app: App, who: Principal, op: ops.Operation) -> None:
     """404 for a piece, certificate or payable the caller may not see, as on the other endpoints."""
     if isinstance(op, ops.Accept | ops.Reject | ops.Transfer | ops.Split | ops.Freeze | ops.Unfreeze):
         visible_piece(app, who, op.piece_id)
@@ -137,8 +138,6 @@ def submit_operation(body: SignedOperationIn, app: AppDep, who: Caller) -> Recei
     ``b"creditflow/op/v1\\x00" + canonical_encoding(op)`` with a key registered on the ledger."""
     signed = SignedOperation.from_json(body.model_dump())
     if signed.op.actor != who.org_id:
-        raise Forbidden(
-            "the operation's actor must be the calling organisation", code="not_actor", field="op.actor"
-        )
+        raise Forbidden("the operation's actor must be the calling organisation", code="not_actor", field="op.actor")
     _check_targets(app, who, signed.op)
     return receipt_out(app.ledger.submit_signed(signed))

@@ -109,7 +109,9 @@ class IssueIn(RequestBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"payable_id": "pay-4f1c2a9b0d3e5f67", "face_minor": 100_000_000, "maturity_date": "2026-09-01"}]
+            "examples": [
+                {"payable_id": "pay-4f1c2a9b0d3e5f67", "face_minor": 100_000_000, "maturity_date": "2026-09-01"}
+            ]
         },
     )
     payable_id: OrgId
@@ -272,7 +274,9 @@ class DirectoryEntryOut(BaseModel):
 class ApiKeyOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{"org_id": "factory", "key_id": "1f2e3d4c5b6a7980", "api_key": "cf_1f2e3d4c5b6a7980_" + "x" * 43}]
+            "examples": [
+                {"org_id": "factory", "key_id": "1f2e3d4c5b6a7980", "api_key": "cf_1f2e3d4c5b6a7980_" + "x" * 43}
+            ]
         }
     )
     org_id: str
@@ -381,7 +385,9 @@ class TreeOut(BaseModel):
 
 
 class ProvenanceOut(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"piece_id": PIECE_ID_EXAMPLE, "chain": [PIECE_EXAMPLE]}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"piece_id": PIECE_ID_EXAMPLE, "chain": [PIECE_EXAMPLE]}]}
+    )
     piece_id: str
     chain: list[PieceOut] = Field(description="the piece, its parent, ... up to the certificate's first piece")
 
@@ -411,9 +417,7 @@ class HistoryOut(BaseModel):
 class LiabilityOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [
-                {"issuer": "xcmg", "outstanding_minor": 100_000_000, "pending_minor": 0, "certificates": 1}
-            ]
+            "examples": [{"issuer": "xcmg", "outstanding_minor": 100_000_000, "pending_minor": 0, "certificates": 1}]
         }
     )
     issuer: str

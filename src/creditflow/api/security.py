@@ -73,6 +73,4 @@ def require_role(principal: Principal, *roles: Role, what: str = "do this") -> N
     """403 ``role_not_allowed`` unless the caller has one of ``roles``."""
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
-        raise Forbidden(
-            f"a {principal.role.value} may not {what} (allowed: {allowed})", code="role_not_allowed"
-        )
+        raise Forbidden(f"a {principal.role.value} may not {what} (allowed: {allowed})", code="role_not_allowed")

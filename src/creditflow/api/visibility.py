@@ -4,9 +4,6 @@ answer 403. Operator and auditor see every certificate and piece (seeing is not 
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
-
-from creditflow.adapters.sql.tables import pieces
 from creditflow.bootstrap import App
 from creditflow.domain.certificates import Certificate, Piece
 from creditflow.domain.errors import NotFound
@@ -38,20 +35,8 @@ def visible_piece(app: App, who: Principal, piece_id: str) -> Piece:
     raise piece_not_found(piece_id)
 
 
-def has_held(app: App, org_id: str, certificate_id: str) -> bool:
-    """Does (or did) ``org_id`` hold or send any piece of the certificate? One indexed look-up.
-    (A candidate for `Queries`; kept here until the service grows it.)"""
-    stmt = (
-        select(pieces.c.id)
-        .where(pieces.c.certificate_id == certificate_id, or_(pieces.c.holder == org_id, pieces.c.sender == org_id))
-        .limit(1)
-    )
-    with app.engine.connect().execution_options(read_only=True) as conn:
-        return conn.execute(stmt).first() is not None
-
-
 def can_see_certificate(app: App, who: Principal, cert: Certificate) -> bool:
-    return is_overseer(who) or cert.issuer == who.org_id or has_held(app, who.org_id, cert.id)
+    return is_overseer(who) or cert.issuer == who.org_id or app.queries.has_held(who.org_id, cert.id)
 
 
 def visible_certificate(app: App, who: Principal, certificate_id: str) -> Certificate:

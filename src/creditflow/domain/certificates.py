@@ -22,9 +22,12 @@ from typing import Any, Protocol
 from creditflow.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.domain.operations import (
     Accept,
+    Clear,
     Expire,
+    Finance,
     Freeze,
     Issue,
+    MarkOverdue,
     Operation,
     RegisterParty,
     Reject,
@@ -46,15 +49,20 @@ class PieceState(StrEnum):
     REJECTED = "rejected"  # refused by the recipient; value returned to the sender
     EXPIRED = "expired"  # not accepted before its deadline; value returned to the sender
     REVOKED = "revoked"  # the issuer withdrew the certificate before acceptance
+    OVERDUE = "overdue"  # matured unpaid: still owed by the issuer, frozen in place
+    CLEARED = "cleared"  # paid at maturity from the issuer's payment
 
 
-LIVE_STATES = frozenset({PieceState.PENDING, PieceState.ACTIVE})
+# Pieces whose value the issuer still owes. Conservation: these plus the cleared ones add up to the face value.
+LIVE_STATES = frozenset({PieceState.PENDING, PieceState.ACTIVE, PieceState.OVERDUE})
 
 
 class CertificateState(StrEnum):
     PENDING = "pending"  # the first piece awaits acceptance
     OUTSTANDING = "outstanding"  # accepted: the issuer owes the face value
     VOID = "void"  # revoked, rejected or expired before acceptance: nothing is owed
+    OVERDUE = "overdue"  # matured and not paid
+    CLEARED = "cleared"  # paid: every holder has been paid
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +231,8 @@ def _close(piece: Piece, state: PieceState, ctx: Context) -> Piece:
 def _register_party(op: RegisterParty, state: StateView, ctx: Context) -> Effects:
     if op.actor != PLATFORM:
         raise Forbidden("only the platform registers organisations", code="role_not_allowed")
+    if op.org_id == PLATFORM:
+        raise InvalidInput(f"{PLATFORM!r} is reserved for the platform itself", code="invalid_input", field="org_id")
     if state.party(op.org_id) is not None:
         raise Conflict(f"organisation {op.org_id!r} is already registered", code="party_exists", field="org_id")
     party = Party(org_id=op.org_id, name=op.name, role=op.role, uscc=op.uscc, created_seq=ctx.seq)
@@ -471,6 +481,106 @@ def _revoke(op: Revoke, state: StateView, ctx: Context) -> Effects:
     )
 
 
+def _finance(op: Finance, state: StateView, ctx: Context) -> Effects:
+    piece = _piece(state, op.piece_id)
+    _check_movable(state, piece, op.actor, ctx, want=PieceState.ACTIVE)
+    bank = _party(state, op.bank, field_name="bank")
+    if bank.role != Role.BANK:
+        raise InvalidInput(f"{op.bank!r} is not a bank", code="invalid_recipient", field="bank")
+    if op.bank == op.actor:
+        raise InvalidInput("a bank cannot finance its own piece", code="invalid_recipient", field="bank")
+    if op.amount_minor > piece.amount_minor:
+        raise Conflict(
+            f"cannot finance {op.amount_minor} fen of a piece of {piece.amount_minor}",
+            code="finance_exceeds_amount",
+            field="amount_minor",
+        )
+    bought = Piece(
+        id=derive_id(op.op_id, "piece/0"),
+        certificate_id=piece.certificate_id,
+        parent_id=piece.id,
+        holder=op.bank,
+        sender=op.actor,
+        amount_minor=op.amount_minor,
+        state=PieceState.ACTIVE,  # the bank co-signed: nothing to accept
+        frozen=False,
+        tier=piece.tier,  # the bank steps into the seller's place in the chain
+        accept_by_ms=None,
+        created_seq=ctx.seq,
+    )
+    effects = Effects(
+        pieces=[_close(piece, PieceState.SPENT, ctx), bought],
+        events=[_event(ctx, piece.id, "financed", op.actor)],
+        result={"piece_id": bought.id},
+    )
+    rest = piece.amount_minor - op.amount_minor
+    if rest:
+        change = replace(
+            bought, id=derive_id(op.op_id, "piece/change"), holder=op.actor, sender=None, amount_minor=rest
+        )
+        effects.pieces.append(change)
+        effects.result["change_piece_id"] = change.id
+    return effects
+
+
+def _outstanding_listed(op: Clear | MarkOverdue, state: StateView) -> tuple[Certificate, list[Piece]]:
+    """The listed pieces must be exactly the certificate's outstanding pieces. They are complete when they
+    add up to the face value: conservation makes the outstanding pieces sum to it, and every amount is > 0."""
+    cert = _certificate(state, op.certificate_id)
+    listed = []
+    for piece_id in op.piece_ids:
+        piece = _piece(state, piece_id)
+        if piece.certificate_id != cert.id:
+            raise InvalidInput(f"piece {piece_id} is not part of this certificate", field="piece_ids")
+        if not piece.live:
+            raise Conflict(f"piece {piece_id} is {piece.state.value}", code="piece_not_live", field="piece_ids")
+        if piece.frozen:
+            raise Conflict(f"piece {piece_id} is frozen: resolve it first", code="piece_frozen", field="piece_ids")
+        listed.append(piece)
+    total = sum(p.amount_minor for p in listed)
+    if total != cert.face_minor:
+        raise Conflict(
+            f"the listed pieces add up to {total} fen, the face value is {cert.face_minor}",
+            code="clearing_incomplete",
+            field="piece_ids",
+        )
+    return cert, listed
+
+
+def _clear(op: Clear, state: StateView, ctx: Context) -> Effects:
+    if op.actor != PLATFORM:
+        raise Forbidden("only the platform clears certificates", code="role_not_allowed")
+    cert = _certificate(state, op.certificate_id)
+    if cert.state not in (CertificateState.OUTSTANDING, CertificateState.OVERDUE):
+        raise Conflict(f"the certificate is {cert.state.value}", code="certificate_not_outstanding")
+    if ctx.today < cert.maturity_date:
+        raise Conflict(f"the certificate matures on {cert.maturity_date}", code="not_matured")
+    cert, listed = _outstanding_listed(op, state)
+    return Effects(
+        pieces=[_close(p, PieceState.CLEARED, ctx) for p in listed],
+        certificates=[replace(cert, state=CertificateState.CLEARED)],
+        events=[_event(ctx, p.id, "cleared", op.actor) for p in listed],
+        result={"certificate_id": cert.id, "paid": {p.id: p.amount_minor for p in listed}},
+    )
+
+
+def _mark_overdue(op: MarkOverdue, state: StateView, ctx: Context) -> Effects:
+    if op.actor != PLATFORM:
+        raise Forbidden("only the platform marks certificates overdue", code="role_not_allowed")
+    cert = _certificate(state, op.certificate_id)
+    if cert.state != CertificateState.OUTSTANDING:
+        raise Conflict(f"the certificate is {cert.state.value}", code="certificate_not_outstanding")
+    if ctx.today <= cert.maturity_date:
+        raise Conflict(f"the certificate matures on {cert.maturity_date}", code="not_matured")
+    cert, listed = _outstanding_listed(op, state)
+    return Effects(
+        pieces=[replace(p, state=PieceState.OVERDUE, accept_by_ms=None) for p in listed],
+        certificates=[replace(cert, state=CertificateState.OVERDUE)],
+        events=[_event(ctx, p.id, "overdue", op.actor) for p in listed],
+        result={"certificate_id": cert.id},
+    )
+
+
 def apply(op: Operation, state: StateView, ctx: Context) -> Effects:
     """Check ``op`` against ``state`` and return what it changes. Raises `DomainError`; never mutates."""
     match op:
@@ -496,4 +606,10 @@ def apply(op: Operation, state: StateView, ctx: Context) -> Effects:
             return _register_party(op, state, ctx)
         case RotateKey():
             return _rotate_key(op, state, ctx)
+        case Finance():
+            return _finance(op, state, ctx)
+        case Clear():
+            return _clear(op, state, ctx)
+        case MarkOverdue():
+            return _mark_overdue(op, state, ctx)
     raise AssertionError(f"unhandled operation {op!r}")

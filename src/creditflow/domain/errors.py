@@ -10,6 +10,8 @@ The tree (mapped once to HTTP problem+json in `creditflow.api.problems` and to C
       Unauthenticated     401  unauthenticated
       Conflict            409  piece_already_spent, piece_frozen, certificate_matured, replayed_operation, ...
       BadSignature        400  bad_signature
+      LimitExceeded       413  limit_exceeded, tree_too_large
+      Unavailable         503  ledger_busy
 
 Programmer errors are assertions, never DomainError. A DomainError always means "nothing changed".
 """
@@ -64,6 +66,13 @@ class Conflict(DomainError):
 class BadSignature(DomainError):
     status = 400
     default_code = "bad_signature"
+
+
+class Unavailable(DomainError):
+    """Temporarily unable to serve (overloaded, shutting down): retry later."""
+
+    status = 503
+    default_code = "unavailable"
 
 
 class LimitExceeded(DomainError):

@@ -150,6 +150,9 @@ class Transfer(Operation):
     to: str
     amount_minor: int
     accept_by_ms: int
+    # Digest of the trade invoice between holder (buyer) and recipient (seller) that this payment settles.
+    # Optional in the payload (omitted when None); the service requires it when policy says so.
+    trade_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +249,68 @@ OPERATION_TYPES: dict[str, type[Operation]] = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class Finance(Operation):
+    """A bank buys (all or part of) a piece: signed by the holder (actor) AND the bank."""
+
+    TYPE: ClassVar[str] = "finance"
+    piece_id: str
+    bank: str
+    amount_minor: int
+    agreement_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clear(Operation):
+    """At maturity, after the issuer's payment: every outstanding piece is paid and closed.
+    ``piece_ids`` lists the payment file's lines; they must add up to the face value."""
+
+    TYPE: ClassVar[str] = "clear"
+    certificate_id: str
+    payment_ref: str
+    piece_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MarkOverdue(Operation):
+    """The issuer did not pay at maturity: every outstanding piece becomes overdue."""
+
+    TYPE: ClassVar[str] = "mark_overdue"
+    certificate_id: str
+    piece_ids: tuple[str, ...]
+
+
+OPERATION_TYPES.update({cls.TYPE: cls for cls in (Finance, Clear, MarkOverdue)})
+OPTIONAL_FIELDS = frozenset({"trade_ref"})
+
+
+def _piece_ids(data: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = data.get(name)
+    if not isinstance(value, list) or not value:
+        raise _bad(name, "must be a non-empty list of piece ids")
+    if len(value) > MAX_SPLIT_PIECES * 100:
+        raise _bad(name, "has too many piece ids")
+    ids = tuple(_uuid({"id": v}, "id") for v in value)
+    if len(set(ids)) != len(ids):
+        raise _bad(name, "lists a piece twice")
+    return ids
+
+
+def _optional_digest(data: Mapping[str, Any], name: str) -> str | None:
+    return None if data.get(name) is None else _digest(data, name)
+
+
+_FIELD_PARSERS.update(
+    {
+        "bank": _ident,
+        "agreement_digest": _digest,
+        "payment_ref": _str,
+        "piece_ids": _piece_ids,
+        "trade_ref": _optional_digest,
+    }
+)
+
+
 def parse(data: Any) -> Operation:
     """Turn an untrusted payload into an `Operation`, or raise `InvalidInput` naming the bad field."""
     if not isinstance(data, Mapping):
@@ -277,5 +342,7 @@ def payload(op: Operation) -> dict[str, Any]:
             value = list(value)
         elif isinstance(value, Role):
             value = value.value
+        elif value is None and f.name in OPTIONAL_FIELDS:
+            continue  # absent, so payloads written before the field existed keep their bytes
         out[f.name] = value
     return out

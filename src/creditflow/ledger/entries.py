@@ -87,7 +87,10 @@ class SignedOperation:
 
 
 def required_signers(op: operations.Operation) -> tuple[str, ...]:
-    """Who must sign: the actor (issuer for issue, holder for transfer/split, recipient for accept...)."""
+    """Who must sign: the actor (issuer for issue, holder for transfer/split, recipient for accept...);
+    a financing is signed by the holder and the bank that buys the piece."""
+    if isinstance(op, operations.Finance):
+        return (op.actor, op.bank)
     return (op.actor,)
 
 
@@ -170,10 +173,12 @@ def step(
     return apply(signed.op, state, ctx)
 
 
-def sign_operation(payload: dict[str, Any], signers: Sequence[Any]) -> SignedOperation:
-    """Sign ``payload`` with each `Signer` (the signer name is taken from ``payload['actor']``)."""
+def sign_operation(payload: dict[str, Any], signers: Sequence[Any] | Mapping[str, Any]) -> SignedOperation:
+    """Sign ``payload``: with a sequence of `Signer`s, each signs as the actor; with a mapping, each signs
+    as the organisation it is keyed by (a financing needs the holder's and the bank's)."""
     op = operations.parse(payload)
     canonical = operations.payload(op)
     message = op_message(canonical)
-    sigs = tuple(SignatureBlock(op.actor, s.key_id, s.sign(message)) for s in signers)
+    named = signers.items() if isinstance(signers, Mapping) else [(op.actor, s) for s in signers]
+    sigs = tuple(SignatureBlock(name, s.key_id, s.sign(message)) for name, s in named)
     return SignedOperation(payload=canonical, op=op, sigs=sigs)

@@ -32,7 +32,7 @@ from creditflow.adapters.sql.tables import (
     pieces,
     tree_heads,
 )
-from creditflow.domain.certificates import CertificateState
+from creditflow.domain.certificates import CertificateState, PieceState
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import Entry
 from creditflow.ledger.verifier import VerificationFailure, check_tree_head, replay
@@ -187,9 +187,9 @@ def verify_database(
         )
 
         # conservation, checked on the re-derived state (an invariant, so a failure here is a bug, loudly)
-        live: dict[str, int] = {}
+        live: dict[str, int] = {}  # owed (pending, active, overdue) plus already cleared
         for p in state.pieces.values():
-            if p.live:
+            if p.live or p.state == PieceState.CLEARED:
                 live[p.certificate_id] = live.get(p.certificate_id, 0) + p.amount_minor
         for cert in state.certificates.values():
             expected = 0 if cert.state == CertificateState.VOID else cert.face_minor

@@ -213,7 +213,8 @@ class LedgerService:
         def precheck(conn: Connection, _state: MemoryState) -> None:
             if signer is not None:
                 custody.store(conn, signer, org_id, now)
-                custody.retire_others(conn, org_id, signer.key_id)
+            # Moving to self custody (a public key given): the platform's copy of the old key is retired too.
+            custody.retire_others(conn, org_id, new_key_id)
 
         return self.sequencer.submit(signed, precheck)
 

@@ -12,11 +12,11 @@ from sqlalchemy import Connection, Engine, Integer, and_, func, literal, or_, se
 from creditflow.adapters.sql import ledger_store as store
 from creditflow.adapters.sql.tables import certificates, ledger_entries, parties, piece_events, pieces
 from creditflow.config import Settings
-from creditflow.domain.certificates import Certificate, CertificateState, Piece, PieceState
+from creditflow.domain.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.domain.errors import InvalidInput, LimitExceeded, NotFound
 from creditflow.domain.parties import Party
 
-LIVE = (PieceState.PENDING.value, PieceState.ACTIVE.value)
+LIVE = tuple(s.value for s in LIVE_STATES)
 _CREATION = {
     "issue": "issued",
     "transfer": "received",
@@ -35,9 +35,10 @@ class Page:
 @dataclass(frozen=True, slots=True)
 class Liability:
     issuer: str
-    outstanding_minor: int  # accepted certificates: owed
+    outstanding_minor: int  # accepted certificates: owed (overdue ones included)
     pending_minor: int  # issued, not yet accepted
     certificates: int
+    overdue_minor: int = 0  # matured and unpaid (part of outstanding)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +194,15 @@ class Queries:
         with self._conn() as conn:
             rows = {r[0]: (int(r[1] or 0), int(r[2])) for r in conn.execute(stmt)}
         outstanding = rows.get(CertificateState.OUTSTANDING.value, (0, 0))
+        overdue = rows.get(CertificateState.OVERDUE.value, (0, 0))
         pending = rows.get(CertificateState.PENDING.value, (0, 0))
-        return Liability(issuer, outstanding[0], pending[0], outstanding[1] + pending[1])
+        return Liability(
+            issuer,
+            outstanding_minor=outstanding[0] + overdue[0],
+            pending_minor=pending[0],
+            certificates=outstanding[1] + overdue[1] + pending[1],
+            overdue_minor=overdue[0],
+        )
 
     def circulation_by_tier(self, issuer: str | None = None) -> list[TierValue]:
         stmt = select(
@@ -210,6 +218,16 @@ class Queries:
         stmt = stmt.group_by(pieces.c.tier).order_by(pieces.c.tier)
         with self._conn() as conn:
             return [TierValue(int(t), int(a), int(n), int(h)) for t, a, n, h in conn.execute(stmt)]
+
+    def has_held(self, org_id: str, certificate_id: str) -> bool:
+        """Whether ``org_id`` holds or ever held (or sent) a piece of the certificate."""
+        stmt = (
+            select(pieces.c.id)
+            .where(pieces.c.certificate_id == certificate_id, or_(pieces.c.holder == org_id, pieces.c.sender == org_id))
+            .limit(1)
+        )
+        with self._conn() as conn:
+            return conn.execute(stmt).first() is not None
 
     def is_party_to_piece(self, org_id: str, piece: Piece) -> bool:
         """Holder, sender, or issuer of the certificate: the organisations that may see a piece."""

@@ -28,7 +28,7 @@ from creditflow.adapters.sql import ledger_store as store
 from creditflow.config import Settings
 from creditflow.domain import operations as ops
 from creditflow.domain.certificates import Certificate, Context, Effects, Piece
-from creditflow.domain.errors import Conflict, DomainError, LimitExceeded
+from creditflow.domain.errors import Conflict, DomainError, Unavailable
 from creditflow.domain.parties import Party, PartyKey
 from creditflow.domain.state import MemoryState
 from creditflow.ledger import merkle
@@ -87,12 +87,13 @@ def _referenced(op: ops.Operation) -> tuple[set[str], set[str], set[str]]:
     piece_ids: set[str] = set()
     cert_ids: set[str] = set()
     party_ids = {op.actor}
-    for name in ("piece_id",):
-        if hasattr(op, name):
-            piece_ids.add(getattr(op, name))
+    if hasattr(op, "piece_id"):
+        piece_ids.add(op.piece_id)
+    if hasattr(op, "piece_ids"):
+        piece_ids.update(op.piece_ids)
     if hasattr(op, "certificate_id"):
         cert_ids.add(op.certificate_id)
-    for name in ("to", "org_id"):
+    for name in ("to", "org_id", "bank"):
         if hasattr(op, name):
             party_ids.add(getattr(op, name))
     return piece_ids, cert_ids, party_ids
@@ -133,7 +134,7 @@ class Sequencer:
         try:
             self._queue.put(_Submission(signed, precheck, future), timeout=self._timeout_s)
         except queue.Full as exc:
-            raise LimitExceeded("the ledger is overloaded; retry later", code="ledger_busy") from exc
+            raise Unavailable("the ledger is overloaded; retry later", code="ledger_busy") from exc
         return future
 
     def submit(self, signed: SignedOperation, precheck: Precheck | None = None) -> Receipt:
