@@ -14,12 +14,17 @@ from creditflow.domain.parties import PLATFORM
 from creditflow.ledger.signing import Signer
 from creditflow.services.access import Access
 from creditflow.services.audit import VerifyReport, verify_database
+from creditflow.services.clearing import ClearingService
 from creditflow.services.clock import Clock, SystemClock
+from creditflow.services.confirmation import ConfirmationService
 from creditflow.services.custody import Custody
+from creditflow.services.financing import FinancingService, release_bank_limits
 from creditflow.services.ledger import LedgerService, release_void_payables
+from creditflow.services.network import NetworkService
 from creditflow.services.proofs import Proofs
 from creditflow.services.queries import Queries
 from creditflow.services.sequencer import Sequencer
+from creditflow.services.trade_rules import release_trade_reservations
 
 LOG_KEY_ID = "log-1"
 
@@ -36,6 +41,10 @@ class App:
     queries: Queries
     proofs: Proofs
     access: Access
+    confirmation: ConfirmationService
+    financing: FinancingService
+    clearing: ClearingService
+    network: NetworkService
 
     @property
     def log_keys(self) -> dict[str, bytes]:
@@ -81,11 +90,23 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         settings.kdf_opslimit,
         settings.kdf_memlimit_bytes,
     )
-    custody.unlock()
-    log_signer = _log_signer(engine, custody, clock)
+    try:
+        custody.unlock()
+        log_signer = _log_signer(engine, custody, clock)
+    except BaseException:
+        engine.dispose()  # e.g. a wrong passphrase: leave no connection behind
+        raise
     log_keys = {log_signer.key_id: log_signer.public_key}
-    sequencer = Sequencer(engine, log_signer, log_keys, clock, settings, projections=[release_void_payables])
+    sequencer = Sequencer(
+        engine,
+        log_signer,
+        log_keys,
+        clock,
+        settings,
+        projections=[release_void_payables, release_trade_reservations, release_bank_limits],
+    )
     ledger = LedgerService(engine, sequencer, custody, settings, clock, log_signer)
+    queries = Queries(engine, settings)
     return App(
         settings=settings,
         engine=engine,
@@ -94,7 +115,11 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         log_signer=log_signer,
         sequencer=sequencer,
         ledger=ledger,
-        queries=Queries(engine, settings),
+        queries=queries,
         proofs=Proofs(engine, log_signer, clock),
         access=Access(engine, clock),
+        confirmation=ConfirmationService(engine, ledger, settings, clock),
+        financing=FinancingService(engine, ledger, queries, settings, clock),
+        clearing=ClearingService(engine, ledger, queries, settings, clock),
+        network=NetworkService(engine),
     )

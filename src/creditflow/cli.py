@@ -302,6 +302,19 @@ def bench_ledger(
     print(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_cli.command("financing")
+def bench_financing(
+    requests: Annotated[int, typer.Option("--requests", help="financing requests to time")] = 300,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Financing request to approved-and-recorded disbursement: p50/p99 latency, beside a bare append."""
+    from creditflow.benchmarks.financing import run_financing_bench
+
+    result = run_financing_bench(requests, db_url=db)
+    print(json.dumps(result, indent=None if as_json else 2))
+
+
 def main() -> None:
     try:
         cli()

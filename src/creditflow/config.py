@@ -52,6 +52,14 @@ class Settings(BaseSettings):
     match_quantity_tolerance_pct: Decimal = Field(Decimal("0"), ge=0, le=100, description="0 means exact")
     match_price_tolerance_pct: Decimal = Field(Decimal("1"), ge=0, le=100)
 
+    # trade finance
+    enforce_trade_rules: bool = Field(
+        True,
+        description="issue only on confirmed payables within the credit line; transfers cite an invoice",
+    )
+    approvals_required: int = Field(2, ge=2, le=5, description="distinct core-enterprise users who confirm a payable")
+    penalty_rate_bps: int = Field(1825, ge=0, le=10_000, description="penalty interest on overdue amounts, per year")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

@@ -303,6 +303,12 @@ def _issue(op: Issue, state: StateView, ctx: Context) -> Effects:
 def _accept(op: Accept, state: StateView, ctx: Context) -> Effects:
     piece = _piece(state, op.piece_id)
     cert = _check_movable(state, piece, op.actor, ctx, want=PieceState.PENDING)
+    if piece.accept_by_ms is not None and ctx.ts_ms >= piece.accept_by_ms:
+        raise Conflict(
+            "the acceptance deadline has passed; the piece goes back to its sender",
+            code="acceptance_deadline_passed",
+            field="piece_id",
+        )
     accepted = replace(piece, state=PieceState.ACTIVE, accept_by_ms=None)
     effects = Effects(pieces=[accepted], events=[_event(ctx, piece.id, "accepted", op.actor)])
     if piece.id == cert.root_piece_id:
@@ -357,6 +363,8 @@ def _expire(op: Expire, state: StateView, ctx: Context) -> Effects:
     assert piece.accept_by_ms is not None
     if ctx.ts_ms < piece.accept_by_ms:
         raise Conflict("the acceptance deadline has not passed", code="deadline_not_reached", field="piece_id")
+    if piece.frozen:
+        raise Conflict("the piece is frozen; it stays put until unfrozen", code="piece_frozen", field="piece_id")
     cert = _certificate(state, piece.certificate_id)
     return _return_to_sender(piece, cert, ctx, PieceState.EXPIRED, op.actor, op.op_id)
 

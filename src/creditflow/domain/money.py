@@ -43,7 +43,7 @@ def parse_major(text: str, *, field: str = "amount") -> int:
     and so is a fraction of a fen, however small.
     """
     cleaned = text.strip()
-    if not _AMOUNT_RE.match(cleaned):
+    if not _AMOUNT_RE.fullmatch(cleaned):
         raise InvalidInput(f"{field}: {text!r} is not an amount like 1,234.56", code="invalid_amount", field=field)
     whole, _, fraction = cleaned.replace(",", "").partition(".")
     if fraction.rstrip("0")[2:]:

@@ -40,7 +40,7 @@ def _str(data: Mapping[str, Any], name: str) -> str:
 
 def _ident(data: Mapping[str, Any], name: str) -> str:
     value = _str(data, name)
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise _bad(name, "must be 1-64 characters of letters, digits and _ . : - (starting with a letter or digit)")
     return value
 
@@ -48,9 +48,14 @@ def _ident(data: Mapping[str, Any], name: str) -> str:
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def check_ident(value: object, name: str) -> str:
+    """An identifier (org, key, payable ids): the rule every such field of an operation follows."""
+    return _ident({name: value}, name)
+
+
 def _uuid(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
-    if not isinstance(value, str) or not _UUID_RE.match(value):
+    if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
         raise _bad(name, "must be a UUID in lower-case hyphenated form")
     return value
 
@@ -79,7 +84,7 @@ def _date(data: Mapping[str, Any], name: str) -> dt.date:
 
 def _hex32(data: Mapping[str, Any], name: str) -> bytes:
     value = _str(data, name)
-    if not _HEX64_RE.match(value):
+    if not _HEX64_RE.fullmatch(value):
         raise _bad(name, "must be 64 lower-case hex characters")
     return bytes.fromhex(value)
 
@@ -315,7 +320,8 @@ def parse(data: Any) -> Operation:
     """Turn an untrusted payload into an `Operation`, or raise `InvalidInput` naming the bad field."""
     if not isinstance(data, Mapping):
         raise _bad("operation", "must be an object")
-    if data.get("v") != PAYLOAD_VERSION:
+    version = data.get("v")
+    if type(version) is not int or version != PAYLOAD_VERSION:
         raise _bad("v", f"must be {PAYLOAD_VERSION}", code="unsupported_version")
     kind = data.get("type")
     cls = OPERATION_TYPES.get(kind) if isinstance(kind, str) else None

@@ -72,7 +72,7 @@ class SignedOperation:
             signer, key_id, sig = raw["signer"], raw["key_id"], raw["sig"]
             if not (isinstance(signer, str) and isinstance(key_id, str) and isinstance(sig, str)):
                 raise InvalidInput("signer, key_id and sig are strings", field=f"sigs[{i}]")
-            if not _SIG_RE.match(sig):
+            if not _SIG_RE.fullmatch(sig):
                 raise BadSignature("sig must be 128 lower-case hex characters", field=f"sigs[{i}].sig")
             sigs.append(SignatureBlock(signer, key_id, bytes.fromhex(sig)))
         # Re-derive the payload from the parsed op: unknown fields were refused by parse, and this makes

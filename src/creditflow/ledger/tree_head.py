@@ -60,7 +60,7 @@ class TreeHead:
         if not (isinstance(size, int) and isinstance(ts, int) and size >= 0):
             raise ValueError("tree_size and ts_ms must be integers")
         for name, value in (("root_hash", root), ("signature", sig)):
-            if not isinstance(value, str) or not _HEX_RE.match(value) or len(value) % 2:
+            if not isinstance(value, str) or not _HEX_RE.fullmatch(value) or len(value) % 2:
                 raise ValueError(f"{name} must be lower-case hex")
         if not isinstance(key_id, str):
             raise ValueError("key_id must be a string")

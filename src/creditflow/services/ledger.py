@@ -34,6 +34,7 @@ from creditflow.domain.uscc import validate_uscc
 from creditflow.ledger.encoding import encode
 from creditflow.ledger.entries import SignatureBlock, SignedOperation
 from creditflow.ledger.signing import Signer, op_message
+from creditflow.services import trade_rules
 from creditflow.services.clock import Clock
 from creditflow.services.custody import Custody
 from creditflow.services.sequencer import Precheck, Receipt, Sequencer
@@ -51,13 +52,21 @@ class Payable:
     reference: str
     digest: str
     issued_minor: int
+    status: str = "draft"
 
 
 def payable_digest(
-    payable_id: str, debtor: str, creditor: str, amount_minor: int, currency: str, reference: str
+    payable_id: str,
+    debtor: str,
+    creditor: str,
+    amount_minor: int,
+    currency: str,
+    reference: str,
+    documents: Sequence[str] = (),
 ) -> str:
-    """The hash the ledger carries for a payable: the record itself stays off the log."""
-    body = {
+    """The hash the ledger carries for a payable: the record itself, and the trade documents behind it
+    (their digests, ``documents``), stay off the log."""
+    body: dict[str, Any] = {
         "v": 1,
         "id": payable_id,
         "debtor": debtor,
@@ -66,6 +75,8 @@ def payable_digest(
         "currency": currency,
         "reference": reference,
     }
+    if documents:
+        body["documents"] = sorted(documents)
     return hashlib.sha256(b"creditflow/payable/v1\x00" + encode(body)).hexdigest()
 
 
@@ -128,8 +139,19 @@ class LedgerService:
             )
 
     def _precheck_for(self, op: ops.Operation) -> Precheck | None:
+        enforce = self.settings.enforce_trade_rules
         if isinstance(op, ops.Issue):
-            return _reserve_payable(op)
+            reserve = _reserve_payable(op)
+            if not enforce:
+                return reserve
+
+            def issue_checks(conn: Connection, state: MemoryState) -> None:
+                trade_rules.check_issue(conn, op)
+                reserve(conn, state)
+
+            return issue_checks
+        if isinstance(op, ops.Transfer) and enforce:
+            return lambda conn, _state: trade_rules.check_transfer(conn, op)
         return None
 
     # --- platform custody: build, sign with the held key, submit ----------------------------------
@@ -146,6 +168,10 @@ class LedgerService:
         payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": actor, **fields}
         signed = self._sign_as(actor, payload)
         return self.submit_signed(signed)
+
+    def platform_operation(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
+        """An operation the platform itself signs with the log key (clearing, overdue, expiry)."""
+        return self._platform_op(fields, precheck)
 
     def _platform_op(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
         payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": PLATFORM, **fields}
@@ -210,7 +236,9 @@ class LedgerService:
         signed = self._sign_as(org_id, payload)
         custody, now = self.custody, self.clock.now_ms()
 
-        def precheck(conn: Connection, _state: MemoryState) -> None:
+        def precheck(conn: Connection, state: MemoryState) -> None:
+            if any(k.key_id == new_key_id for k in state.keys(org_id)):
+                raise Conflict(f"key id {new_key_id!r} was used before", code="key_exists", field="key_id")
             if signer is not None:
                 custody.store(conn, signer, org_id, now)
             # Moving to self custody (a public key given): the platform's copy of the old key is retired too.
@@ -227,14 +255,20 @@ class LedgerService:
         *,
         currency: str = "CNY",
         payable_id: str | None = None,
+        documents: Sequence[str] = (),
+        status: str = "draft",
     ) -> Payable:
-        """Record the core enterprise's payable to a supplier (trade checks come with the ERP integration)."""
+        """Record the core enterprise's payable to a supplier: ``draft`` when entered by hand, ``matched``
+        when it comes from a three-way match (`ConfirmationService`). Either way it must be confirmed by
+        two users before it can back an issue (when trade rules are enforced)."""
         check_amount_minor(amount_minor)
         check_currency(currency)
         if not reference or len(reference) > 200:
             raise InvalidInput("reference must be 1-200 characters", field="reference")
+        if status not in ("draft", "matched"):
+            raise InvalidInput("a new payable is draft or matched", field="status")
         pid = payable_id or f"pay-{uuid.uuid4().hex[:16]}"
-        ops.parse({"v": 1, "type": "accept", "op_id": new_op_id(), "actor": pid, "piece_id": new_op_id()})
+        ops.check_ident(pid, "payable_id")
         with self.engine.begin() as conn:
             found = {p.org_id: p for p in store.load_parties(conn, [debtor, creditor])}
             if debtor not in found:
@@ -245,7 +279,7 @@ class LedgerService:
                 raise Forbidden("only a core enterprise records payables", code="role_not_allowed", field="debtor")
             if conn.execute(select(payables.c.id).where(payables.c.id == pid)).first() is not None:
                 raise Conflict(f"payable {pid!r} exists", code="payable_exists", field="payable_id")
-            digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference)
+            digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference, documents)
             conn.execute(
                 payables.insert().values(
                     id=pid,
@@ -257,9 +291,10 @@ class LedgerService:
                     digest=digest,
                     issued_minor=0,
                     created_ts_ms=self.clock.now_ms(),
+                    status=status,
                 )
             )
-        return Payable(pid, debtor, creditor, amount_minor, currency, reference, digest, 0)
+        return Payable(pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status)
 
     def get_payable(self, payable_id: str) -> Payable:
         with self.engine.connect() as conn:
@@ -275,6 +310,7 @@ class LedgerService:
             row.reference,
             row.digest,
             row.issued_minor,
+            row.status,
         )
 
     def issue(
@@ -312,10 +348,15 @@ class LedgerService:
     def reject(self, actor: str, piece_id: str) -> Receipt:
         return self._act(actor, {"type": "reject", "piece_id": piece_id})
 
-    def transfer(self, actor: str, piece_id: str, to: str, amount_minor: int) -> Receipt:
+    def transfer(
+        self, actor: str, piece_id: str, to: str, amount_minor: int, *, trade_ref: str | None = None
+    ) -> Receipt:
+        """Pay ``to`` with (part of) a piece; ``trade_ref`` is the digest of the invoice it settles."""
+        extra = {} if trade_ref is None else {"trade_ref": trade_ref}
         return self._act(
             actor,
             {
+                **extra,
                 "type": "transfer",
                 "piece_id": piece_id,
                 "to": to,

@@ -238,7 +238,10 @@ class Queries:
 
 def _parse_cursor(cursor: str) -> tuple[int, str]:
     try:
-        seq, ident = cursor.split(":", 1)
-        return int(seq), ident
+        seq_text, ident = cursor.split(":", 1)
+        seq = int(seq_text)
+        if not 0 <= seq < 2**63 or len(ident) > 64:
+            raise ValueError(cursor)
+        return seq, ident
     except ValueError as exc:
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc

@@ -166,6 +166,9 @@ payables = Table(
     Column("digest", String(64), nullable=False),
     Column("issued_minor", BigInteger, nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
+    # draft (entered by hand) or matched (from a three-way match) -> confirmed after two approvals
+    Column("status", String(16), nullable=False, server_default="draft"),
+    Column("invoice_id", String(64)),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
     CheckConstraint("issued_minor >= 0 AND issued_minor <= amount_minor", name="issued_within_amount"),
 )
@@ -213,3 +216,6 @@ idempotency_keys = Table(
     Column("created_ts_ms", BigInteger, nullable=False),
     PrimaryKeyConstraint("org_id", "key"),
 )
+
+
+# The tables of other capabilities register on this same metadata (imported last: they import this module).

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 12:28:54.875672
+Create Date: 2026-11-26 12:48:14.111503
 """
 
 from __future__ import annotations
@@ -125,6 +125,8 @@ def upgrade() -> None:
     sa.Column('digest', sa.String(length=64), nullable=False),
     sa.Column('issued_minor', sa.BigInteger(), nullable=False),
     sa.Column('created_ts_ms', sa.BigInteger(), nullable=False),
+    sa.Column('status', sa.String(length=16), server_default='draft', nullable=False),
+    sa.Column('invoice_id', sa.String(length=64), nullable=True),
     sa.CheckConstraint('amount_minor > 0', name=op.f('ck_payables_amount_positive')),
     sa.CheckConstraint('issued_minor >= 0 AND issued_minor <= amount_minor', name=op.f('ck_payables_issued_within_amount')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_payables'))

@@ -1,0 +1,1 @@
+"""Payment files for banks (ISO 20022)."""
