@@ -24,6 +24,7 @@ from creditflow.services.network import NetworkService
 from creditflow.services.proofs import Proofs
 from creditflow.services.queries import Queries
 from creditflow.services.sequencer import Sequencer
+from creditflow.services.trade import TradeService
 from creditflow.services.trade_rules import release_trade_reservations
 
 LOG_KEY_ID = "log-1"
@@ -41,6 +42,7 @@ class App:
     queries: Queries
     proofs: Proofs
     access: Access
+    trade: TradeService
     confirmation: ConfirmationService
     financing: FinancingService
     clearing: ClearingService
@@ -107,6 +109,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     )
     ledger = LedgerService(engine, sequencer, custody, settings, clock, log_signer)
     queries = Queries(engine, settings)
+    trade = TradeService(engine, settings, clock)
     return App(
         settings=settings,
         engine=engine,
@@ -118,7 +121,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         queries=queries,
         proofs=Proofs(engine, log_signer, clock),
         access=Access(engine, clock),
-        confirmation=ConfirmationService(engine, ledger, settings, clock),
+        trade=trade,
+        confirmation=ConfirmationService(engine, ledger, trade, settings, clock),
         financing=FinancingService(engine, ledger, queries, settings, clock),
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),

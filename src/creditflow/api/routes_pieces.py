@@ -89,7 +89,7 @@ def reject(piece_id: str, app: AppDep, who: Caller) -> ReceiptOut:
 def transfer(piece_id: str, body: TransferIn, app: AppDep, who: Caller) -> ReceiptOut:
     """Send ``amount_minor`` of the caller's piece to ``to``; any remainder comes back as a change piece."""
     piece = visible_piece(app, who, piece_id)
-    return receipt_out(app.ledger.transfer(who.org_id, piece.id, body.to, body.amount_minor))
+    return receipt_out(app.ledger.transfer(who.org_id, piece.id, body.to, body.amount_minor, trade_ref=body.trade_ref))
 
 
 @router.post("/v1/pieces/{piece_id}/split", response_model=ReceiptOut, responses=_ACT_ERRORS)
@@ -117,7 +117,7 @@ def unfreeze(piece_id: str, body: ReasonIn, app: AppDep, who: Caller) -> Receipt
 
 def _check_targets(app: App, who: Principal, op: ops.Operation) -> None:
     """404 for a piece, certificate or payable the caller may not see, as on the other endpoints."""
-    if isinstance(op, ops.Accept | ops.Reject | ops.Transfer | ops.Split | ops.Freeze | ops.Unfreeze):
+    if isinstance(op, ops.Accept | ops.Reject | ops.Transfer | ops.Split | ops.Freeze | ops.Unfreeze | ops.Finance):
         visible_piece(app, who, op.piece_id)
     elif isinstance(op, ops.Revoke):
         visible_certificate(app, who, op.certificate_id)

@@ -126,6 +126,9 @@ class TransferIn(RequestBody):
     )
     to: OrgId
     amount_minor: AmountMinor
+    trade_ref: str | None = Field(
+        None, pattern="^[0-9a-f]{64}$", description="digest of the trade invoice this payment settles"
+    )
 
 
 class SplitIn(RequestBody):

@@ -69,7 +69,7 @@ def setup_world(app: App, pieces: int) -> dict[str, Any]:
 def run_financing_bench(requests: int = 300, db_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="creditflow-bench-fin-") as tmp:
         url = db_url or f"sqlite:///{Path(tmp) / 'financing.db'}"
-        settings = Settings(db_url=url, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)  # type: ignore[arg-type]
+        settings = Settings(db_url=url, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
         with build(settings) as app:
             world = setup_world(app, requests + 1)
             latencies: list[float] = []
@@ -84,7 +84,11 @@ def run_financing_bench(requests: int = 300, db_url: str | None = None) -> dict[
             spare = world["pieces"][requests]
             for _ in range(min(requests, 200)):
                 t = time.perf_counter()
-                spare = str(app.ledger.split("supplier", spare, [1, app.queries.piece(spare).amount_minor - 1]).result["piece_ids"][1])
+                spare = str(
+                    app.ledger.split("supplier", spare, [1, app.queries.piece(spare).amount_minor - 1]).result[
+                        "piece_ids"
+                    ][1]
+                )
                 peer.append((time.perf_counter() - t) * 1000)
             store = app.engine.dialect.name
     return {

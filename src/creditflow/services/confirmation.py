@@ -17,22 +17,25 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from creditflow.adapters.sql import ledger_store as store
 from creditflow.adapters.sql.finance_tables import credit_lines, payable_approvals, users
-from creditflow.adapters.sql.tables import certificates, payables
+from creditflow.adapters.sql.tables import certificates, parties, payables
 from creditflow.config import Settings
 from creditflow.domain.certificates import CertificateState
 from creditflow.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.domain.parties import Role
+from creditflow.domain.trade import MatchStatus
 from creditflow.ledger.encoding import encode
 from creditflow.services.clock import Clock
 from creditflow.services.ledger import LedgerService, Payable
+from creditflow.services.trade import TradeService
 
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class ConfirmationService:
-    def __init__(self, engine: Engine, ledger: LedgerService, settings: Settings, clock: Clock):
+    def __init__(self, engine: Engine, ledger: LedgerService, trade: TradeService, settings: Settings, clock: Clock):
         self.engine = engine
         self.ledger = ledger
+        self.trade = trade
         self.settings = settings
         self.clock = clock
 
@@ -103,6 +106,33 @@ class ConfirmationService:
 
     # --- payables ----------------------------------------------------------------------------------
 
+    def payable_from_invoice(self, core: str, invoice_id: int) -> Payable:
+        """Three-way match an imported invoice to the core enterprise; on success, the eligible payable
+        (status ``matched``, awaiting two approvals). Asking again for the same invoice returns the same
+        payable. A failed match raises ``three_way_match_failed`` with every mismatching line."""
+        stored = self.trade.get_document(invoice_id, viewer=core)
+        invoice = stored.document
+        with self.engine.connect() as conn:
+            by_uscc = {r.uscc: r.org_id for r in conn.execute(select(parties.c.org_id, parties.c.uscc))}
+        if by_uscc.get(invoice.buyer_uscc) != core:
+            raise Forbidden("only the invoice's buyer turns it into a payable", code="not_buyer", field="invoice_id")
+        seller = by_uscc.get(invoice.seller_uscc)
+        if seller is None:
+            raise NotFound("the invoice's seller is not a registered organisation", code="party_not_found")
+        result = self.trade.match_invoice(invoice_id, viewer=core)
+        if not result.ok:
+            bad = [line.to_json() for line in result.lines if line.status != MatchStatus.MATCHED]
+            raise Conflict(
+                f"invoice {invoice.number} does not match its order and receipts: "
+                + "; ".join(str(b.get("explanation", b)) for b in bad),
+                code="three_way_match_failed",
+                field="invoice_id",
+                lines=bad,
+            )
+        return self.payable_from_match(
+            core, seller, invoice.number, result.eligible_minor, list(result.document_digests), str(invoice_id)
+        )
+
     def payable_from_match(
         self,
         debtor: str,
@@ -116,6 +146,9 @@ class ConfirmationService:
         docs = sorted(document_digests)
         reference = f"invoice {invoice_number}"
         payable_id = "pay-" + hashlib.sha256(encode({"invoice": invoice_id, "docs": docs})).hexdigest()[:20]
+        with self.engine.connect() as conn:
+            if conn.execute(select(payables.c.id).where(payables.c.id == payable_id)).first() is not None:
+                return self.ledger.get_payable(payable_id)
         payable = self.ledger.create_payable(
             debtor, creditor, gross_minor, reference, payable_id=payable_id, documents=docs, status="matched"
         )

@@ -43,8 +43,9 @@ Precheck = Callable[[Connection, MemoryState], None]
 Projection = Callable[[Connection, Effects, MemoryState], None]
 """Runs in the batch transaction after an operation is accepted, before the in-memory state moves on,
 to keep an off-ledger table in step with the ledger (e.g. release a payable when a certificate goes void)."""
-"""Runs in the batch transaction (inside a savepoint) before the operation is applied; it may read and
-write off-ledger tables (e.g. reserve a payable) and raises `DomainError` to refuse the operation."""
+"""Runs in the batch transaction (inside a savepoint) after the ledger's rules accepted the operation and
+before its effects are written; it may read and write off-ledger tables (e.g. reserve a payable) and
+raises `DomainError` to refuse the operation, which then leaves no trace."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,12 +252,12 @@ class Sequencer:
                     continue
                 ctx = Context(seq=seq, ts_ms=ts_ms)
                 try:
+                    # The ledger's own rules answer first (a spent piece is "already spent", whatever else
+                    # is wrong); only then the off-ledger checks, whose writes a savepoint can undo.
+                    effects = step(signed, state, ctx, self._platform_keys)
                     if sub.precheck is not None:
                         with conn.begin_nested():
                             sub.precheck(conn, state)
-                            effects = step(signed, state, ctx, self._platform_keys)
-                    else:
-                        effects = step(signed, state, ctx, self._platform_keys)
                 except DomainError as exc:
                     outcomes.append(exc)
                     continue
