@@ -1,7 +1,8 @@
 """The `creditflow` command (Typer + Rich).
 
 Exit codes: 0 success; 1 verification failed (the first bad entry or row is named); 2 a rule refused
-the request (a `DomainError`, its code printed); 3 bad usage or configuration.
+the request (a `DomainError`, its code printed); 3 bad usage or configuration; 4 an ERP file had
+rejected documents, or an invoice does not match.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from creditflow.cli_erp import erp_cli
 from creditflow.config import Settings
 from creditflow.domain.errors import DomainError
 
@@ -36,6 +38,7 @@ bench_cli = typer.Typer(help="Benchmarks that print JSON (run by `make bench`)."
 cli.add_typer(proof_cli, name="proof")
 cli.add_typer(org_cli, name="org")
 cli.add_typer(bench_cli, name="bench")
+cli.add_typer(erp_cli, name="erp")
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: $CREDITFLOW_DB_URL or sqlite:///creditflow.db)")

@@ -29,6 +29,7 @@ from sqlalchemy import create_engine, text, update
 
 from creditflow.adapters.payments import pain001
 from creditflow.adapters.sql.engine import make_engine, normalise_url
+from creditflow.adapters.sql.ledger_store import read_head
 from creditflow.adapters.sql.tables import ledger_entries, pieces
 from creditflow.bootstrap import App, build
 from creditflow.config import Settings
@@ -182,6 +183,9 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
     )
     clock = ManualClock(SystemClock().now_ms())
     app = build(Settings(db_url=url), clock=clock)
+    # A kept database (--db) may hold entries from an earlier run's fast-forward: time never goes back.
+    with app.engine.connect() as conn:
+        clock.set(max(clock.now_ms(), read_head(conn)[1]))
     console.print(f"database: {app.engine.url.render_as_string(hide_password=True)}")
     console.print(f"log key {app.log_signer.key_id}: {app.log_signer.public_key.hex()}")
     today = dt.datetime.fromtimestamp(clock.now_ms() / 1000, CHINA_TZ).date()

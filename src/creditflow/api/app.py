@@ -50,6 +50,8 @@ TAGS = [
     {"name": "reports", "description": "liability and circulation"},
     {"name": "log", "description": "the public transparency log: keys, signed tree heads, proofs"},
     {"name": "health", "description": "liveness"},
+    {"name": "erp", "description": "trade documents from ERP systems: import, look up, three-way match"},
+    {"name": "trade finance", "description": "confirmation, credit lines, financing, clearing, network view"},
 ]
 
 
@@ -68,25 +70,29 @@ class BodyLimitMiddleware:
     """413 for a body over ``max_bytes``: refused by Content-Length before reading, and counted while
     reading when there is none (chunked) or it lies. The body is read here and handed on whole."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int):
+    def __init__(self, app: ASGIApp, *, max_bytes: int, large: tuple[str, int] | None = None):
         self.app = app
         self.max_bytes = max_bytes
+        self.large = large  # (path prefix, limit): ERP uploads may be larger than other requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self.max_bytes
+        if self.large is not None and str(scope.get("path", "")).startswith(self.large[0]):
+            limit = max(limit, self.large[1])
         declared = Headers(scope=scope).get("content-length")
-        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_bytes
+        too_large = declared is not None and declared.isdigit() and int(declared) > limit
         try:
-            body = None if too_large else await read_body(receive, self.max_bytes)
+            body = None if too_large else await read_body(receive, limit)
         except ClientDisconnect:
             return  # nobody to answer; nothing was done
         if body is None:
             await problem(
                 413,
                 "request_too_large",
-                f"the request body exceeds {self.max_bytes} bytes",
+                f"the request body exceeds {limit} bytes",
                 instance=scope.get("path"),
             )(scope, receive, send)
             return
@@ -134,6 +140,10 @@ def create_app(app: App) -> FastAPI:
     # add_middleware puts each new one outside the previous: innermost first.
     api.add_middleware(IdempotencyMiddleware, creditflow=app)
     api.add_middleware(CatchAllMiddleware)
-    api.add_middleware(BodyLimitMiddleware, max_bytes=app.settings.request_max_bytes)
+    api.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=app.settings.request_max_bytes,
+        large=("/v1/erp/", app.settings.erp_max_file_bytes),
+    )
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api

@@ -6,6 +6,7 @@
 | `routes_certificates`    | /v1/payables, /v1/certificates                                |
 | `routes_pieces`          | /v1/pieces, /v1/operations                                    |
 | `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
+| `routes_erp`             | /v1/erp/{kind}/import, /v1/erp/documents, /v1/erp/invoices/{id}/match |
 | `routes_finance`         | /v1/users, approvals, credit lines, ratings, products, financing, accounts, clearing, network |
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, where they may block on the
@@ -16,11 +17,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import routes_certificates, routes_finance, routes_log, routes_parties, routes_pieces
+from . import routes_certificates, routes_erp, routes_finance, routes_log, routes_parties, routes_pieces
 
 
 def build_router() -> APIRouter:
     router = APIRouter()
-    for module in (routes_log, routes_parties, routes_certificates, routes_pieces, routes_finance):
+    for module in (routes_log, routes_parties, routes_certificates, routes_pieces, routes_finance, routes_erp):
         router.include_router(module.router)
     return router

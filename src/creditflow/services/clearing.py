@@ -58,7 +58,10 @@ class ClearingService:
     def set_account(self, org_id: str, account_name: str, account_number: str, bic: str) -> None:
         """An organisation's settlement account (where clearing pays it, or what the issuer pays from)."""
         self.queries.party(org_id)
-        pain001.Account(account_name, account_number, bic).check(org_id)
+        try:
+            pain001.Account(account_name, account_number, bic).check(org_id)
+        except ValueError as exc:
+            raise InvalidInput(str(exc), code="invalid_account", field="bic" if "BIC" in str(exc) else "account_number") from exc
         with self.engine.begin() as conn:
             conn.execute(settlement_accounts.delete().where(settlement_accounts.c.org_id == org_id))
             conn.execute(
@@ -102,6 +105,8 @@ class ClearingService:
 
     def clear(self, certificate_id: str) -> ClearingResult:
         cert = self.queries.certificate(certificate_id)
+        if cert.state not in (CertificateState.OUTSTANDING, CertificateState.OVERDUE):
+            raise Conflict(f"the certificate is {cert.state.value}", code="certificate_not_outstanding")
         today = self._today()
         if today < cert.maturity_date:
             raise Conflict(f"the certificate matures on {cert.maturity_date}", code="not_matured")
