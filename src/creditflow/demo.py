@@ -184,7 +184,7 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
     clock = ManualClock(SystemClock().now_ms())
     app = build(Settings(db_url=url), clock=clock)
     # A kept database (--db) may hold entries from an earlier run's fast-forward: time never goes back.
-    with app.engine.connect() as conn:
+    with app.engine.connect().execution_options(read_only=True) as conn:
         clock.set(max(clock.now_ms(), read_head(conn)[1]))
     console.print(f"database: {app.engine.url.render_as_string(hide_password=True)}")
     console.print(f"log key {app.log_signer.key_id}: {app.log_signer.public_key.hex()}")

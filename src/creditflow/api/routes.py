@@ -22,6 +22,7 @@ from . import routes_certificates, routes_erp, routes_finance, routes_log, route
 
 def build_router() -> APIRouter:
     router = APIRouter()
-    for module in (routes_log, routes_parties, routes_certificates, routes_pieces, routes_finance, routes_erp):
+    # The busiest paths (pieces and signed operations) first: routes are matched in order.
+    for module in (routes_pieces, routes_log, routes_parties, routes_certificates, routes_finance, routes_erp):
         router.include_router(module.router)
     return router

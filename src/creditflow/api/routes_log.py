@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
 
 from creditflow.domain import operations as ops
 from creditflow.domain.errors import Forbidden
@@ -25,6 +26,24 @@ from .schemas import (
 from .security import AppDep, Caller, is_overseer
 
 router = APIRouter()
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+def metrics(app: AppDep) -> str:
+    """Prometheus text format: the sequencer's counters and queue depth (no authentication)."""
+    s = app.sequencer
+    lines = [
+        "# HELP creditflow_ledger_ops_total Operations committed to the log by this process.",
+        "# TYPE creditflow_ledger_ops_total counter",
+        f"creditflow_ledger_ops_total {s.ops_committed}",
+        "# HELP creditflow_ledger_batches_total Group commits by this process.",
+        "# TYPE creditflow_ledger_batches_total counter",
+        f"creditflow_ledger_batches_total {s.batches_committed}",
+        "# HELP creditflow_ledger_queue_depth Operations waiting for the sequencer.",
+        "# TYPE creditflow_ledger_queue_depth gauge",
+        f"creditflow_ledger_queue_depth {s.queue_depth}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["health"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
@@ -24,8 +25,9 @@ _bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="Author
 _api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="X-API-Key: cf_...")
 
 
-def get_app(request: Request) -> App:
-    """The `App` this API was created for (stored on the FastAPI instance by `create_app`)."""
+async def get_app(request: Request) -> App:
+    """The `App` this API was created for (stored on the FastAPI instance by `create_app`).
+    ``async`` so FastAPI does not hop to a worker thread for it on every request."""
     app: App = getattr(request.app.state, STATE_KEY)
     return app
 
@@ -44,17 +46,20 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
     return api_key.strip() if api_key and api_key.strip() else None
 
 
-def caller(
+async def caller(
     request: Request,
     app: AppDep,
     _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     _api_key_value: Annotated[str | None, Depends(_api_key)],
 ) -> Principal:
-    """Authenticate the request (401 ``unauthenticated`` if there is no valid key)."""
+    """Authenticate the request (401 ``unauthenticated`` if there is no valid key). A key seen before is
+    answered from memory on the event loop; a new one is looked up in a worker thread."""
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):
         return principal
-    principal = app.access.authenticate(token_from_headers(request.headers))
+    token = token_from_headers(request.headers)
+    found = app.access.cached(token)
+    principal = found if found is not None else await anyio.to_thread.run_sync(app.access.authenticate, token)
     request.state.principal = principal
     return principal
 

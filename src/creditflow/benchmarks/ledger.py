@@ -305,6 +305,11 @@ def run_ledger_bench(
                 out["postgresql"] = _store_run(url, ops, con, "postgresql")
         else:
             out["postgresql"] = {"skipped": "no PostgreSQL URL (--pg or CREDITFLOW_TEST_PG_URL)"}
+        if con:
+            con.print("[dim]api: starting the HTTP server in its own process…[/dim]")
+        from creditflow.benchmarks.api import run_api_bench
+
+        out["api"] = run_api_bench(ops, workdir)
         smaller = min(out["bound"]["verify_per_s"], out["bound"]["insert_per_s"])
         out["ratio_to_bound"] = round(out["sqlite"]["ops_per_s"] / smaller, 3)
         if million:

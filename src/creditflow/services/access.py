@@ -51,6 +51,16 @@ class Access:
             )
         return f"{TOKEN_PREFIX}{key_id}_{secret}"
 
+    def cached(self, token: str | None) -> Principal | None:
+        """The principal for ``token`` if it was authenticated before (no I/O; None otherwise)."""
+        if not token or not token.startswith(TOKEN_PREFIX) or "_" not in token[len(TOKEN_PREFIX) :]:
+            return None
+        key_id, secret = token[len(TOKEN_PREFIX) :].split("_", 1)
+        cached = self._cache.get(key_id)
+        if cached is not None and hmac.compare_digest(cached[0], hashlib.sha256(secret.encode()).digest()):
+            return cached[1]
+        return None
+
     def authenticate(self, token: str | None) -> Principal:
         if not token or not token.startswith(TOKEN_PREFIX) or "_" not in token[len(TOKEN_PREFIX) :]:
             raise Unauthenticated("send an API key: Authorization: Bearer cf_...", code="unauthenticated")

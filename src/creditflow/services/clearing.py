@@ -24,7 +24,7 @@ from creditflow.adapters.sql import ledger_store as store
 from creditflow.adapters.sql.finance_tables import clearing_runs, financing_agreements, payments, settlement_accounts
 from creditflow.adapters.sql.tables import certificates, pieces
 from creditflow.config import Settings
-from creditflow.domain.certificates import CHINA_TZ, LIVE_STATES, CertificateState, PieceState
+from creditflow.domain.certificates import CHINA_TZ, LIVE_STATES, CertificateState, Piece, PieceState
 from creditflow.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.domain.financing import penalty_minor
 from creditflow.domain.money import check_amount_minor
@@ -61,7 +61,9 @@ class ClearingService:
         try:
             pain001.Account(account_name, account_number, bic).check(org_id)
         except ValueError as exc:
-            raise InvalidInput(str(exc), code="invalid_account", field="bic" if "BIC" in str(exc) else "account_number") from exc
+            raise InvalidInput(
+                str(exc), code="invalid_account", field="bic" if "BIC" in str(exc) else "account_number"
+            ) from exc
         with self.engine.begin() as conn:
             conn.execute(settlement_accounts.delete().where(settlement_accounts.c.org_id == org_id))
             conn.execute(
@@ -110,7 +112,7 @@ class ClearingService:
         today = self._today()
         if today < cert.maturity_date:
             raise Conflict(f"the certificate matures on {cert.maturity_date}", code="not_matured")
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             if conn.execute(select(payments).where(payments.c.certificate_id == cert.id)).first() is None:
                 raise Conflict("the issuer has not paid this certificate", code="not_paid", field="certificate_id")
             live = [
@@ -169,7 +171,7 @@ class ClearingService:
         )
 
     def payment_file(self, certificate_id: str) -> bytes:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(
                 select(clearing_runs.c.payment_file).where(clearing_runs.c.certificate_id == certificate_id)
             ).first()
@@ -180,7 +182,7 @@ class ClearingService:
     def mark_overdue_due(self) -> list[str]:
         """Every outstanding certificate past maturity with no payment becomes overdue."""
         today = self._today()
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             paid = set(conn.scalars(select(payments.c.certificate_id)))
             due = [
                 r.id
@@ -207,7 +209,7 @@ class ClearingService:
     def owed_report(self, issuer: str | None = None) -> list[dict[str, Any]]:
         """Who is owed what on overdue certificates, with penalty interest accrued to today and recourse."""
         today = self._today()
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             stmt = select(certificates).where(certificates.c.state == CertificateState.OVERDUE.value)
             if issuer:
                 stmt = stmt.where(certificates.c.issuer == issuer)
@@ -221,11 +223,14 @@ class ClearingService:
         rows: list[dict[str, Any]] = []
         for cert in certs:
             days = (today - cert.maturity_date).days
-            for p in self.queries.tree(cert.id):
+            tree = self.queries.tree(cert.id)
+            by_id = {p.id: p for p in tree}
+            for p in tree:
                 if p.state != PieceState.OVERDUE:
                     continue
-                # A financed piece may itself have been split: its agreement is on the bank piece it came from.
-                agreement = recourse.get(p.id) or (recourse.get(p.parent_id) if p.parent_id else None)
+                # A financed piece may have been split since, any number of times: its agreement is on the
+                # bank piece the chain of the bank's own pieces leads back to.
+                agreement = _agreement_of(p, by_id, recourse)
                 rows.append(
                     {
                         "certificate_id": cert.id,
@@ -242,3 +247,14 @@ class ClearingService:
                     }
                 )
         return rows
+
+
+def _agreement_of(piece: Piece, by_id: dict[str, Piece], agreements: dict[str, Any]) -> Any:
+    """The financing agreement behind a bank-held piece: walk up while the holder stays the same."""
+    current: Piece | None = piece
+    while current is not None:
+        if current.id in agreements:
+            return agreements[current.id]
+        parent = by_id.get(current.parent_id) if current.parent_id else None
+        current = parent if parent is not None and parent.holder == piece.holder else None
+    return None

@@ -54,7 +54,7 @@ class ConfirmationService:
             )
 
     def user_org(self, user_id: str) -> str:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             org = conn.execute(select(users.c.org_id).where(users.c.user_id == user_id)).scalar()
         if org is None:
             raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
@@ -94,7 +94,7 @@ class ConfirmationService:
             )
 
     def credit_line(self, core: str) -> dict[str, int]:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(select(credit_lines).where(credit_lines.c.org_id == core)).first()
         if row is None:
             raise NotFound(f"{core!r} has no credit line", code="no_credit_line", field="core")
@@ -112,7 +112,7 @@ class ConfirmationService:
         payable. A failed match raises ``three_way_match_failed`` with every mismatching line."""
         stored = self.trade.get_document(invoice_id, viewer=core)
         invoice = stored.document
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             by_uscc = {r.uscc: r.org_id for r in conn.execute(select(parties.c.org_id, parties.c.uscc))}
         if by_uscc.get(invoice.buyer_uscc) != core:
             raise Forbidden("only the invoice's buyer turns it into a payable", code="not_buyer", field="invoice_id")
@@ -146,9 +146,10 @@ class ConfirmationService:
         docs = sorted(document_digests)
         reference = f"invoice {invoice_number}"
         payable_id = "pay-" + hashlib.sha256(encode({"invoice": invoice_id, "docs": docs})).hexdigest()[:20]
-        with self.engine.connect() as conn:
-            if conn.execute(select(payables.c.id).where(payables.c.id == payable_id)).first() is not None:
-                return self.ledger.get_payable(payable_id)
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            exists = conn.execute(select(payables.c.id).where(payables.c.id == payable_id)).first() is not None
+        if exists:
+            return self.ledger.get_payable(payable_id)
         payable = self.ledger.create_payable(
             debtor, creditor, gross_minor, reference, payable_id=payable_id, documents=docs, status="matched"
         )

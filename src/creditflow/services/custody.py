@@ -115,7 +115,7 @@ class Custody:
         if conn is not None:
             row = conn.execute(stmt).first()
         else:
-            with self._engine.connect() as c:
+            with self._engine.connect().execution_options(read_only=True) as c:
                 row = c.execute(stmt).first()
         if row is None:
             raise NotFound(

@@ -164,7 +164,7 @@ class FinancingService:
         return product
 
     def product(self, product_id: str) -> Product:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(select(bank_products).where(bank_products.c.id == product_id)).first()
         if row is None:
             raise NotFound(f"product {product_id!r} does not exist", code="product_not_found", field="product_id")
@@ -185,7 +185,7 @@ class FinancingService:
         stmt = select(bank_products.c.id).order_by(bank_products.c.id)
         if bank:
             stmt = stmt.where(bank_products.c.bank == bank)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             ids = list(conn.scalars(stmt))
         return [self.product(i) for i in ids]
 
@@ -473,7 +473,7 @@ class FinancingService:
 
     def requests(self, org_id: str, *, as_bank: bool) -> list[dict[str, Any]]:
         column = financing_requests.c.bank if as_bank else financing_requests.c.holder
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             rows = conn.execute(
                 select(financing_requests).where(column == org_id).order_by(financing_requests.c.requested_ts_ms)
             )
@@ -485,7 +485,7 @@ class FinancingService:
             stmt = stmt.where(financing_agreements.c.bank == bank)
         if seller:
             stmt = stmt.where(financing_agreements.c.seller == seller)
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import hashlib
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +106,15 @@ class LedgerService:
 
     def submit_signed(self, signed: SignedOperation) -> Receipt:
         """Check policy, attach the checks that need off-ledger data, and submit."""
+        return self.submit_signed_async(signed).result(timeout=self.settings.sequencer_timeout_s)
+
+    def submit_signed_async(self, signed: SignedOperation, *, block: bool = True) -> Future[Receipt]:
+        """`submit_signed` without waiting: the future resolves when the operation is committed."""
         op = signed.op
-        if op.actor == PLATFORM or isinstance(op, ops.RegisterParty | ops.Expire):
+        if op.actor == PLATFORM or isinstance(op, ops.RegisterParty | ops.Expire | ops.Clear | ops.MarkOverdue):
             raise Forbidden("platform operations are not accepted from clients", code="role_not_allowed")
         self._check_policy(op)
-        return self.sequencer.submit(signed, self._precheck_for(op))
+        return self.sequencer.submit_async(signed, self._precheck_for(op), block=block)
 
     def _check_policy(self, op: ops.Operation) -> None:
         now = self.clock.now_ms()
@@ -216,7 +221,7 @@ class LedgerService:
 
     def rotate_key(self, org_id: str, *, new_public_key: bytes | None = None, key_id: str | None = None) -> Receipt:
         """Rotate an organisation's key: the old key signs the new one onto the ledger."""
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             keys = store.load_keys(conn, [org_id])
         if not keys:
             raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
@@ -297,7 +302,7 @@ class LedgerService:
         return Payable(pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status)
 
     def get_payable(self, payable_id: str) -> Payable:
-        with self.engine.connect() as conn:
+        with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(select(payables).where(payables.c.id == payable_id)).first()
         if row is None:
             raise NotFound(f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id")

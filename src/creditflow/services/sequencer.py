@@ -127,13 +127,19 @@ class Sequencer:
 
     # --- submitting ------------------------------------------------------------------------------
 
-    def submit_async(self, signed: SignedOperation, precheck: Precheck | None = None) -> Future[Receipt]:
+    def submit_async(
+        self, signed: SignedOperation, precheck: Precheck | None = None, *, block: bool = True
+    ) -> Future[Receipt]:
+        """Queue an operation; the future resolves after its batch commits. With ``block=False`` (event
+        loops) a full queue answers `ledger_busy` at once instead of waiting for room."""
         if self._closed:
             raise SequencerClosed("the sequencer is closed")
         self._ensure_thread()
         future: Future[Receipt] = Future()
         try:
-            self._queue.put(_Submission(signed, precheck, future), timeout=self._timeout_s)
+            self._queue.put(
+                _Submission(signed, precheck, future), block=block, timeout=self._timeout_s if block else None
+            )
         except queue.Full as exc:
             raise Unavailable("the ledger is overloaded; retry later", code="ledger_busy") from exc
         return future
@@ -141,6 +147,10 @@ class Sequencer:
     def submit(self, signed: SignedOperation, precheck: Precheck | None = None) -> Receipt:
         """Submit and wait for the commit. Raises the operation's `DomainError` if it was refused."""
         return self.submit_async(signed, precheck).result(timeout=self._timeout_s)
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
 
     def close(self) -> None:
         with self._start_lock:
