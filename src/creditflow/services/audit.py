@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,15 +90,20 @@ def verify_database(
     progress: Callable[[int, int], None] | None = None,
 ) -> VerifyReport:
     started = time.perf_counter()
-    with engine.connect().execution_options(read_only=True) as conn:
+    with engine.connect().execution_options(read_only=True) as conn, ExitStack() as streams:
+
+        def stream(stmt: Any, per: int) -> Any:
+            """A server-side cursor that is closed even when a check fails half-way through it."""
+            result = conn.execution_options(yield_per=per).execute(stmt)
+            streams.callback(result.close)
+            return result
+
         total = int(conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one())
 
         columns: dict[int, tuple[str, str, str, int]] = {}
 
         def rows() -> Iterator[tuple[int, bytes]]:
-            result = conn.execution_options(yield_per=2000).execute(
-                select(ledger_entries).order_by(ledger_entries.c.seq)
-            )
+            result = stream(select(ledger_entries).order_by(ledger_entries.c.seq), 2000)
             for r in result:
                 data = bytes(r.entry)
                 if bytes(r.leaf_hash) != merkle.leaf_hash(data):
@@ -120,9 +126,7 @@ def verify_database(
         # 3. Merkle nodes
         expected_nodes = sum(n >> level for level in range(1, n.bit_length() + 1))  # level 0 is the leaf_hash column
         stored_nodes = 0
-        for key, value in conn.execution_options(yield_per=5000).execute(
-            select(merkle_nodes.c.node_key, merkle_nodes.c.hash)
-        ):
+        for key, value in stream(select(merkle_nodes.c.node_key, merkle_nodes.c.hash), 5000):
             level, index = divmod(int(key), store.NODE_LEVEL_FACTOR)
             where = f"merkle_nodes row level={level} index={index}"
             if (index + 1) << level > n:
@@ -143,9 +147,14 @@ def verify_database(
             latest = sth
         if n and (latest is None or latest.tree_size != n):
             raise VerificationFailure("tree_heads", f"no signed tree head covers all {n} entries")
-        head_size, _ = store.read_head(conn)
+        head_size, head_ts = store.read_head(conn)
         if head_size != n:
             raise VerificationFailure("log_head", f"says {head_size} entries, the log has {n}")
+        if head_ts != result.last_ts_ms:
+            # The sequencer never stamps an entry earlier than this: a changed value would shift time itself.
+            raise VerificationFailure(
+                "log_head", f"last_ts_ms is {head_ts} but the last entry was stamped {result.last_ts_ms}"
+            )
 
         # 5. read model
         state = result.state
@@ -173,10 +182,7 @@ def verify_database(
         _compare(
             "pieces",
             "id",
-            {
-                r.id: {**r._mapping, "frozen": bool(r.frozen)}
-                for r in conn.execution_options(yield_per=5000).execute(select(pieces))
-            },
+            {r.id: {**r._mapping, "frozen": bool(r.frozen)} for r in stream(select(pieces), 5000)},
             {k: store.piece_to_row(p) for k, p in state.pieces.items()},
         )
         _compare(
