@@ -8,19 +8,22 @@ import datetime as dt
 import gc
 import json
 import os
+import shutil
 import subprocess
 import sys
+import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, create_engine, delete, insert, select, text, update
 from typer.testing import CliRunner
 
-from conftest import issue_accepted, make_settings, onboard
+from conftest import PG_URL, START_MS, issue_accepted, make_settings, onboard
+from creditflow.adapters.sql.engine import normalise_url
 from creditflow.adapters.sql.ledger_store import NODE_LEVEL_FACTOR
 from creditflow.adapters.sql.tables import (
     certificates,
@@ -39,6 +42,7 @@ from creditflow.cli import cli
 from creditflow.ledger import merkle
 from creditflow.ledger.verifier import VerificationFailure
 from creditflow.services.audit import verify_database
+from creditflow.services.clock import ManualClock
 
 CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
 
@@ -87,11 +91,64 @@ def tell_story(app: App) -> Story:
     )
 
 
+# The story is told once per store and module; each test tampers with its own copy of that database
+# (a file copy, or PostgreSQL's CREATE DATABASE ... TEMPLATE), which is several times faster than
+# migrating and telling it again.
+
+
+def _pg_admin(sql: str) -> None:
+    assert PG_URL is not None
+    admin = create_engine(normalise_url(PG_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(sql))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def told(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Story]]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('story') / 'story.db'}"
+    elif not PG_URL:
+        pytest.skip("PostgreSQL variant: set CREDITFLOW_TEST_PG_URL to run it (CI does)")
+    else:
+        url = f"{PG_URL.rsplit('/', 1)[0]}/cf_story_{uuid.uuid4().hex[:10]}"
+        _pg_admin(f'CREATE DATABASE "{url.rsplit("/", 1)[1]}"')
+    with build(make_settings(url), clock=ManualClock(START_MS)) as app:
+        onboard(app)
+        story = tell_story(app)
+    try:
+        yield url, story
+    finally:
+        if request.param == "postgresql":
+            _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 @pytest.fixture
-def story(world: App) -> Story:
-    told = tell_story(world)
-    world.sequencer.close()  # nothing appends while we tamper
-    return told
+def world(told: tuple[str, Story], tmp_path: Path) -> Iterator[App]:
+    """An App on a fresh copy of the told story, its sequencer closed: nothing appends while we tamper."""
+    source, _ = told
+    if source.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'copy.db'}"
+        shutil.copyfile(source.removeprefix("sqlite:///"), tmp_path / "copy.db")
+    else:
+        name = f"cf_copy_{uuid.uuid4().hex[:10]}"
+        _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{source.rsplit("/", 1)[1]}"')
+        url = f"{source.rsplit('/', 1)[0]}/{name}"
+    app = build(make_settings(url), clock=ManualClock(START_MS), run_migrations=False)
+    app.sequencer.close()
+    try:
+        yield app
+    finally:
+        app.close()
+        if not url.startswith("sqlite"):
+            _pg_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+@pytest.fixture
+def story(told: tuple[str, Story]) -> Story:
+    return told[1]
 
 
 def flip(value: bytes, position: int = 5) -> bytes:
@@ -541,28 +598,53 @@ def test_cli_verify_subprocess(sqlite_app: App, tmp_path: Path) -> None:
     assert "holder" in bad.stderr
 
 
-@pytest.mark.parametrize("broken", ["ledger_entries.leaf_hash", "merkle_nodes.hash"])
+LEAKS = {
+    "ledger_entries.leaf_hash": (
+        lambda conn: conn.execute(update(ledger_entries).where(ledger_entries.c.seq == 3).values(leaf_hash=b"\0" * 32)),
+        "log entry 3",
+    ),
+    "merkle_nodes.hash": (
+        lambda conn: conn.execute(
+            update(merkle_nodes).where(merkle_nodes.c.node_key == NODE_LEVEL_FACTOR).values(hash=b"\0" * 32)
+        ),
+        "merkle_nodes row level=1 index=0",
+    ),
+    "tree_heads.signature": (
+        lambda conn: conn.execute(update(tree_heads).where(tree_heads.c.tree_size == 2).values(signature=b"\0" * 64)),
+        "tree_heads row tree_size=2",
+    ),
+    "payables.issued_minor": (
+        lambda conn: conn.execute(update(payables).values(issued_minor=0)),
+        "payables row id=",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["ledger_entries.leaf_hash", "merkle_nodes.hash", "tree_heads.signature", "payables.issued_minor"],
+)
 def test_failed_verify_closes_its_cursors(pg_url: str, clock: Any, broken: str) -> None:
-    """A check failing half-way through a streamed table must close its PostgreSQL server-side cursor;
-    otherwise psycopg warns on garbage collection, an error in whichever test happens to run then.
-    (Found by this test; fixed in df0d013.)"""
+    """A check failing half-way through a table must close its PostgreSQL server-side cursor; otherwise
+    psycopg warns on garbage collection, an error in whichever test happens to run then. (Found by this
+    test: the streamed tables were fixed in df0d013; tree_heads and payables, which had become server-side
+    cursors too because `Connection.execution_options` changes the connection in place, after it.)"""
     with build(make_settings(pg_url), clock=clock) as app:
         onboard(app)
+        issue_accepted(app, 1_000)  # a payable drawn on
         app.sequencer.close()
+        change, expected_where = LEAKS[broken]
         with app.engine.begin() as conn:
-            if broken == "merkle_nodes.hash":
-                conn.execute(
-                    update(merkle_nodes).where(merkle_nodes.c.node_key == NODE_LEVEL_FACTOR).values(hash=b"\0" * 32)
-                )
-            else:
-                conn.execute(update(ledger_entries).where(ledger_entries.c.seq == 3).values(leaf_hash=b"\0" * 32))
+            change(conn)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
             try:
                 verify_database(app.engine, app.log_keys)
             except VerificationFailure as exc:
                 where = exc.where
+            else:
+                pytest.fail("verify passed on a tampered database")
             gc.collect()
-        assert where in ("log entry 3", "merkle_nodes row level=1 index=0")
+        assert where.startswith(expected_where)
         leaked = [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
         assert not leaked, leaked

@@ -94,7 +94,9 @@ def verify_database(
 
         def stream(stmt: Any, per: int) -> Any:
             """A server-side cursor that is closed even when a check fails half-way through it."""
-            result = conn.execution_options(yield_per=per).execute(stmt)
+            # Options on the statement, not the connection: `Connection.execution_options` changes the
+            # connection in place, which would turn every later query into a server-side cursor.
+            result = conn.execute(stmt.execution_options(yield_per=per))
             streams.callback(result.close)
             return result
 
