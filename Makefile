@@ -23,6 +23,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q -m slow || [ $$? -eq 5 ]
 	$(BIN)/creditflow bench ledger --ops 20000 --json | tee bench-ledger.json
+	$(BIN)/creditflow bench financing --json | tee bench-financing.json
+	$(BIN)/creditflow bench credit --json | tee bench-credit.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -17,6 +17,7 @@ from creditflow.services.audit import VerifyReport, verify_database
 from creditflow.services.clearing import ClearingService
 from creditflow.services.clock import Clock, SystemClock
 from creditflow.services.confirmation import ConfirmationService
+from creditflow.services.credit import CreditService
 from creditflow.services.custody import Custody
 from creditflow.services.financing import FinancingService, release_bank_limits
 from creditflow.services.ledger import LedgerService, release_void_payables
@@ -47,6 +48,7 @@ class App:
     financing: FinancingService
     clearing: ClearingService
     network: NetworkService
+    credit: CreditService
 
     @property
     def log_keys(self) -> dict[str, bytes]:
@@ -110,6 +112,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     ledger = LedgerService(engine, sequencer, custody, settings, clock, log_signer)
     queries = Queries(engine, settings)
     trade = TradeService(engine, settings, clock)
+    credit = CreditService(engine, settings, clock)
     return App(
         settings=settings,
         engine=engine,
@@ -123,7 +126,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         access=Access(engine, clock),
         trade=trade,
         confirmation=ConfirmationService(engine, ledger, trade, settings, clock),
-        financing=FinancingService(engine, ledger, queries, settings, clock),
+        financing=FinancingService(engine, ledger, queries, settings, clock, credit_hook=credit.credit_hook),
+        credit=credit,
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),
     )

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from creditflow.cli_credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli_erp import erp_cli
 from creditflow.config import Settings
 from creditflow.domain.errors import DomainError
@@ -39,6 +40,9 @@ cli.add_typer(proof_cli, name="proof")
 cli.add_typer(org_cli, name="org")
 cli.add_typer(bench_cli, name="bench")
 cli.add_typer(erp_cli, name="erp")
+cli.add_typer(credit_cli, name="credit")
+cli.add_typer(simulate_cli, name="simulate")
+bench_cli.command("credit")(bench_credit)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: $CREDITFLOW_DB_URL or sqlite:///creditflow.db)")

@@ -18,11 +18,13 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from creditflow.scoring.settings import CreditSettings
+
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     db_url: str = Field("sqlite:///creditflow.db", description="SQLAlchemy URL: sqlite:///path or postgresql://...")
     key_passphrase: SecretStr = Field(
@@ -59,6 +61,9 @@ class Settings(BaseSettings):
     )
     approvals_required: int = Field(2, ge=2, le=5, description="distinct core-enterprise users who confirm a payable")
     penalty_rate_bps: int = Field(1825, ge=0, le=10_000, description="penalty interest on overdue amounts, per year")
+
+    # data credit: its limits and thresholds live in one nested block (CREDITFLOW_CREDIT__CREDIT_FOLDS=10)
+    credit: CreditSettings = Field(default_factory=CreditSettings)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -348,13 +348,18 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         )
     console.print(table)
 
-    _step(console, 13, "`creditflow verify`: replay the log from nothing, compare with every table")
+    _step(console, 13, "Data credit: an online seller with no core enterprise behind it applies for a loan (脱核链贷)")
+    from creditflow.cli_credit import run_credit_demo
+
+    run_credit_demo(console, app)
+
+    _step(console, 14, "`creditflow verify`: replay the log from nothing, compare with every table")
     verified = app.verify()
     console.print(
         f"  [green bold]verified[/green bold]: {verified.entries} entries, {verified.pieces} pieces, root {verified.root_hash[:16]}…"
     )
 
-    _step(console, 14, "Someone changes the ore trader's amount behind the ledger's back, in a copy of the database")
+    _step(console, 15, "Someone changes the ore trader's amount behind the ledger's back, in a copy of the database")
     log_keys = app.log_keys
     copy_url = _copy_database(app, url, workdir)
     try:

@@ -7,6 +7,7 @@
 | `routes_pieces`          | /v1/pieces, /v1/operations                                    |
 | `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
 | `routes_erp`             | /v1/erp/{kind}/import, /v1/erp/documents, /v1/erp/invoices/{id}/match |
+| `routes_credit`          | /v1/credit/applications, /v1/credit/decisions/{id}            |
 | `routes_finance`         | /v1/users, approvals, credit lines, ratings, products, financing, accounts, clearing, network |
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, where they may block on the
@@ -17,12 +18,20 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import routes_certificates, routes_erp, routes_finance, routes_log, routes_parties, routes_pieces
+from . import routes_certificates, routes_credit, routes_erp, routes_finance, routes_log, routes_parties, routes_pieces
 
 
 def build_router() -> APIRouter:
     router = APIRouter()
     # The busiest paths (pieces and signed operations) first: routes are matched in order.
-    for module in (routes_pieces, routes_log, routes_parties, routes_certificates, routes_finance, routes_erp):
+    for module in (
+        routes_pieces,
+        routes_log,
+        routes_parties,
+        routes_certificates,
+        routes_finance,
+        routes_erp,
+        routes_credit,
+    ):
         router.include_router(module.router)
     return router

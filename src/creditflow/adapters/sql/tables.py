@@ -219,3 +219,8 @@ idempotency_keys = Table(
 
 
 # The tables of other capabilities register on this same metadata (imported last: they import this module).
+from creditflow.adapters.sql import (  # noqa: E402, F401  (registration is the point of this import)
+    credit_tables,
+    finance_tables,
+    trade_tables,
+)

@@ -1,0 +1,112 @@
+"""Model artefacts, versioned by what made them: ``version = sha256(data hash, feature hash, parameter
+hash)[:16]``. Same data, same features, same parameters, same seed -> same version and, LightGBM being
+run deterministically, the same model text (tested).
+
+An artefact is JSON (no pickle, so loading one never runs code): the LightGBM model text, the Platt
+calibration, the feature list and monotone constraints, the three hashes, the training metrics and
+the PSI reference (fixed bin edges and training shares for each feature and for the score).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from creditflow.scoring.features import FEATURES, MONOTONE, catalogue_digest
+from creditflow.scoring.models import CHAMPION_PARAMS, Champion, booster_from_string, train_champion
+from creditflow.scoring.monitoring import reference_bins
+
+
+def data_digest(X: np.ndarray, y: np.ndarray) -> str:
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(np.nan_to_num(np.asarray(X, dtype=np.float64), nan=-1e300)).tobytes())
+    h.update(np.ascontiguousarray(np.asarray(y, dtype=np.uint8)).tobytes())
+    return h.hexdigest()
+
+
+def params_digest(params: dict[str, Any], seed: int) -> str:
+    return hashlib.sha256(json.dumps({"params": params, "seed": seed}, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass
+class Artefact:
+    version: str
+    kind: str
+    champion: Champion
+    data_hash: str
+    feature_hash: str
+    params_hash: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": "creditflow-model/1",
+                "version": self.version,
+                "kind": self.kind,
+                "features": self.champion.features,
+                "monotone": self.champion.monotone,
+                "platt": list(self.champion.platt),
+                "params": self.champion.params,
+                "data_hash": self.data_hash,
+                "feature_hash": self.feature_hash,
+                "params_hash": self.params_hash,
+                "metrics": self.metrics,
+                "reference": self.reference,
+                "model": self.champion.to_string(),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Artefact:
+        doc = json.loads(text)
+        if doc.get("format") != "creditflow-model/1":
+            raise ValueError("not a creditflow model artefact")
+        champ = Champion(
+            booster_from_string(doc["model"]),
+            list(doc["features"]),
+            (float(doc["platt"][0]), float(doc["platt"][1])),
+            list(doc["monotone"]),
+            dict(doc["params"]),
+        )
+        return cls(
+            doc["version"],
+            doc["kind"],
+            champ,
+            doc["data_hash"],
+            doc["feature_hash"],
+            doc["params_hash"],
+            doc["metrics"],
+            doc["reference"],
+        )
+
+
+def build_artefact(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    features: tuple[str, ...] = FEATURES,
+    params: dict[str, Any] | None = None,
+    seed: int = 0,
+    kind: str = "champion",
+    metrics: dict[str, Any] | None = None,
+    psi_bins: int = 10,
+) -> Artefact:
+    params = dict(params or {})
+    champ = train_champion(X, y, features, monotone=MONOTONE, params=params, seed=seed)
+    d_hash = data_digest(X, y)
+    f_hash = catalogue_digest(features)
+    p_hash = params_digest({**CHAMPION_PARAMS, **params}, seed)
+    version = hashlib.sha256(f"{d_hash}:{f_hash}:{p_hash}".encode()).hexdigest()[:16]
+    pd_train = champ.predict_pd(X)
+    reference = {
+        "features": {name: reference_bins(X[:, j], psi_bins) for j, name in enumerate(features)},
+        "score": reference_bins(pd_train, psi_bins),
+    }
+    return Artefact(version, kind, champ, d_hash, f_hash, p_hash, dict(metrics or {}), reference)

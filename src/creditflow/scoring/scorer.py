@@ -1,0 +1,57 @@
+"""The runtime scorer: features -> calibrated PD and per-feature contributions in ONE LightGBM call
+(``pred_contrib`` sums to the margin, so the PD comes from the same numbers as the reasons), then the
+decision engine. Also the training set of a simulated world.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from creditflow.scoring.artefacts import Artefact
+from creditflow.scoring.decisions import CreditDecision, Policy, decide, knockouts
+from creditflow.scoring.features import FEATURES, FeatureVector, compute_features
+from creditflow.scoring.simulate import World
+
+
+@dataclass
+class Scored:
+    pd: float
+    contributions: dict[str, float]
+
+
+class Scorer:
+    def __init__(self, artefact: Artefact, policy: Policy):
+        self.artefact = artefact
+        self.policy = policy
+        self.features = artefact.champion.features
+        self._booster = artefact.champion.booster
+        self._a, self._b = artefact.champion.platt
+
+    def score(self, fv: FeatureVector) -> Scored:
+        row = np.array([[fv.values[n] for n in self.features]], dtype=np.float64)
+        contrib = np.asarray(self._booster.predict(row, pred_contrib=True, num_threads=1), dtype=float)[0]
+        margin = float(contrib.sum())
+        pd = 1.0 / (1.0 + math.exp(-(self._a * margin + self._b)))
+        return Scored(pd, {n: self._a * float(c) for n, c in zip(self.features, contrib[:-1], strict=True)})
+
+    def decide(
+        self, fv: FeatureVector, requested_minor: int, product: str = "pure_credit"
+    ) -> tuple[CreditDecision, Scored | None]:
+        if knockouts(fv, self.policy):
+            return decide(fv, None, None, self.policy, requested_minor, product), None
+        scored = self.score(fv)
+        return decide(fv, scored.pd, scored.contributions, self.policy, requested_minor, product), scored
+
+    def batch_pd(self, X: np.ndarray) -> np.ndarray:
+        return self.artefact.champion.predict_pd(X)
+
+
+def world_vectors(world: World) -> list[FeatureVector]:
+    return [compute_features(world.firms[i], world.observations(i), world.as_of(i)) for i in range(world.n)]
+
+
+def matrix(vectors: list[FeatureVector], names: tuple[str, ...] = FEATURES) -> np.ndarray:
+    return np.array([[fv.values[n] for n in names] for fv in vectors], dtype=np.float64)
