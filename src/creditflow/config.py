@@ -35,6 +35,7 @@ class Settings(BaseSettings):
 
     max_tenor_days: int = Field(365, ge=1, le=3650, description="longest issue-to-maturity span")
     accept_deadline_days: int = Field(7, ge=1, le=90, description="pending pieces return to sender after this")
+    expiry_sweep_interval_s: float = Field(60.0, ge=0, description="how often `serve` returns expired pieces; 0: never")
     split_fanout_max: int = Field(50, ge=2, le=1000, description="most pieces one split may create")
     page_size_default: int = Field(50, ge=1, le=1000)
     page_size_max: int = Field(500, ge=1, le=10000)

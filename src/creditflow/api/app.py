@@ -14,8 +14,13 @@ Requests pass, outermost first, through:
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from starlette.datastructures import Headers
@@ -42,6 +47,8 @@ Digital debt certificates on a verifiable ledger.
 - Lists take `limit` and `cursor` and return `{"items": [...], "next_cursor": ...}`.
 - Objects of other organisations that the caller is not party to answer 404.
 """
+
+log = logging.getLogger(__name__)
 
 TAGS = [
     {"name": "organisations", "description": "parties, their keys and API keys"},
@@ -127,12 +134,42 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
     return api.openapi_schema
 
 
+def _sweep(app: App) -> None:
+    """One round of the housekeeping a running platform owes its users: pieces not accepted before
+    their deadline go back to their senders (the ledger refuses a late acceptance either way)."""
+    try:
+        app.ledger.expire_due()
+    except Exception:  # a failed round is logged and retried next interval; it must not kill the server
+        log.exception("expiry sweep failed")
+
+
+@asynccontextmanager
+async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
+    app: App = getattr(api.state, STATE_KEY)
+    interval = app.settings.expiry_sweep_interval_s
+
+    async def loop() -> None:
+        while True:
+            await asyncio.sleep(interval)
+            await anyio.to_thread.run_sync(_sweep, app)
+
+    task = asyncio.create_task(loop()) if interval > 0 else None
+    try:
+        yield
+    finally:
+        if task is not None:
+            task.cancel()
+            with suppress(asyncio.CancelledError):
+                await task
+
+
 def create_app(app: App) -> FastAPI:
     api = FastAPI(
         title="creditflow",
         version=__version__,
         description=DESCRIPTION,
         openapi_tags=TAGS,
+        lifespan=_lifespan,
     )
     setattr(api.state, STATE_KEY, app)
     problems.install(api)
