@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(BIN)/creditflow bench ledger --ops 20000 --json | tee bench-ledger.json
 	$(BIN)/creditflow bench financing --json | tee bench-financing.json
 	$(BIN)/creditflow bench credit --json | tee bench-credit.json
+	$(BIN)/creditflow bench iot --mqtt mqtt://127.0.0.1:1883 --json | tee bench-iot.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

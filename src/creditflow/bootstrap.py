@@ -20,6 +20,8 @@ from creditflow.services.confirmation import ConfirmationService
 from creditflow.services.credit import CreditService
 from creditflow.services.custody import Custody
 from creditflow.services.financing import FinancingService, release_bank_limits
+from creditflow.services.iot_settings import IotSettings
+from creditflow.services.iot_system import IotSystem
 from creditflow.services.ledger import LedgerService, release_void_payables
 from creditflow.services.network import NetworkService
 from creditflow.services.proofs import Proofs
@@ -49,6 +51,7 @@ class App:
     clearing: ClearingService
     network: NetworkService
     credit: CreditService
+    iot: IotSystem
 
     @property
     def log_keys(self) -> dict[str, bytes]:
@@ -58,6 +61,7 @@ class App:
         return verify_database(self.engine, self.log_keys, progress=progress)
 
     def close(self) -> None:
+        self.iot.close()
         self.sequencer.close()
         self.engine.dispose()
 
@@ -113,6 +117,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     queries = Queries(engine, settings)
     trade = TradeService(engine, settings, clock)
     credit = CreditService(engine, settings, clock)
+    iot = IotSystem(engine, IotSettings.from_settings(settings), clock)
     return App(
         settings=settings,
         engine=engine,
@@ -126,8 +131,17 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         access=Access(engine, clock),
         trade=trade,
         confirmation=ConfirmationService(engine, ledger, trade, settings, clock),
-        financing=FinancingService(engine, ledger, queries, settings, clock, credit_hook=credit.credit_hook),
+        financing=FinancingService(
+            engine,
+            ledger,
+            queries,
+            settings,
+            clock,
+            credit_hook=credit.credit_hook,
+            restriction_hook=iot.collateral.financing_restriction,
+        ),
         credit=credit,
+        iot=iot,
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),
     )

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from creditflow.cli_credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli_erp import erp_cli
+from creditflow.cli_iot import bench_iot, iot_cli, simulate_iot
 from creditflow.config import Settings
 from creditflow.domain.errors import DomainError
 
@@ -43,6 +44,9 @@ cli.add_typer(erp_cli, name="erp")
 cli.add_typer(credit_cli, name="credit")
 cli.add_typer(simulate_cli, name="simulate")
 bench_cli.command("credit")(bench_credit)
+cli.add_typer(iot_cli, name="iot")
+simulate_cli.command("iot")(simulate_iot)
+bench_cli.command("iot")(bench_iot)
 
 DbOption = Annotated[
     str | None, typer.Option("--db", help="Database URL (default: $CREDITFLOW_DB_URL or sqlite:///creditflow.db)")

@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from creditflow.scoring.settings import CreditSettings
+from creditflow.services.iot_settings import IotSettings
 
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 
@@ -65,6 +66,8 @@ class Settings(BaseSettings):
 
     # data credit: its limits and thresholds live in one nested block (CREDITFLOW_CREDIT__CREDIT_FOLDS=10)
     credit: CreditSettings = Field(default_factory=CreditSettings)
+    # IoT-monitored collateral, the same way (CREDITFLOW_IOT__QUEUE_MAX=...)
+    iot: IotSettings = Field(default_factory=IotSettings)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -353,13 +353,18 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
 
     run_credit_demo(console, app)
 
-    _step(console, 14, "`creditflow verify`: replay the log from nothing, compare with every table")
+    _step(console, 14, "IoT-monitored collateral: a steel warehouse, an excavator and a tea garden, watched live")
+    from creditflow.simulate.iot import run_iot_demo
+
+    run_iot_demo(console, app)
+
+    _step(console, 15, "`creditflow verify`: replay the log from nothing, compare with every table")
     verified = app.verify()
     console.print(
         f"  [green bold]verified[/green bold]: {verified.entries} entries, {verified.pieces} pieces, root {verified.root_hash[:16]}…"
     )
 
-    _step(console, 15, "Someone changes the ore trader's amount behind the ledger's back, in a copy of the database")
+    _step(console, 16, "Someone changes the ore trader's amount behind the ledger's back, in a copy of the database")
     log_keys = app.log_keys
     copy_url = _copy_database(app, url, workdir)
     try:

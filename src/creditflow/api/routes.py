@@ -8,6 +8,7 @@
 | `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
 | `routes_erp`             | /v1/erp/{kind}/import, /v1/erp/documents, /v1/erp/invoices/{id}/match |
 | `routes_credit`          | /v1/credit/applications, /v1/credit/decisions/{id}            |
+| `routes_iot`             | /v1/iot/... assets, devices, prices, loans, telemetry batches, alarms, SSE stream |
 | `routes_finance`         | /v1/users, approvals, credit lines, ratings, products, financing, accounts, clearing, network |
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, where they may block on the
@@ -18,7 +19,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from . import routes_certificates, routes_credit, routes_erp, routes_finance, routes_log, routes_parties, routes_pieces
+from . import (
+    routes_certificates,
+    routes_credit,
+    routes_erp,
+    routes_finance,
+    routes_iot,
+    routes_log,
+    routes_parties,
+    routes_pieces,
+)
 
 
 def build_router() -> APIRouter:
@@ -32,6 +42,7 @@ def build_router() -> APIRouter:
         routes_finance,
         routes_erp,
         routes_credit,
+        routes_iot,
     ):
         router.include_router(module.router)
     return router

@@ -222,5 +222,6 @@ idempotency_keys = Table(
 from creditflow.adapters.sql import (  # noqa: E402, F401  (registration is the point of this import)
     credit_tables,
     finance_tables,
+    iot_tables,
     trade_tables,
 )

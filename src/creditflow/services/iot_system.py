@@ -1,0 +1,41 @@
+"""The IoT-collateral capability as one object for the composition root: ``App.iot = IotSystem(...)``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+
+from creditflow.config import Settings
+from creditflow.services.clock import Clock
+from creditflow.services.iot_ingest import IngestPipeline
+from creditflow.services.iot_notify import Broadcaster, WebhookDispatcher
+from creditflow.services.iot_registry import CollateralService
+from creditflow.services.iot_settings import IotSettings
+
+
+class IotSystem:
+    def __init__(
+        self,
+        engine: Engine,
+        settings: IotSettings,
+        clock: Clock,
+        *,
+        sweep_offline: bool = True,
+        webhook_transport: Any = None,
+    ):
+        self.settings = settings
+        self.broadcaster = Broadcaster(settings)
+        self.pipeline = IngestPipeline(
+            engine, settings, clock, on_events=self.broadcaster.publish, sweep_offline=sweep_offline
+        )
+        self.collateral = CollateralService(engine, settings, clock, on_events=self.broadcaster.publish)
+        self.webhooks = WebhookDispatcher(engine, settings, clock, transport=webhook_transport)
+
+    @classmethod
+    def from_app_parts(cls, engine: Engine, settings: Settings, clock: Clock, **overrides: Any) -> IotSystem:
+        return cls(engine, IotSettings.from_settings(settings, **overrides), clock)
+
+    def close(self) -> None:
+        self.pipeline.close()
+        self.webhooks.close()

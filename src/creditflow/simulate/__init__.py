@@ -1,0 +1,1 @@
+"""Simulators that drive the platform with realistic data (``creditflow simulate ...``)."""
