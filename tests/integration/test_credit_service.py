@@ -19,7 +19,6 @@ import creditflow.adapters.sql.credit_tables  # noqa: F401  (registers the credi
 from conftest import onboard
 from creditflow.adapters.sql.credit_tables import credit_decisions, credit_observations
 from creditflow.adapters.sql.tables import metadata
-from creditflow.api import routes_credit
 from creditflow.api.app import create_app
 from creditflow.bootstrap import App
 from creditflow.cli_credit import credit_cli
@@ -133,10 +132,8 @@ def test_monitoring_raises_psi_alarm_on_a_shifted_population(credit: CreditServi
 
 @pytest.fixture
 def client(app: App, credit: CreditService) -> Iterator[TestClient]:
-    app.credit = credit  # type: ignore[attr-defined]  (bootstrap wires it once merged)
-    api = create_app(app)
-    api.include_router(routes_credit.router)
-    with TestClient(api) as test_client:
+    app.credit = credit  # this fixture's service carries a small trained model
+    with TestClient(create_app(app)) as test_client:
         yield test_client
 
 
@@ -202,3 +199,17 @@ def test_bring_your_own_csv(tmp_path: Path) -> None:
     assert json.loads(oot.output)["scheme"].startswith("out-of-time")
     unnamed = runner.invoke(credit_cli, ["evaluate", "--csv", str(path), "--target", "status"])
     assert unnamed.exit_code == 3 and "--positive" in unnamed.output
+
+
+def test_api_imports_a_data_source_row_by_row(app: App, credit: CreditService, client: TestClient) -> None:
+    onboard(app, "operator", "factory")
+    operator = {"Authorization": f"Bearer {app.access.create_key('operator')}"}
+    factory = {"Authorization": f"Bearer {app.access.create_key('factory')}"}
+    bad = b"org_id,period,shipments,on_time_rate\nshop-9,2025-01,10,0.9\nshop-9,2025-02,ten,1.5\n"
+    refused = client.post("/v1/credit/sources/logistics/import?filename=l.csv", content=bad, headers=operator)
+    assert refused.status_code == 422 and {e["row"] for e in refused.json()["errors"]} == {2}
+    good = bad.replace(b"ten,1.5", b"12,0.95")
+    assert client.post("/v1/credit/sources/logistics/import", content=good, headers=operator).status_code == 201
+    again = client.post("/v1/credit/sources/logistics/import", content=good, headers=operator)
+    assert again.status_code == 200 and again.json()["unchanged"] == 4
+    assert client.post("/v1/credit/sources/logistics/import", content=good, headers=factory).status_code == 403

@@ -393,3 +393,24 @@ def test_decision_is_approved_exactly_when_there_is_no_reason(
     if decision.approved:
         assert decision.quote is not None
         assert decision.quote.interest_minor + decision.quote.fees_minor + decision.quote.disbursement_minor == amount
+
+
+def test_a_riskier_holder_pays_a_spread_only_where_the_bank_has_recourse() -> None:
+    from creditflow.domain.financing import CreditView, FinancingFacts, Product, decide
+
+    rates = {"AA": {30: 300, 90: 350, 180: 380, 365: 420}}
+    facts = FinancingFacts(
+        piece_problem=None,
+        amount_minor=100_000_000,
+        piece_amount_minor=100_000_000,
+        days_to_maturity=90,
+        core_rating="AA",
+        missing_evidence=(),
+        bank_limit_free_minor=10**12,
+        holder_blacklisted=False,
+        credit=CreditView(approve=True, pd=0.04, risk_spread_bps=250),
+    )
+    recourse = Product("p", "bank", "x", rates, 0, 0, 1, 10**15, with_recourse=True)
+    without = Product("p", "bank", "x", rates, 0, 0, 1, 10**15, with_recourse=False)
+    assert decide(facts, recourse).rate_bps == 350 + 250
+    assert decide(facts, without).rate_bps == 350

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastapi import APIRouter
+import anyio
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import Field
 
 from creditflow.domain.errors import Forbidden, Unavailable
@@ -18,7 +20,7 @@ from creditflow.services.credit import CreditService
 
 from .common import error_responses
 from .schemas import AmountMinor, OrgId, RequestBody
-from .security import AppDep, Caller, is_overseer
+from .security import AppDep, Caller, is_overseer, require_role
 
 router = APIRouter(tags=["data credit"])
 _W = error_responses(401, 403, 404, 422)
@@ -50,6 +52,21 @@ def apply(body: ApplicationIn, app: AppDep, who: Caller) -> dict[str, Any]:
     org_id = body.org_id or who.org_id
     _may_ask(who, org_id)
     return credit_service(app).decide(org_id, body.requested_minor, body.product).to_json()
+
+
+@router.post("/v1/credit/sources/{source}/import", responses=_W)
+async def import_source(
+    source: str, request: Request, app: AppDep, who: Caller, filename: str = "upload.csv"
+) -> JSONResponse:
+    """Push a data source (store sales, logistics, utilities, social insurance, tax, sentiment, platform
+    transactions, firm profiles) as CSV or JSON, the same schema and row rules as `creditflow credit import`.
+    The operator (the platform's data integrations) imports; a file with any bad row imports nothing and
+    lists every bad row: 422 then, 201 when something was stored, 200 when it was all there already."""
+    require_role(who, Role.OPERATOR, what="import credit data")
+    data = await request.body()
+    report = await anyio.to_thread.run_sync(credit_service(app).import_file, source, data, filename[:200])
+    status = 422 if not report.ok else (201 if report.imported else 200)
+    return JSONResponse(report.to_json(), status_code=status)
 
 
 @router.get("/v1/credit/decisions/{decision_id}", responses=_W)

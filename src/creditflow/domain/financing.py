@@ -114,6 +114,9 @@ class CreditView:
     score: float | None = None
     pd: float | None = None
     reasons: tuple[str, ...] = ()
+    # Expected loss of the holder, per year, in bps: added to the product's rate when the bank has
+    # recourse to the holder (with recourse, a riskier seller is a riskier deal).
+    risk_spread_bps: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +183,8 @@ def decide(facts: FinancingFacts, product: Product) -> Decision:
         reasons.append(Reason("rating_not_covered", "the core enterprise has no rating"))
     else:
         rate = product.rate_for(facts.core_rating, facts.days_to_maturity)
+        if rate is not None and product.with_recourse and facts.credit is not None and facts.credit.approve:
+            rate += max(0, facts.credit.risk_spread_bps)
         if rate is None:
             reasons.append(
                 Reason(

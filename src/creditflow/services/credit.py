@@ -13,6 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
@@ -430,11 +431,17 @@ class CreditService:
         except NotFound:  # no profile of this holder, or no active model
             return None
         d = record.decision
+        spread = 0
+        if d.pd is not None:
+            lgd = Decimal(str(self.policy.rate["lgd"]))
+            pd = Decimal(str(min(d.pd, 0.999)))
+            spread = int((lgd * pd / (1 - pd) * 10_000).to_integral_value(rounding=ROUND_HALF_UP))
         return CreditView(
             approve=d.outcome != "decline",
             score=None if d.score is None else float(d.score),
             pd=d.pd,
             reasons=tuple(r.message for r in d.reasons),
+            risk_spread_bps=spread,
         )
 
     def decision(self, decision_id: str) -> dict[str, Any]:
