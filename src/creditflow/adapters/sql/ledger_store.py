@@ -257,7 +257,7 @@ def fetch_nodes(conn: Connection, nodes: Sequence[NodeId]) -> dict[NodeId, bytes
 # --- batch writes ---------------------------------------------------------------------------------
 
 
-def _placeholders(conn: Connection, n: int) -> str:
+def _bind_marks(conn: Connection, n: int) -> str:
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     return ", ".join([mark] * n)
 
@@ -266,7 +266,7 @@ def _insert_many(conn: Connection, table: Any, columns: Sequence[str], rows: Seq
     """``executemany`` straight on the driver: the sequencer's hot path writes a few rows per operation,
     and SQLAlchemy's per-row parameter processing cost more than the insert itself."""
     if rows:
-        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_placeholders(conn, len(columns))})"
+        sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({_bind_marks(conn, len(columns))})"
         conn.exec_driver_sql(sql, list(rows))
 
 
