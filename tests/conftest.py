@@ -7,12 +7,12 @@ import atexit
 import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Table, create_engine, select, text
 
 from creditflow.adapters.sql.engine import make_engine, migrate
 from creditflow.bootstrap import App, build
@@ -162,3 +162,10 @@ def issue_accepted(application: App, face_minor: int = 100_000_000, holder: str 
     piece_id = str(receipt.result["piece_id"])
     application.ledger.accept(holder, piece_id)
     return piece_id
+
+
+def table_rows(app: App, tables: Iterable[Table]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of each table, in a stable order: compare before and after to show a refused command
+    changed nothing."""
+    with app.engine.connect().execution_options(read_only=True) as conn:
+        return {t.name: sorted((tuple(r) for r in conn.execute(select(t))), key=repr) for t in tables}

@@ -19,7 +19,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import Table, select
 
-from conftest import START, USCC, make_settings, onboard
+from conftest import START, USCC, make_settings, onboard, table_rows
 from creditflow.adapters.payments import pain001
 from creditflow.adapters.sql.finance_tables import (
     bank_limits,
@@ -99,8 +99,7 @@ def set_accounts(app: App, *orgs: str) -> None:
 
 
 def snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
-    with app.engine.connect() as conn:
-        return {t.name: sorted((tuple(r) for r in conn.execute(select(t))), key=repr) for t in WATCHED}
+    return table_rows(app, WATCHED)
 
 
 def refused(app: App, code: str, action: Callable[[], object]) -> DomainError:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 
-from conftest import START, USCC, make_settings, onboard
+from conftest import START, USCC, make_settings, onboard, table_rows
 from creditflow.adapters.sql import ledger_store as store
 from creditflow.adapters.sql.finance_tables import (
     bank_limits,
@@ -82,8 +82,7 @@ def product(fapp: App) -> Product:
 
 
 def snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
-    with app.engine.connect() as conn:
-        return {t.name: sorted((tuple(r) for r in conn.execute(select(t))), key=repr) for t in WATCHED}
+    return table_rows(app, WATCHED)
 
 
 def request_rows(app: App) -> list[dict[str, Any]]:

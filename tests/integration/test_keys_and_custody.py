@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from conftest import ROLES, START_MS, issue_accepted, make_settings, onboard
+from conftest import ROLES, START_MS, issue_accepted, make_settings, onboard, table_rows
 from creditflow.adapters.sql.tables import (
     certificates,
     custody_keys,
@@ -74,10 +74,7 @@ TABLES = (
 
 
 def snapshot(app: App) -> dict[str, Any]:
-    with app.engine.connect() as conn:
-        state: dict[str, Any] = {
-            t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))] for t in TABLES
-        }
+    state: dict[str, Any] = dict(table_rows(app, TABLES))
     q = app.queries
     state["queries"] = (
         [q.pieces_by_holder(org, live_only=False, limit=500).items for org in [*ROLES, "selfco"]],
@@ -488,8 +485,7 @@ def _collect_quietly() -> list[warnings.WarningMessage]:
 
 
 def test_a_refused_start_leaves_no_connection_open(pg_url: str, clock: ManualClock) -> None:
-    with build(make_settings(pg_url, key_passphrase="the right one"), clock=clock):
-        pass
+    build(make_settings(pg_url, key_passphrase="the right one"), clock=clock).close()  # sets the passphrase
     _collect_quietly()
     with pytest.raises(WrongPassphrase):
         build(make_settings(pg_url, key_passphrase="the wrong one"), clock=clock)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 
-from conftest import ROLES, START_MS, USCC, issue_accepted, onboard
+from conftest import ROLES, START_MS, USCC, issue_accepted, onboard, table_rows
 from creditflow.adapters.sql.tables import (
     certificates,
     custody_keys,
@@ -67,10 +67,7 @@ TABLES: tuple[Table, ...] = (
 
 def snapshot(app: App) -> dict[str, Any]:
     """Everything a command could change: every ledger, read-model and service table, and the queries."""
-    with app.engine.connect() as conn:
-        state: dict[str, Any] = {
-            t.name: [tuple(r) for r in conn.execute(select(t).order_by(*t.primary_key.columns))] for t in TABLES
-        }
+    state: dict[str, Any] = dict(table_rows(app, TABLES))
     q = app.queries
     state["pieces_by_holder"] = {org: q.pieces_by_holder(org, live_only=False, limit=500).items for org in ROLES}
     state["liability"] = [q.liability(org) for org in ("xcmg", "rival")]

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, event, select
 
-from conftest import START, USCC, make_settings, onboard
+from conftest import START, USCC, make_settings, onboard, table_rows
 from creditflow.adapters.sql.finance_tables import (
     bank_limits,
     clearing_runs,
@@ -69,8 +69,7 @@ def tapp(store_url: str, clock: ManualClock) -> Iterator[App]:
 
 
 def snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
-    with app.engine.connect() as conn:
-        return {t.name: sorted((tuple(r) for r in conn.execute(select(t))), key=repr) for t in WATCHED}
+    return table_rows(app, WATCHED)
 
 
 def refused(app: App, code: str, action: Callable[[], object]) -> DomainError:
