@@ -24,6 +24,8 @@ PG_URL = os.environ.get("CREDITFLOW_TEST_PG_URL")
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
 START_MS = int(START.timestamp() * 1000)
 FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
+# Argon2id for user passwords at its floor (8 MiB, one pass): production strength is not under test here.
+FAST_PASSWORDS = {"password_memory_kib": 8 * 1024, "password_time_cost": 1}
 
 
 _ADMIN: Any = None
@@ -103,7 +105,7 @@ def make_settings(url: str, **overrides: object) -> Settings:
     """Settings for tests of the ledger's own mechanics: trade rules (confirmed payables, credit lines,
     invoices cited by transfers) are switched off here so those tests can move value freely; the trade
     tests (`trade_app`) and the demo run with the production default, on."""
-    values: dict[str, object] = {**FAST_KDF, "enforce_trade_rules": False, **overrides}
+    values: dict[str, object] = {**FAST_KDF, "web": FAST_PASSWORDS, "enforce_trade_rules": False, **overrides}
     return Settings(db_url=url, **values)  # type: ignore[arg-type]
 
 
@@ -169,3 +171,14 @@ def table_rows(app: App, tables: Iterable[Table]) -> dict[str, list[tuple[Any, .
     changed nothing."""
     with app.engine.connect().execution_options(read_only=True) as conn:
         return {t.name: sorted((tuple(r) for r in conn.execute(select(t))), key=repr) for t in tables}
+
+
+@pytest.fixture
+def web(world: App) -> Iterator[Any]:
+    """A browser-like client for the web pages (cookies kept) on the app with the demo's cast."""
+    from fastapi.testclient import TestClient
+
+    from creditflow.api.app import create_app
+
+    with TestClient(create_app(world), base_url="http://127.0.0.1") as client:
+        yield client

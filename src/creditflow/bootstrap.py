@@ -27,6 +27,7 @@ from creditflow.services.network import NetworkService
 from creditflow.services.proofs import Proofs
 from creditflow.services.queries import Queries
 from creditflow.services.sequencer import Sequencer
+from creditflow.services.sessions import WebSessions
 from creditflow.services.trade import TradeService
 from creditflow.services.trade_rules import release_trade_reservations
 
@@ -52,6 +53,7 @@ class App:
     network: NetworkService
     credit: CreditService
     iot: IotSystem
+    sessions: WebSessions
 
     @property
     def log_keys(self) -> dict[str, bytes]:
@@ -144,4 +146,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         iot=iot,
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),
+        sessions=WebSessions(engine, settings.web, clock),
     )

@@ -19,7 +19,7 @@ from creditflow.cli_credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli_erp import erp_cli
 from creditflow.cli_iot import bench_iot, iot_cli, simulate_iot
 from creditflow.config import Settings
-from creditflow.domain.errors import DomainError
+from creditflow.domain.errors import Conflict, DomainError
 
 # Piped output (CI logs, `make demo | tee`) gets a readable width instead of Rich's 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 140)
@@ -350,6 +350,39 @@ def org_api_key(org_id: Annotated[str, typer.Argument()], db: DbOption = None) -
             print(app.access.create_key(org_id, "created by creditflow org api-key"))
         except DomainError as exc:
             fail(exc)
+
+
+@org_cli.command("user")
+def org_user(
+    org_id: Annotated[str, typer.Argument(help="the user's organisation")],
+    user_id: Annotated[str, typer.Argument(help="sign-in name, e.g. li.wei")],
+    name: Annotated[str | None, typer.Option("--name", help="full name (for a new user)")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from standard input, not a prompt")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Add a user to an organisation (or reset an existing user's password) for the web pages.
+
+    The password is asked for twice (or read from stdin) and stored as an Argon2id hash only."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    with open_app(db) as app:
+        try:
+            app.sessions.check_password_policy(password)
+            try:
+                org = app.confirmation.user_org(user_id)
+            except DomainError:
+                app.confirmation.add_user(org_id, user_id, name or user_id)
+                org = org_id
+            if org != org_id:
+                raise Conflict(f"user {user_id!r} belongs to {org!r}", code="user_exists", field="user_id")
+            app.sessions.set_password(user_id, password)
+        except DomainError as exc:
+            fail(exc)
+    console.print(f"user [bold]{user_id}[/bold] of {org_id} may sign in at /ui/sign-in")
 
 
 @cli.command()

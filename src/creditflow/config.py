@@ -20,6 +20,7 @@ from pydantic_settings import (
 
 from creditflow.scoring.settings import CreditSettings
 from creditflow.services.iot_settings import IotSettings
+from creditflow.web.settings import WebSettings
 
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 
@@ -68,6 +69,8 @@ class Settings(BaseSettings):
     credit: CreditSettings = Field(default_factory=CreditSettings)
     # IoT-monitored collateral, the same way (CREDITFLOW_IOT__QUEUE_MAX=...)
     iot: IotSettings = Field(default_factory=IotSettings)
+    # web pages and their sign-in (CREDITFLOW_WEB__SESSION_TTL_S=...)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

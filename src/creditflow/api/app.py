@@ -29,6 +29,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from creditflow import __version__
 from creditflow.bootstrap import App
+from creditflow.web import pages as web_pages
+from creditflow.web.headers import SecurityHeadersMiddleware
 
 from . import problems
 from .idempotency import IdempotencyMiddleware, read_body, replaying
@@ -170,13 +172,19 @@ def create_app(app: App) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=_lifespan,
+        # FastAPI's /docs and /redoc load their scripts from a CDN: the pages may fetch nothing from the
+        # network, so the reference is /openapi.json and the page /ui/api-reference.
+        docs_url=None,
+        redoc_url=None,
     )
     setattr(api.state, STATE_KEY, app)
     problems.install(api)
     api.include_router(build_router())
+    web_pages.install(api)  # the pages of every role (creditflow.web), on the same services
     # add_middleware puts each new one outside the previous: innermost first.
     api.add_middleware(IdempotencyMiddleware, creditflow=app)
     api.add_middleware(CatchAllMiddleware)
+    api.add_middleware(SecurityHeadersMiddleware, hsts=app.settings.web.cookie_secure)
     api.add_middleware(
         BodyLimitMiddleware,
         max_bytes=app.settings.request_max_bytes,

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Mapping
 from typing import Annotated
 
@@ -14,11 +15,14 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from creditflow.bootstrap import App
-from creditflow.domain.errors import Forbidden
+from creditflow.domain.errors import Forbidden, Unauthenticated
 from creditflow.domain.parties import Role
 from creditflow.services.access import Principal
 
 STATE_KEY = "creditflow"
+SESSION_COOKIE = "cf_session"  # set by the sign-in page (creditflow.web); HttpOnly, SameSite=Strict
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 # Declared for the OpenAPI document (the "Authorize" button); the checking is ours.
 _bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer cf_...")
@@ -58,10 +62,28 @@ async def caller(
     if isinstance(principal, Principal):
         return principal
     token = token_from_headers(request.headers)
-    found = app.access.cached(token)
-    principal = found if found is not None else await anyio.to_thread.run_sync(app.access.authenticate, token)
+    if token is None and SESSION_COOKIE in request.cookies:
+        principal = await _session_principal(request, app, request.cookies[SESSION_COOKIE])
+    else:
+        found = app.access.cached(token)
+        principal = found if found is not None else await anyio.to_thread.run_sync(app.access.authenticate, token)
     request.state.principal = principal
     return principal
+
+
+async def _session_principal(request: Request, app: App, session_token: str) -> Principal:
+    """A user signed in to the pages calls the API with its session cookie (the pages' scripts do:
+    live alarms, acknowledging them). A state-changing call must echo the session's CSRF token in
+    ``X-CSRF-Token``: a cross-site form or script can send the cookie but cannot read the token."""
+    user = await anyio.to_thread.run_sync(app.sessions.resolve, session_token)
+    if user is None:
+        raise Unauthenticated("the session has ended: sign in again", code="session_expired")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, "").encode(), user.csrf_token.encode()
+    ):
+        raise Forbidden("the request lacks the page's CSRF token (X-CSRF-Token)", code="csrf_failed")
+    request.state.web_user = user
+    return user.principal
 
 
 Caller = Annotated[Principal, Depends(caller)]

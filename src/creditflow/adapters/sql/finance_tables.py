@@ -28,6 +28,10 @@ users = Table(
     Column("org_id", ID, nullable=False, index=True),
     Column("name", String(200), nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
+    # sign-in to the web pages (creditflow.services.sessions): an Argon2id hash, never the password
+    Column("password_hash", String(255), nullable=True),
+    Column("failed_sign_ins", Integer, nullable=False, server_default="0"),
+    Column("locked_until_ms", BigInteger, nullable=True),
 )
 
 payable_approvals = Table(

@@ -224,4 +224,5 @@ from creditflow.adapters.sql import (  # noqa: E402, F401  (registration is the 
     finance_tables,
     iot_tables,
     trade_tables,
+    web_tables,
 )
