@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 from browser_harness import chromium, chromium_paths, live_server, screenshot
-from conftest import make_settings, onboard
 
+from conftest import make_settings, onboard
 from creditflow.bootstrap import App, build
 
 PATHS = chromium_paths()
@@ -44,7 +44,18 @@ def sign_in(driver: Any, url: str, user_id: str, password: str = PASSWORD) -> No
     driver.get(f"{url}/ui/sign-in")
     driver.find_element(By.ID, "f-user_id").send_keys(user_id)
     driver.find_element(By.ID, "f-password").send_keys(password)
+    form = driver.find_element(By.ID, "sign-in")
     driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+    wait_for_new_page(driver, form)
+
+
+def wait_for_new_page(driver: Any, old_element: Any, timeout: float = 10) -> None:
+    """After a click that submits a form: wait until the old page is gone and the new one is loaded."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(old_element))
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_sign_in_and_out(site: tuple[str, App], browser: Any) -> None:
@@ -62,7 +73,9 @@ def test_sign_in_and_out(site: tuple[str, App], browser: Any) -> None:
     cookie = browser.get_cookie("cf_session")
     assert cookie["httpOnly"] is True and cookie["sameSite"] == "Strict"
     assert browser.execute_script("return document.cookie").find("cf_session") == -1  # scripts cannot read it
+    heading = browser.find_element(By.TAG_NAME, "h1")
     browser.find_element(By.CSS_SELECTOR, "form[action='/ui/sign-out'] button").click()
+    wait_for_new_page(browser, heading)
     assert "/ui/sign-in" in browser.current_url
     browser.get(f"{url}/ui/supplier/pieces")
     assert "/ui/sign-in" in browser.current_url

@@ -1,0 +1,316 @@
+// Auditor page: check an inclusion or consistency proof in the browser.
+//
+// The proof and the signed tree head come from the JSON log endpoints; the RFC 6962 root is recomputed
+// here (RFC 9162 §2.1.3.2 and §2.1.4.2, as creditflow.ledger.merkle does): leaf = SHA-256(0x00 || entry),
+// node = SHA-256(0x01 || left || right). SHA-256 is WebCrypto's where the page is a secure context, else
+// the small pure-JS implementation below. The same file runs under node (module.exports) for tests.
+"use strict";
+
+(function (root) {
+  // --- SHA-256 (FIPS 180-4), pure JS -------------------------------------------------------------------
+  const K = new Uint32Array([
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
+  ]);
+
+  function sha256Pure(bytes) {
+    const length = bytes.length;
+    const padded = new Uint8Array(((length + 9 + 63) >> 6) << 6);
+    padded.set(bytes);
+    padded[length] = 0x80;
+    const view = new DataView(padded.buffer);
+    view.setUint32(padded.length - 8, Math.floor(length / 0x20000000));  // length in bits, high word
+    view.setUint32(padded.length - 4, (length << 3) >>> 0);  // low word
+    const h = new Uint32Array([
+      0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19,
+    ]);
+    const w = new Uint32Array(64);
+    const rotr = (x, n) => (x >>> n) | (x << (32 - n));
+    for (let offset = 0; offset < padded.length; offset += 64) {
+      for (let i = 0; i < 16; i++) w[i] = view.getUint32(offset + 4 * i);
+      for (let i = 16; i < 64; i++) {
+        const s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >>> 3);
+        const s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >>> 10);
+        w[i] = (w[i - 16] + s0 + w[i - 7] + s1) >>> 0;
+      }
+      let [a, b, c, d, e, f, g, hh] = h;
+      for (let i = 0; i < 64; i++) {
+        const t1 = (hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i]) >>> 0;
+        const t2 = ((rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c))) >>> 0;
+        hh = g; g = f; f = e; e = (d + t1) >>> 0; d = c; c = b; b = a; a = (t1 + t2) >>> 0;
+      }
+      h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+    }
+    const out = new Uint8Array(32);
+    const outView = new DataView(out.buffer);
+    for (let i = 0; i < 8; i++) outView.setUint32(4 * i, h[i]);
+    return out;
+  }
+
+  // "auto": WebCrypto when available (secure contexts), else pure JS; "pure" forces the fallback.
+  let hashMode = "auto";
+  function subtle() {
+    const c = root.crypto;
+    return hashMode === "auto" && c && c.subtle && typeof c.subtle.digest === "function" ? c.subtle : null;
+  }
+  function hashImplementation() {
+    return subtle() ? "WebCrypto (crypto.subtle)" : "pure JavaScript SHA-256";
+  }
+  function setHashMode(mode) {
+    hashMode = mode === "pure" ? "pure" : "auto";
+  }
+  async function sha256(bytes) {
+    const s = subtle();
+    return s ? new Uint8Array(await s.digest("SHA-256", bytes)) : sha256Pure(bytes);
+  }
+
+  // --- bytes and hex -------------------------------------------------------------------------------------
+  function fromHex(text, what) {
+    if (typeof text !== "string" || text.length % 2 || !/^[0-9a-fA-F]*$/.test(text)) {
+      throw new Error(what + " is not hex");
+    }
+    const out = new Uint8Array(text.length / 2);
+    for (let i = 0; i < out.length; i++) out[i] = parseInt(text.substr(2 * i, 2), 16);
+    return out;
+  }
+  function toHex(bytes) {
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+  function hash32(text, what) {
+    const bytes = fromHex(text, what);
+    if (bytes.length !== 32) throw new Error(what + " must be 32 bytes");
+    return bytes;
+  }
+  function concat(...parts) {
+    const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const p of parts) { out.set(p, at); at += p.length; }
+    return out;
+  }
+
+  async function leafHash(entry) {
+    return sha256(concat(Uint8Array.of(0x00), entry));
+  }
+  async function nodeHash(left, right, steps) {
+    const out = await sha256(concat(Uint8Array.of(0x01), left, right));
+    if (steps) steps.push("SHA-256(01 || " + toHex(left) + " || " + toHex(right) + ") = " + toHex(out));
+    return out;
+  }
+
+  // Sizes are BigInt: log sizes may exceed the 32 bits JavaScript's bit operators work on.
+  const ONE = BigInt(1), ZERO = BigInt(0);
+  const odd = (n) => (n & ONE) === ONE;
+
+  /** RFC 9162 §2.1.3.2: the root an audit path leads to, or null when the path cannot be right. */
+  async function rootFromInclusion(leaf, index, size, path, steps) {
+    let fn = BigInt(index), sn = BigInt(size) - ONE, r = leaf;
+    if (fn < ZERO || fn > sn) return null;
+    for (const p of path) {
+      if (sn === ZERO) return null;
+      if (odd(fn) || fn === sn) {
+        r = await nodeHash(p, r, steps);
+        while (!odd(fn) && fn !== ZERO) { fn >>= ONE; sn >>= ONE; }
+      } else {
+        r = await nodeHash(r, p, steps);
+      }
+      fn >>= ONE; sn >>= ONE;
+    }
+    return sn === ZERO ? r : null;
+  }
+
+  /** RFC 9162 §2.1.4.2: the old and new roots a consistency proof leads to, or null when it cannot be right. */
+  async function rootsFromConsistency(oldSize, newSize, oldRoot, proof, steps) {
+    const m = BigInt(oldSize), n = BigInt(newSize);
+    if (m <= ZERO || m > n) return null;
+    if (m === n) return proof.length ? null : { oldRoot: oldRoot, newRoot: oldRoot };
+    if (!proof.length) return null;
+    const path = (m & (m - ONE)) === ZERO ? [oldRoot, ...proof] : proof.slice();
+    let fn = m - ONE, sn = n - ONE;
+    while (odd(fn)) { fn >>= ONE; sn >>= ONE; }
+    let fr = path[0], sr = path[0];
+    for (const c of path.slice(1)) {
+      if (sn === ZERO) return null;
+      if (odd(fn) || fn === sn) {
+        fr = await nodeHash(c, fr, steps);
+        sr = await nodeHash(c, sr, steps);
+        while (!odd(fn) && fn !== ZERO) { fn >>= ONE; sn >>= ONE; }
+      } else {
+        sr = await nodeHash(sr, c, steps);
+      }
+      fn >>= ONE; sn >>= ONE;
+    }
+    return sn === ZERO ? { oldRoot: fr, newRoot: sr } : null;
+  }
+
+  function flipBit(bytes) {
+    const out = bytes.slice();
+    out[out.length - 1] ^= 0x01;
+    return out;
+  }
+
+  /**
+   * Check a creditflow.inclusion_proof document against the root it must lead to (``expectedRoot``: the
+   * signed tree head's, hex). ``tamper`` flips one bit of the first path hash (of the entry if the path is
+   * empty) first. Returns everything that went in and came out, for the page to show.
+   */
+  async function checkInclusion(doc, expectedRoot, options) {
+    const tamper = Boolean(options && options.tamper);
+    const steps = [];
+    const size = doc.tree_head.tree_size;
+    let entry = fromHex(doc.entry, "entry");
+    let path = doc.audit_path.map((h, i) => hash32(h, "audit_path[" + i + "]"));
+    if (tamper) {
+      if (path.length) path = [flipBit(path[0]), ...path.slice(1)];
+      else entry = flipBit(entry);
+    }
+    const leaf = await leafHash(entry);
+    steps.push("leaf: SHA-256(00 || entry of " + entry.length + " bytes) = " + toHex(leaf));
+    const recomputed = await rootFromInclusion(leaf, doc.leaf_index, size, path, steps);
+    const recomputedHex = recomputed ? toHex(recomputed) : null;
+    const verified = recomputedHex !== null && recomputedHex === String(expectedRoot).toLowerCase();
+    return {
+      kind: "inclusion",
+      verified: verified,
+      tampered: tamper,
+      leafIndex: doc.leaf_index,
+      treeSize: size,
+      leafHash: toHex(leaf),
+      path: path.map(toHex),
+      recomputedRoot: recomputedHex,
+      expectedRoot: String(expectedRoot).toLowerCase(),
+      steps: steps,
+      hashing: hashImplementation(),
+      reason: verified ? "the audit path leads from the entry to the signed root"
+        : recomputedHex === null ? "the audit path has the wrong length for this index and tree size"
+          : "the recomputed root differs from the signed root",
+    };
+  }
+
+  /**
+   * Check a creditflow.consistency_proof document: ``oldRoot`` is the root the auditor kept for the old
+   * size (default: the document's old signed head), ``newRoot`` the signed root of the new size.
+   */
+  async function checkConsistency(doc, oldRoot, newRoot, options) {
+    const tamper = Boolean(options && options.tamper);
+    const steps = [];
+    let proof = doc.proof.map((h, i) => hash32(h, "proof[" + i + "]"));
+    if (tamper && proof.length) proof = [flipBit(proof[0]), ...proof.slice(1)];
+    const oldBytes = hash32(oldRoot, "old root");
+    const roots = await rootsFromConsistency(
+      doc.old_tree_head.tree_size, doc.new_tree_head.tree_size, oldBytes, proof, steps,
+    );
+    const oldHex = roots ? toHex(roots.oldRoot) : null;
+    const newHex = roots ? toHex(roots.newRoot) : null;
+    const expectedOld = String(oldRoot).toLowerCase(), expectedNew = String(newRoot).toLowerCase();
+    const verified = roots !== null && oldHex === expectedOld && newHex === expectedNew;
+    return {
+      kind: "consistency",
+      verified: verified,
+      tampered: tamper,
+      oldSize: doc.old_tree_head.tree_size,
+      treeSize: doc.new_tree_head.tree_size,
+      path: proof.map(toHex),
+      recomputedOldRoot: oldHex,
+      expectedOldRoot: expectedOld,
+      recomputedRoot: newHex,
+      expectedRoot: expectedNew,
+      steps: steps,
+      hashing: hashImplementation(),
+      reason: verified ? "the old tree is a prefix of the new one: the log only grew"
+        : roots === null ? "the proof has the wrong shape for these tree sizes"
+          : oldHex !== expectedOld ? "the proof does not lead to the old root"
+            : "the proof does not lead to the new signed root",
+    };
+  }
+
+  const exported = {
+    sha256, sha256Pure, setHashMode, hashImplementation, fromHex, toHex, leafHash, nodeHash,
+    rootFromInclusion, rootsFromConsistency, checkInclusion, checkConsistency,
+  };
+  if (typeof module !== "undefined" && module.exports) module.exports = exported;
+  root.creditflowProofs = exported;
+
+  // --- the page --------------------------------------------------------------------------------------------
+  if (typeof document === "undefined") return;
+
+  async function getJson(path) {
+    return root.creditflow.api("GET", path);
+  }
+
+  function show(result) {
+    const box = document.getElementById("proof-result");
+    box.dataset.status = result.verified ? "verified" : "failed";
+    box.dataset.kind = result.kind;
+    const text = (id, value) => { document.getElementById(id).textContent = value === null || value === undefined ? "-" : value; };
+    text("proof-status", result.verified ? "verified" : "FAILED");
+    text("proof-kind", result.kind + (result.tampered ? " (tampered on purpose)" : ""));
+    text("proof-recomputed-root", result.recomputedRoot || "(no root: the proof has the wrong shape)");
+    text("proof-expected-root", result.expectedRoot);
+    text("proof-old-roots", result.kind === "consistency" ? (result.recomputedOldRoot || "-") + " / " + result.expectedOldRoot : "-");
+    text("proof-leaf-hash", result.leafHash);
+    text("proof-hash-impl", result.hashing);
+    text("proof-reason", result.reason);
+    const inputs = { kind: result.kind, tree_size: result.treeSize, path: result.path };
+    if (result.kind === "inclusion") { inputs.leaf_index = result.leafIndex; inputs.leaf_hash = result.leafHash; }
+    else { inputs.old_size = result.oldSize; inputs.old_root = result.expectedOldRoot; }
+    inputs.expected_root = result.expectedRoot;
+    text("proof-inputs", JSON.stringify(inputs, null, 2));
+    const list = document.getElementById("proof-steps");
+    list.replaceChildren(...result.steps.map((s) => { const li = document.createElement("li"); li.textContent = s; return li; }));
+  }
+
+  function showError(error) {
+    const box = document.getElementById("proof-result");
+    box.dataset.status = "error";
+    document.getElementById("proof-status").textContent = "could not check: " + error.message;
+    document.getElementById("proof-reason").textContent = error.code || "-";
+  }
+
+  async function run(check) {
+    const box = document.getElementById("proof-result");
+    box.dataset.status = "checking";
+    document.getElementById("proof-status").textContent = "checking…";
+    try {
+      show(await check(document.getElementById("proof-tamper").checked));
+    } catch (error) {
+      showError(error);
+    }
+  }
+
+  async function inclusion(tamper) {
+    const sth = await getJson("/v1/log/tree-head");
+    const index = document.getElementById("proof-leaf-index").value.trim();
+    const wanted = document.getElementById("proof-tree-size").value.trim();
+    const size = wanted || String(sth.tree_size);
+    const doc = await getJson("/v1/log/proofs/inclusion?leaf_index=" + encodeURIComponent(index) +
+      "&tree_size=" + encodeURIComponent(size));
+    // The root to reach: the latest STH's when the proof is for that size, else the head the proof carries.
+    const expected = doc.tree_head.tree_size === sth.tree_size ? sth.root_hash : doc.tree_head.root_hash;
+    return checkInclusion(doc, expected, { tamper: tamper });
+  }
+
+  async function consistency(tamper) {
+    const sth = await getJson("/v1/log/tree-head");
+    const oldSize = document.getElementById("proof-old-size").value.trim();
+    const kept = document.getElementById("proof-old-root").value.trim();
+    const wanted = document.getElementById("proof-new-size").value.trim();
+    const newSize = wanted || String(sth.tree_size);
+    const doc = await getJson("/v1/log/proofs/consistency?old_size=" + encodeURIComponent(oldSize) +
+      "&new_size=" + encodeURIComponent(newSize));
+    const newRoot = doc.new_tree_head.tree_size === sth.tree_size ? sth.root_hash : doc.new_tree_head.root_hash;
+    return checkConsistency(doc, kept || doc.old_tree_head.root_hash, newRoot, { tamper: tamper });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    const inclusionForm = document.getElementById("inclusion-form");
+    const consistencyForm = document.getElementById("consistency-form");
+    if (inclusionForm) inclusionForm.addEventListener("submit", (e) => { e.preventDefault(); run(inclusion); });
+    if (consistencyForm) consistencyForm.addEventListener("submit", (e) => { e.preventDefault(); run(consistency); });
+  });
+})(typeof window !== "undefined" ? window : globalThis);
