@@ -16,12 +16,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from creditflow.api.app import create_app
 from creditflow.bootstrap import App
 
+PASSWORD = "correct horse battery 9"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
 
 
@@ -83,3 +85,24 @@ def screenshot(driver: object, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     driver.save_screenshot(str(path))  # type: ignore[attr-defined]
     return path
+
+
+def sign_in(driver: Any, url: str, user_id: str, password: str = PASSWORD) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.delete_all_cookies()
+    driver.get(f"{url}/ui/sign-in")
+    driver.find_element(By.ID, "f-user_id").send_keys(user_id)
+    driver.find_element(By.ID, "f-password").send_keys(password)
+    form = driver.find_element(By.ID, "sign-in")
+    driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
+    wait_for_new_page(driver, form)
+
+
+def wait_for_new_page(driver: Any, old_element: Any, timeout: float = 10) -> None:
+    """After a click that submits a form: wait until the old page is gone and the new one is loaded."""
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(old_element))
+    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_harness import chromium, chromium_paths, live_server, screenshot
+from browser_harness import PASSWORD, chromium, chromium_paths, live_server, screenshot, sign_in, wait_for_new_page
 
 from conftest import make_settings, onboard
 from creditflow.bootstrap import App, build
 
 PATHS = chromium_paths()
 pytestmark = pytest.mark.skipif(PATHS is None, reason="needs the Debian chromium and chromium-driver packages")
-PASSWORD = "correct horse battery 9"
 
 
 @pytest.fixture(scope="module")
@@ -35,27 +34,6 @@ def browser() -> Iterator[Any]:
     assert PATHS is not None
     with chromium(*PATHS) as driver:
         yield driver
-
-
-def sign_in(driver: Any, url: str, user_id: str, password: str = PASSWORD) -> None:
-    from selenium.webdriver.common.by import By
-
-    driver.delete_all_cookies()
-    driver.get(f"{url}/ui/sign-in")
-    driver.find_element(By.ID, "f-user_id").send_keys(user_id)
-    driver.find_element(By.ID, "f-password").send_keys(password)
-    form = driver.find_element(By.ID, "sign-in")
-    driver.find_element(By.CSS_SELECTOR, "#sign-in button[type=submit]").click()
-    wait_for_new_page(driver, form)
-
-
-def wait_for_new_page(driver: Any, old_element: Any, timeout: float = 10) -> None:
-    """After a click that submits a form: wait until the old page is gone and the new one is loaded."""
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(driver, timeout).until(expected_conditions.staleness_of(old_element))
-    WebDriverWait(driver, timeout).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def test_sign_in_and_out(site: tuple[str, App], browser: Any) -> None:

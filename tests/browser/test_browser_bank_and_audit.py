@@ -1,0 +1,140 @@
+"""A bank watches its collateral in a real browser: an alarm raised by telemetry appears on the alarms
+page without a reload (server-sent events) and is acknowledged there; an auditor checks an inclusion
+proof in the browser, and sees a tampered one fail."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browser_harness import PASSWORD, chromium, chromium_paths, live_server, screenshot, sign_in
+
+from conftest import make_settings, onboard  # onboarding writes the auditor's log entries
+from creditflow.bootstrap import App, build
+from creditflow.domain.collateral import make_message
+
+PATHS = chromium_paths()
+pytestmark = pytest.mark.skipif(PATHS is None, reason="needs the Debian chromium and chromium-driver packages")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, App]]:
+    db = Path(tmp_path_factory.mktemp("browser")) / "site.db"
+    with build(make_settings(f"sqlite:///{db}")) as app:
+        onboard(app)
+        for org, user in (("bank", "li.wei"), ("auditor", "sun.li")):
+            app.confirmation.add_user(org, user, user.replace(".", " ").title())
+            app.sessions.set_password(user, PASSWORD)
+        with live_server(app) as url:
+            yield url, app
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    assert PATHS is not None
+    with chromium(*PATHS) as driver:
+        yield driver
+
+
+def _key(app: App, org: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {app.access.create_key(org, 'browser test')}"}
+
+
+def _pledged_lot(url: str, app: App) -> tuple[bytes, int]:
+    """Over the real HTTP API: steel pledges a warehouse lot weighed by a scale to a loan of the bank."""
+    steel, bank = _key(app, "steel"), _key(app, "bank")
+    with httpx.Client(base_url=url, timeout=10) as http:
+        lot = {"asset_id": "lot-7", "kind": "warehouse_lot", "name": "rebar", "commodity": "steel"}
+        lot |= {"quantity_kg": 50_000, "receipt_no": "WR-7"}
+        assert http.post("/v1/iot/assets", headers=steel, json=lot).status_code == 201
+        device = http.post(
+            "/v1/iot/devices", headers=steel, json={"device_id": "scale-7", "asset_id": "lot-7", "kind": "scale"}
+        )
+        assert device.status_code == 201, device.text
+        price = {"commodity": "steel", "price_minor_per_kg": 380}
+        assert http.post("/v1/iot/prices", headers=bank, json=price).status_code == 200
+        loan = {"loan_id": "loan-7", "borrower": "steel", "outstanding_minor": 10_000_000}
+        assert http.post("/v1/iot/loans", headers=bank, json=loan).status_code == 201
+        pledge = http.post(
+            "/v1/iot/loans/loan-7/pledges", headers=bank, json={"asset_id": "lot-7", "haircut_bps": 1000}
+        )
+        assert pledge.status_code == 200, pledge.text
+    return bytes.fromhex(device.json()["secret"]), app.clock.now_ms()
+
+
+def test_an_alarm_appears_live_and_is_acknowledged(site: tuple[str, App], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, app = site
+    secret, now = _pledged_lot(url, app)
+    sign_in(browser, url, "li.wei")
+    browser.get(f"{url}/ui/bank/alarms")
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, "live-status").get_attribute("data-state") == "live"
+    )
+    assert not browser.find_elements(By.CSS_SELECTOR, "tr[data-alarm]")
+    screenshot(browser, "10-bank-alarms-quiet")
+
+    # 5 t of steel leave the warehouse with no release authorised: the scale reports it.
+    messages = [
+        json.loads(make_message(secret, "scale-7", now, 1, {"weight_kg": 50_000.0})),
+        json.loads(make_message(secret, "scale-7", now + 1_000, 2, {"weight_kg": 45_000.0})),
+    ]
+    with httpx.Client(base_url=url, timeout=10) as http:
+        sent = http.post("/v1/iot/telemetry", json={"messages": messages})
+    assert sent.status_code == 200 and sent.json()["accepted"] == 2, sent.text
+
+    row = WebDriverWait(browser, 10).until(lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-alarm]"))
+    assert "unauthorised_outbound" in row.text and row.get_attribute("data-acknowledged") == "no"
+    screenshot(browser, "11-bank-alarm-arrived-live")
+    alarm_id = row.get_attribute("data-alarm")
+    browser.find_element(By.ID, f"ack-{alarm_id}").click()
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, f"alarm-{alarm_id}").get_attribute("data-acknowledged") == "yes"
+    )
+    screenshot(browser, "12-bank-alarm-acknowledged")
+    with httpx.Client(base_url=url, timeout=10) as http:
+        listed = http.get("/v1/iot/alarms", headers=_key(app, "bank")).json()["items"]
+    mine = next(a for a in listed if a["alarm_id"] == alarm_id)
+    assert mine["ack_by"] is not None and "li.wei" in mine["ack_by"], mine
+
+
+def test_an_inclusion_proof_is_checked_in_the_browser(site: tuple[str, App], browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = site
+    sign_in(browser, url, "sun.li")
+    browser.get(f"{url}/ui/audit")
+    size = int(browser.find_element(By.ID, "sth-size").text.replace(",", ""))
+    assert size >= 3
+
+    def check(tamper: bool) -> str:
+        tamper_box = browser.find_element(By.ID, "proof-tamper")
+        if tamper_box.is_selected() != tamper:
+            tamper_box.click()
+        for field, value in (("proof-leaf-index", "1"), ("proof-tree-size", str(size))):
+            element = browser.find_element(By.ID, field)
+            element.clear()
+            element.send_keys(value)
+        browser.find_element(By.ID, "check-inclusion").click()
+        result = browser.find_element(By.ID, "proof-result")
+        WebDriverWait(browser, 10).until(
+            lambda d: result.get_attribute("data-status") in ("verified", "failed", "error")
+        )
+        return str(result.get_attribute("data-status"))
+
+    assert check(tamper=False) == "verified"
+    assert (
+        browser.find_element(By.ID, "proof-recomputed-root").text
+        == browser.find_element(By.ID, "proof-expected-root").text
+    )
+    screenshot(browser, "20-audit-proof-verified")
+    assert check(tamper=True) == "failed"
+    assert browser.find_element(By.ID, "proof-status").text == "FAILED"
+    screenshot(browser, "21-audit-proof-tampered")
