@@ -164,3 +164,17 @@ def test_two_processes_append_to_one_log(store_url: str, clock: ManualClock, tmp
         report = app.verify()
         assert report.entries == head
         assert report.certificates == OPS_PER_PROCESS
+
+
+def test_a_writer_never_trusts_what_it_remembers_after_another_wrote(apps: list[App]) -> None:
+    """Sequencer A remembers the change piece of its last commit; sequencer B (another process) then
+    spends it. A must see that the log moved and read the piece again, so the second spend is refused."""
+    first, second = apps[0], apps[1]
+    onboard(first)
+    root = issue_accepted(first)
+    change = first.ledger.transfer("factory", root, "steel", 1_000).result["change_piece_id"]
+    second.ledger.transfer("factory", str(change), "ore", 500)
+    with pytest.raises(DomainError) as refused:
+        first.ledger.transfer("factory", str(change), "steel", 500)
+    assert refused.value.code == "piece_already_spent"
+    check_conservation(first, first.queries.piece(root).certificate_id)
