@@ -119,7 +119,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     queries = Queries(engine, settings)
     trade = TradeService(engine, settings, clock)
     credit = CreditService(engine, settings, clock)
-    iot = IotSystem(engine, IotSettings.from_settings(settings), clock)
+    iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
     return App(
         settings=settings,
         engine=engine,

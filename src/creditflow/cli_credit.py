@@ -135,30 +135,128 @@ def evaluate_command(
 
 @credit_cli.command("train")
 def train_command(
+    applications: Annotated[
+        Path | None,
+        typer.Option(
+            "--applications",
+            help="Labelled past applications (CSV/JSON: org_id, applied_on, the target) of businesses whose "
+            "data is imported: train on that data instead of a simulated world",
+            dir_okay=False,
+        ),
+    ] = None,
+    target: Annotated[
+        str, typer.Option("--target", help="The label column of --applications: 1 went bad, 0 did not")
+    ] = "bad_within_12m",
     firms: Annotated[int, typer.Option("--firms", min=100, help="Simulated firms to train on")] = 4000,
-    seed: Annotated[int, typer.Option("--seed")] = 7,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the simulated world")] = 7,
+    no_challenger: Annotated[bool, typer.Option("--no-challenger", help="Train and store the champion alone")] = False,
     db: DbOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Train the champion on a simulated world and store it as the active, versioned model."""
-    from creditflow.scoring.simulate import simulate
+    """Validate out of time, then train and store the champion and the challenger as the active pair.
 
+    Without --applications: on a simulated world (--firms, --seed). With it: on the data imported into
+    the database (`credit import`), each application's features computed as of its own day."""
     with _open(db) as app:
-        artefact = credit_service_for(app).train_on_world(simulate(firms, seed))
-    doc = {
-        "version": artefact.version,
-        "data_hash": artefact.data_hash,
-        "feature_hash": artefact.feature_hash,
-        "params_hash": artefact.params_hash,
-        "metrics": artefact.metrics,
-    }
+        service = credit_service_for(app)
+        if applications is None:
+            from creditflow.scoring.simulate import simulate
+
+            trained = service.train_on_world(simulate(firms, seed), with_challenger=not no_challenger)
+            doc = trained.to_json()
+        else:
+            err = _console(stderr=True)
+            try:
+                data = applications.read_bytes()
+            except OSError as exc:
+                err.print(f"[red]cannot read {applications}[/red]: {exc.strerror or exc}")
+                raise typer.Exit(EXIT_FILE_ERROR) from exc
+            report = service.train_on_applications(
+                data, applications.name, target=target, with_challenger=not no_challenger
+            )
+            doc = report.to_json()
+            if not report.ok:
+                code = EXIT_REJECTED if report.errors else EXIT_FILE_ERROR
+                if as_json:
+                    print(json.dumps(doc, ensure_ascii=False))
+                    raise typer.Exit(code)
+                if report.file_error:
+                    err.print(f"[red bold]cannot train[/red bold]: {report.file_error}; nothing was stored")
+                else:
+                    table = Table(
+                        "row", "field", "reason", title=f"{len(report.errors)} bad row(s): nothing was trained"
+                    )
+                    for e in report.errors:
+                        table.add_row(str(e.row), e.field, e.message)
+                    _console().print(table)
+                raise typer.Exit(code)
     if as_json:
-        print(json.dumps(doc))
-    else:
-        _console().print(
-            f"stored and activated model [bold]{artefact.version}[/bold] "
-            f"(data {artefact.data_hash[:12]}, features {artefact.feature_hash[:12]}, params {artefact.params_hash[:12]})"
+        print(json.dumps(doc, ensure_ascii=False))
+        return
+    print_training(_console(), doc)
+
+
+def print_training(out: Console, doc: dict[str, Any]) -> None:
+    out.print(f"trained on {doc['trained_on']}: {doc['rows']} rows, bad rate {doc['bad_rate']:.1%}")
+    for kind in ("champion", "challenger"):
+        a = doc.get(kind)
+        if a:
+            out.print(
+                f"stored and activated {kind} [bold]{a['version']}[/bold] (data {a['data_hash'][:12]}, "
+                f"features {a['feature_hash'][:12]}, params {a['params_hash'][:12]})"
+            )
+    validation = doc["validation"]
+    if "champion" not in validation:
+        out.print(f"validation: {validation.get('reason') or validation['scheme']}")
+        return
+    models = [m for m in ("champion", "challenger") if m in validation]
+    out.print(
+        f"out-of-time validation: fitted on the {validation['train_rows']} applications before "
+        f"{validation['cutoff']}, judged on the {validation['test_rows']} from then on"
+    )
+    table = Table("measure", *models)
+    for key in ("auc", "gini", "ks", "brier", "calibration_error", "mean_pd", "bad_rate"):
+        table.add_row(key, *(f"{validation[m][key]:.4f}" for m in models))
+    out.print(table)
+
+
+@credit_cli.command("models")
+def models_command(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """The stored model artefacts: kind, version, whether active, what they were trained on."""
+    with _open(db) as app:
+        models = credit_service_for(app).models()
+    if as_json:
+        print(json.dumps(models, ensure_ascii=False))
+        return
+    table = Table("kind", "version", "active", "trained on", "rows", "out-of-time AUC")
+    for m in models:
+        metrics = m["metrics"]
+        validation = metrics.get("validation", {})
+        auc = validation.get(m["kind"], {}).get("auc")
+        table.add_row(
+            m["kind"],
+            m["version"],
+            "yes" if m["active"] else "",
+            str(metrics.get("trained_on", "")),
+            str(metrics.get("rows", "")),
+            "" if auc is None else f"{auc:.4f}",
         )
+    _console().print(table)
+
+
+@credit_cli.command("label")
+def label_command(
+    decision_id: Annotated[str, typer.Argument(help="A recorded decision")],
+    bad: Annotated[bool, typer.Option("--bad/--good", help="Did the loan go bad?")],
+    db: DbOption = None,
+) -> None:
+    """Record the outcome of a decided application (for AUC/KS in `credit monitor`)."""
+    with _open(db) as app:
+        try:
+            credit_service_for(app).label(decision_id, bad)
+        except DomainError as exc:
+            raise _refused(exc) from exc
+    _console().print(f"decision {decision_id} labelled {'bad' if bad else 'good'}")
 
 
 @credit_cli.command("import")
@@ -256,6 +354,20 @@ def monitor_command(db: DbOption = None, as_json: JsonOption = False) -> None:
         table.add_row(row["feature"], f"{row['psi']:.4f}", "[red]ALARM[/red]" if row["alarm"] else "")
     _console().print(table)
     _console().print(f"alarms: {', '.join(report['alarms']) or 'none'}; outcomes: {report['outcomes']}")
+    ch = report.get("challenger")
+    if ch:
+        out = _console()
+        agreement = "n/a" if ch["agreement"] is None else f"{ch['agreement']:.1%}"
+        out.print(
+            f"challenger {ch['version']} shadow-scored {ch['decisions']} decision(s); "
+            f"{ch['model_decided']} decided by the models, same outcome in {agreement}"
+        )
+        cross = Table("champion (rows) / challenger", *ch["outcomes"])
+        for outcome, row in ch["outcomes"].items():
+            cross.add_row(outcome, *(str(v) for v in row.values()))
+        out.print(cross)
+        labelled = ch["labelled"]
+        out.print(f"on labelled outcomes: champion {labelled['champion']}; challenger {labelled['challenger']}")
 
 
 @simulate_cli.command("credit")
@@ -345,9 +457,10 @@ def run_credit_demo(console: Console, app: App) -> int:
     service = credit_service_for(app)
     console.print("\n[bold cyan]Data credit[/bold cyan]: live operating data instead of statements and collateral")
     world = simulate(3000, DEMO_SEED)
-    artefact = service.train_on_world(world)
+    trained = service.train_on_world(world, validate=False)
     console.print(
-        f"  champion trained on a simulated world of {world.n} sellers: model [bold]{artefact.version}[/bold]"
+        f"  champion trained on a simulated world of {world.n} sellers: model [bold]{trained.champion.version}[/bold]"
+        + ("" if trained.challenger is None else f" (challenger scorecard {trained.challenger.version} shadow-scores)")
     )
     applicants = simulate(400, DEMO_SEED + 1)
     scorer = service.scorer()

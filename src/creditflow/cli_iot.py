@@ -66,7 +66,7 @@ def _iot(app: App) -> IotSystem:
     existing = getattr(app, "iot", None)
     if isinstance(existing, IotSystem):
         return existing
-    return IotSystem(app.engine, IotSettings.from_settings(app.settings), app.clock)
+    return IotSystem(app.engine, IotSettings.from_settings(app.settings), app.clock, custody=app.custody)
 
 
 def _fail(error: DomainError) -> None:
@@ -104,6 +104,7 @@ def ingest(
 ) -> None:
     """Run an ingest worker: subscribe through the shared subscription and feed the pipeline."""
     from creditflow.adapters.mqtt import MqttIngest
+    from creditflow.services.iot_ingest import settle_heap
 
     url = _mqtt_url(mqtt)
     with _open(db) as app:
@@ -111,7 +112,7 @@ def ingest(
         s = iot.settings
         worker = MqttIngest(
             url,
-            iot.pipeline.submit,
+            iot.pipeline.offer,
             prefix=prefix or s.mqtt_topic_prefix,
             group=group or s.mqtt_share_group,
             receive_max=s.mqtt_receive_max,
@@ -126,6 +127,7 @@ def ingest(
             _console(True).print(f"[red]error[/red]: broker at {url}: {exc}")
             iot.close()
             raise typer.Exit(EXIT_USAGE) from exc
+        settle_heap()
         print("ready", flush=True)
         try:
             stop.wait(seconds if seconds > 0 else None)

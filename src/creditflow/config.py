@@ -7,6 +7,7 @@ a TOML file named by ``CREDITFLOW_CONFIG`` (default ``creditflow.toml`` if it ex
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 
@@ -74,6 +75,24 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+
+    # API hardening (docs/adr/0013-rate-limits-and-cors.md)
+    rate_limit_per_s: float = Field(
+        2000.0, ge=0, description="requests a second per API key, and per client address without one; 0: no limit"
+    )
+    rate_limit_burst: int = Field(4000, ge=1, description="requests a bucket allows at once before the rate applies")
+    cors_allow_origins: list[str] = Field(
+        default_factory=list,
+        description='origins that browsers may call the API from ("https://erp.example.com"); empty: none',
+    )
+
+    @field_validator("cors_allow_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{origin!r} is not an origin: scheme://host[:port], no path (or *)")
+        return value
 
     @field_validator("db_url")
     @classmethod

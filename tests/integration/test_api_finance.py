@@ -159,10 +159,18 @@ def test_issue_finance_and_clear_over_http(trade_app: App, clock: ManualClock) -
         assert (quote["days"], quote["interest_minor"], quote["fees_minor"]) == (90, 218_750, 12_500)
         assert quote["interest_minor"] + quote["fees_minor"] + quote["disbursement_minor"] == 250_000 * YUAN
         assert deal["decision_ms"] < 1000
+        # both in the same millisecond (the clock stands still here): a page orders them by id
         requests = _ok(client.get("/v1/financing/requests", headers=h["bank"]))
-        assert [r["status"] for r in requests] == ["declined", "approved"]
-        agreements = _ok(client.get("/v1/financing/agreements", headers=h["factory"]))
+        by_status = {r["status"]: r for r in requests["items"]}
+        assert sorted(by_status) == ["approved", "declined"] and requests["next_cursor"] is None
+        assert by_status["declined"]["reasons"] == over["reasons"] and by_status["approved"]["reasons"] == []
+        first = _ok(client.get("/v1/financing/requests", params={"limit": 1}, headers=h["factory"]))
+        rest = _ok(client.get("/v1/financing/requests", params={"cursor": first["next_cursor"]}, headers=h["factory"]))
+        assert first["items"] + rest["items"] == requests["items"] and rest["next_cursor"] is None
+        agreements = _ok(client.get("/v1/financing/agreements", headers=h["factory"]))["items"]
         assert len(agreements) == 1 and agreements[0]["disbursement_minor"] == quote["disbursement_minor"]
+        products = _ok(client.get("/v1/products", params={"bank": "bank"}, headers=h["factory"]))
+        assert [p["id"] for p in products["items"]] == [product["id"]] and products["next_cursor"] is None
 
         # maturity: accounts, the issuer's single payment, clearing to pain.001
         for org, bic in (("xcmg", "ICBKCNBJ"), ("factory", "PCBCCNBJ"), ("steel", "BKCHCNBJ"), ("bank", "COMMCNSH")):

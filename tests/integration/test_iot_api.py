@@ -14,6 +14,7 @@ from creditflow.api import routes_iot
 from creditflow.api.app import create_app
 from creditflow.bootstrap import App
 from creditflow.domain.collateral import make_message
+from creditflow.domain.uscc import make_uscc
 from creditflow.services.iot_settings import IotSettings
 from creditflow.services.iot_system import IotSystem
 
@@ -25,13 +26,12 @@ with warnings.catch_warnings():
 @pytest.fixture
 def client(sqlite_app: App) -> Iterator[tuple[TestClient, App]]:
     onboard(sqlite_app, "steel", "bank", "operator")
-    iot = IotSystem(sqlite_app.engine, IotSettings(), sqlite_app.clock, sweep_offline=False)
-    sqlite_app.iot = iot  # type: ignore[attr-defined]  # what bootstrap will wire
-    api = create_app(sqlite_app)
-    api.include_router(routes_iot.router)
-    with TestClient(api) as test_client:
+    sqlite_app.iot.close()  # the wired one, replaced by one without the offline sweep (the clock is manual)
+    sqlite_app.iot = IotSystem(
+        sqlite_app.engine, IotSettings(), sqlite_app.clock, custody=sqlite_app.custody, sweep_offline=False
+    )
+    with TestClient(create_app(sqlite_app)) as test_client:
         yield test_client, sqlite_app
-    iot.close()
 
 
 def auth(app: App, org: str) -> dict[str, str]:
@@ -93,3 +93,176 @@ def test_collateral_story_over_http(client: tuple[TestClient, App]) -> None:
     assert "creditflow_iot_accepted_total 2" in metrics and 'reason="bad_signature"} 1' in metrics
     r = http.post("/v1/iot/assets/lot/releases", headers=bank, json={"quantity_kg": 999_999})
     assert r.status_code == 422 and r.json()["code"] == "release_exceeds_quantity"
+
+
+def _asset(asset_id: str, receipt: str) -> dict[str, Any]:
+    return {
+        "asset_id": asset_id,
+        "kind": "warehouse_lot",
+        "name": "rebar",
+        "commodity": "steel",
+        "quantity_kg": 50_000,
+        "receipt_no": receipt,
+    }
+
+
+def test_reads_are_scoped_to_the_organisations_concerned(client: tuple[TestClient, App]) -> None:
+    """steel's lot is pledged to bank's loan; other's lot is pledged to nobody. Each organisation sees its own
+    assets, devices, loans and alarms (a bank: what is pledged to it); operator and auditor see everything;
+    anything else answers 404 exactly like an object that does not exist."""
+    http, app = client
+    onboard(app, "other", "auditor")
+    app.ledger.register_organisation("bank2", "Bank Two", "bank", make_uscc("91320300134789999"))
+    h = {org: auth(app, org) for org in ("steel", "other", "bank", "bank2", "operator", "auditor")}
+    secrets = {}
+    for org, lot in (("steel", "lot-s"), ("other", "lot-o")):
+        assert http.post("/v1/iot/assets", headers=h[org], json=_asset(lot, f"WR-{lot}")).status_code == 201
+        r = http.post(
+            "/v1/iot/devices", headers=h[org], json={"device_id": f"sc-{lot}", "asset_id": lot, "kind": "scale"}
+        )
+        secrets[lot] = bytes.fromhex(r.json()["secret"])
+    assert http.post(
+        "/v1/iot/prices", headers=h["bank"], json={"commodity": "steel", "price_minor_per_kg": 380}
+    ).is_success
+    loan = {"loan_id": "L", "borrower": "steel", "outstanding_minor": 10_000_000}
+    assert http.post("/v1/iot/loans", headers=h["bank"], json=loan).status_code == 201
+    # a bank pledges only the borrower's own goods; another's lot is as if it did not exist
+    r = http.post("/v1/iot/loans/L/pledges", headers=h["bank"], json={"asset_id": "lot-o", "haircut_bps": 1000})
+    assert (r.status_code, r.json()["code"]) == (404, "asset_not_found")
+    r = http.post("/v1/iot/loans/L/pledges", headers=h["bank"], json={"asset_id": "lot-s", "haircut_bps": 1000})
+    assert r.status_code == 200 and r.json()["assets"] == ["lot-s"]
+    now = app.clock.now_ms()
+    batch = [
+        json.loads(make_message(secrets[lot], f"sc-{lot}", now + i, i + 1, {"weight_kg": kg}))
+        for lot in secrets
+        for i, kg in enumerate((50_000.0, 40_000.0))
+    ]
+    assert http.post("/v1/iot/telemetry", json={"messages": batch}).json()["accepted"] == 4
+    alarm_of = {a["asset_id"]: a["alarm_id"] for a in app.iot.collateral.alarms()}
+    assert set(alarm_of) == {"lot-s", "lot-o"}
+
+    def ids(org: str, path: str, key: str) -> list[str]:
+        r = http.get(path, headers=h[org])
+        assert r.status_code == 200, r.text
+        assert r.json()["next_cursor"] is None
+        return [item[key] for item in r.json()["items"]]
+
+    seen = {
+        "steel": (["lot-s"], ["sc-lot-s"], ["L"]),
+        "other": (["lot-o"], ["sc-lot-o"], []),
+        "bank": (["lot-s"], ["sc-lot-s"], ["L"]),
+        "bank2": ([], [], []),
+        "operator": (["lot-o", "lot-s"], ["sc-lot-o", "sc-lot-s"], ["L"]),
+        "auditor": (["lot-o", "lot-s"], ["sc-lot-o", "sc-lot-s"], ["L"]),
+    }
+    for org, (assets, devices, loans) in seen.items():
+        assert ids(org, "/v1/iot/assets", "asset_id") == assets, org
+        assert ids(org, "/v1/iot/devices", "device_id") == devices, org
+        assert ids(org, "/v1/iot/loans", "loan_id") == loans, org
+        assert sorted(ids(org, "/v1/iot/alarms", "asset_id")) == assets, org
+        for lot in ("lot-s", "lot-o"):
+            for path in (f"/v1/iot/assets/{lot}", f"/v1/iot/devices/sc-{lot}"):
+                r = http.get(path, headers=h[org])
+                assert r.status_code == (200 if lot in assets else 404), (org, path)
+        assert http.get("/v1/iot/loans/L", headers=h[org]).status_code == (200 if loans else 404), org
+
+    # hidden and missing look the same
+    hidden, missing = (
+        http.get("/v1/iot/assets/lot-o", headers=h["bank"]),
+        http.get("/v1/iot/assets/nope", headers=h["bank"]),
+    )
+    assert (hidden.json()["code"], missing.json()["code"]) == ("asset_not_found", "asset_not_found")
+    assert hidden.json()["detail"].replace("lot-o", "X") == missing.json()["detail"].replace("nope", "X")
+
+    # acting: an object one cannot see is 404; one seen but not one's to act on is 403
+    def status(org: str, path: str, body: Any = None) -> int:
+        return http.post(path, headers=h[org], json=body).status_code
+
+    ack = {"user": "li.wei"}
+    assert status("bank2", f"/v1/iot/alarms/{alarm_of['lot-s']}/ack", ack) == 404
+    assert status("bank", f"/v1/iot/alarms/{alarm_of['lot-o']}/ack", ack) == 404
+    assert status("steel", f"/v1/iot/alarms/{alarm_of['lot-s']}/ack", ack) == 403  # owner: the bank acknowledges
+    assert status("auditor", f"/v1/iot/alarms/{alarm_of['lot-s']}/ack", ack) == 403
+    assert status("bank", f"/v1/iot/alarms/{alarm_of['lot-s']}/ack", ack) == 200
+    assert status("operator", f"/v1/iot/alarms/{alarm_of['lot-o']}/ack", ack) == 200
+    assert status("bank2", "/v1/iot/loans/L/repayments", {"amount_minor": 1}) == 404
+    assert status("steel", "/v1/iot/loans/L/repayments", {"amount_minor": 1}) == 403
+    assert status("bank", "/v1/iot/loans/L/repayments", {"amount_minor": 1}) == 200
+    assert status("bank2", "/v1/iot/assets/lot-s/releases", {"quantity_kg": 1}) == 404
+    assert status("steel", "/v1/iot/assets/lot-s/releases", {"quantity_kg": 1}) == 403
+    assert status("bank", "/v1/iot/assets/lot-s/releases", {"quantity_kg": 1}) == 200
+    assert status("other", "/v1/iot/devices/sc-lot-s/rotate") == 404
+    assert status("bank", "/v1/iot/devices/sc-lot-s/rotate") == 403  # the lender sees the device, owns nothing
+    assert status("steel", "/v1/iot/devices/sc-lot-s/rotate") == 200
+    assert status("bank", "/v1/iot/devices", {"device_id": "cam", "asset_id": "lot-s", "kind": "camera"}) == 403
+    assert status("other", "/v1/iot/devices", {"device_id": "cam", "asset_id": "lot-s", "kind": "camera"}) == 404
+    assert status("bank2", "/v1/iot/loans/L/pledges", {"asset_id": "lot-s", "haircut_bps": 0}) == 404
+    assert status("steel", "/v1/iot/loans/L/pledges", {"asset_id": "lot-s", "haircut_bps": 0}) == 403
+    assert status("other", "/v1/iot/devices/sc-lot-s/retire") == 404
+    assert status("steel", "/v1/iot/devices/sc-lot-s/retire") == 204
+
+
+def test_every_list_is_paginated(client: tuple[TestClient, App]) -> None:
+    http, app = client
+    steel, operator = auth(app, "steel"), auth(app, "operator")
+    for i in range(5):
+        assert http.post("/v1/iot/assets", headers=steel, json=_asset(f"lot-{i}", f"WR-{i}")).status_code == 201
+        body = {"device_id": f"sc-{i}", "asset_id": f"lot-{i}", "kind": "scale"}
+        assert http.post("/v1/iot/devices", headers=steel, json=body).status_code == 201
+        loan = {"loan_id": f"L{i}", "borrower": "steel", "outstanding_minor": 1_000_000}
+        assert http.post("/v1/iot/loans", headers=auth(app, "bank"), json=loan).status_code == 201
+    secrets = {d["device_id"]: None for d in app.iot.collateral.devices()}
+    assert len(secrets) == 5
+    now = app.clock.now_ms()
+    for i in range(5):  # one alarm per lot, at distinct times (newest first in the list)
+        key = bytes.fromhex(http.post(f"/v1/iot/devices/sc-{i}/rotate", headers=steel).json()["secret"])
+        msgs = [
+            json.loads(make_message(key, f"sc-{i}", now + 10 * i + k, k + 1, {"weight_kg": kg}))
+            for k, kg in enumerate((50_000.0, 1.0))
+        ]
+        assert http.post("/v1/iot/telemetry", json={"messages": msgs}).json()["accepted"] == 2
+
+    def walk(path: str, key: str, limit: int) -> list[str]:
+        out: list[str] = []
+        cursor = None
+        while True:
+            params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+            r = http.get(path, headers=operator, params=params)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            assert len(page["items"]) <= limit and set(page) == {"items", "next_cursor"}
+            out += [item[key] for item in page["items"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return out
+
+    for limit in (1, 2, 5):
+        assert walk("/v1/iot/assets", "asset_id", limit) == [f"lot-{i}" for i in range(5)]
+        assert walk("/v1/iot/devices", "device_id", limit) == [f"sc-{i}" for i in range(5)]
+        assert walk("/v1/iot/loans", "loan_id", limit) == [f"L{i}" for i in range(5)]
+        assert walk("/v1/iot/alarms", "asset_id", limit) == [f"lot-{i}" for i in reversed(range(5))]
+    for path in ("/v1/iot/assets", "/v1/iot/devices", "/v1/iot/loans", "/v1/iot/alarms"):
+        r = http.get(path, headers=operator, params={"cursor": "not-a-cursor"})
+        assert (r.status_code, r.json()["field"]) == (422, "cursor"), path
+        assert http.get(path, headers=operator, params={"limit": 0}).status_code == 422, path
+
+
+def test_request_models_carry_openapi_examples(client: tuple[TestClient, App]) -> None:
+    http, _app = client
+    schemas = http.get("/openapi.json").json()["components"]["schemas"]
+    for name in (
+        "TelemetryBatchIn",
+        "AssetIn",
+        "DeviceIn",
+        "PriceIn",
+        "LoanIn",
+        "PledgeIn",
+        "RepayIn",
+        "ReleaseIn",
+        "AckIn",
+    ):
+        examples = schemas[name].get("examples")
+        assert examples, name
+        model = getattr(routes_iot, name)
+        for example in examples:
+            model.model_validate(example)  # every example is a valid request

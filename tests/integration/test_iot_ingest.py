@@ -32,7 +32,9 @@ MIN = 60_000
 
 @pytest.fixture
 def iot(app: App, clock: ManualClock) -> Iterator[IotSystem]:
-    system = IotSystem(app.engine, IotSettings(notify_min_interval_ms=0), clock, sweep_offline=False)
+    system = IotSystem(
+        app.engine, IotSettings(notify_min_interval_ms=0), clock, custody=app.custody, sweep_offline=False
+    )
     yield system
     system.close()
 
@@ -211,7 +213,7 @@ def test_a_raise_that_loses_the_race_changes_and_tells_nothing(app: App, iot: Io
 
 def test_two_workers_seeing_the_same_event_raise_one_alarm(app: App, clock: ManualClock) -> None:
     settings = IotSettings(notify_min_interval_ms=0)
-    workers = [IotSystem(app.engine, settings, clock, sweep_offline=False) for _ in range(2)]
+    workers = [IotSystem(app.engine, settings, clock, custody=app.custody, sweep_offline=False) for _ in range(2)]
     try:
         c = workers[0].collateral
         c.register_asset(
@@ -265,6 +267,7 @@ def test_webhooks_are_signed_and_retried(app: App, iot: IotSystem, clock: Manual
         app.engine,
         IotSettings(notify_min_interval_ms=0),
         clock,
+        custody=app.custody,
         sweep_offline=False,
         webhook_transport=httpx.MockTransport(handler),
     )
@@ -290,7 +293,11 @@ def test_webhooks_are_signed_and_retried(app: App, iot: IotSystem, clock: Manual
 
 def test_notifications_are_rate_limited(app: App, clock: ManualClock) -> None:
     system = IotSystem(
-        app.engine, IotSettings(notify_min_interval_ms=10 * MIN, clear_holdoff_ms=0), clock, sweep_offline=False
+        app.engine,
+        IotSettings(notify_min_interval_ms=10 * MIN, clear_holdoff_ms=0),
+        clock,
+        custody=app.custody,
+        sweep_offline=False,
     )
     try:
         events: list[dict[str, Any]] = []
@@ -317,3 +324,26 @@ def test_prices_from_csv_keep_history_and_revalue(iot: IotSystem) -> None:
     with pytest.raises(InvalidInput):
         iot.collateral.import_prices_csv("commodity,date,price_minor_per_kg\nsteel,2026-03-05,4.5\n")
     assert iot.collateral.price_history("steel")[-1]["price_minor_per_kg"] == 400
+
+
+def test_the_duplicate_check_probes_the_primary_key_instead_of_scanning_readings(app: App) -> None:
+    """Every batch looks its (device, seq) keys up among all stored readings: that must stay one index probe
+    per key as the table grows (a row-value IN list made SQLite scan the whole table on every batch)."""
+    from creditflow.services.iot_ingest import _STORED_POSTGRESQL, _STORED_SQLITE
+
+    keys = [("s1", 1), ("s2", 7)]
+    with app.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            compiled = _STORED_SQLITE.compile(dialect=conn.dialect)
+            plan = " | ".join(
+                str(row[-1])
+                for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {compiled}", (json.dumps(keys),)).all()
+            )
+            assert "SEARCH r USING" in plan and "SCAN r" not in plan, plan
+        else:
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")  # tiny test tables: is there an index plan?
+            params = ([d for d, _ in keys], [q for _, q in keys])
+            plan = " | ".join(
+                str(row[0]) for row in conn.exec_driver_sql(f"EXPLAIN {_STORED_POSTGRESQL}", params).all()
+            )
+            assert "pk_iot_readings" in plan, plan

@@ -31,7 +31,7 @@ SITE = [[34.26, 117.18], [34.26, 117.19], [34.27, 117.19], [34.27, 117.18]]
 
 @pytest.fixture
 def iot(app: App, clock: ManualClock) -> Iterator[IotSystem]:
-    system = IotSystem(app.engine, IotSettings(), clock, sweep_offline=False)
+    system = IotSystem(app.engine, IotSettings(), clock, custody=app.custody, sweep_offline=False)
     yield system
     system.close()
 
@@ -46,7 +46,7 @@ def test_signed_telemetry_through_the_broker_raises_the_alarm(app: App, iot: Iot
         )
     )
     secret = bytes.fromhex(c.register_device("gps", "dig", DeviceKind.TRACKER))
-    ingest = MqttIngest(MQTT_URL, iot.pipeline.submit, prefix=prefix, group=f"g{uuid.uuid4().hex[:6]}")
+    ingest = MqttIngest(MQTT_URL, iot.pipeline.offer, prefix=prefix, group=f"g{uuid.uuid4().hex[:6]}")
     ingest.start()
     publisher = MqttPublisher(MQTT_URL)
     try:

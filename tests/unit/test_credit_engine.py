@@ -141,3 +141,25 @@ def test_catalogue_has_a_reason_for_every_feature() -> None:
         spec = SPECS[name]
         assert spec.risk_up and spec.risk_down and spec.direction in (-1, 0, 1)
     assert math.isnan(compute_features(None, [], AS_OF).values["sales_yoy_3m"])
+
+
+def test_features_do_not_depend_on_the_order_of_the_rows() -> None:
+    """A database returns a firm's rows in no promised order; sums are exactly rounded (fsum), so the
+    features (and their hash) are the same whatever the order."""
+    import random
+
+    from creditflow.scoring.features import compute_features_from_rows
+    from creditflow.scoring.simulate import simulate
+
+    world = simulate(300, 4)
+    rng = random.Random(1)
+    several = 0
+    for i in range(world.n):
+        obs = world.observations(i)
+        rows = [(o.source, o.metric, o.period, o.available_on, o.value) for o in obs]
+        expected = compute_features(world.firms[i], obs, world.as_of(i)).digest()
+        several += sum(o.source == "sentiment" for o in obs) > 2
+        for _ in range(3):
+            rng.shuffle(rows)
+            assert compute_features_from_rows(world.firms[i], rows, world.as_of(i)).digest() == expected
+    assert several > 50  # firms whose sentiment items are several per window: order could have mattered

@@ -3,8 +3,10 @@ application. No globals: the `App` lives on ``api.state`` and reaches endpoints 
 
 Requests pass, outermost first, through:
 
+0. CORS (only if ``cors_allow_origins`` names origins), then `ClientRateLimitMiddleware` (429 for a client
+   address without a known API key over its rate; see `creditflow.api.hardening`);
 1. `BodyLimitMiddleware`: ``request_max_bytes`` by Content-Length, and by the bytes actually read
-   (413 ``request_too_large``);
+   (413 ``request_too_large``); text with U+0000 in the path, query or body is 422 ``invalid_input``;
 2. `CatchAllMiddleware`: an unexpected exception becomes a logged 500 ``internal_error``;
 3. `IdempotencyMiddleware`: ``Idempotency-Key`` on POST (see `creditflow.api.idempotency`);
 4. FastAPI: routing, validation, authentication, endpoints; `DomainError` -> problem+json.
@@ -32,9 +34,10 @@ from creditflow.bootstrap import App
 from creditflow.web import pages as web_pages
 from creditflow.web.headers import SecurityHeadersMiddleware
 
-from . import problems
+from . import hardening, problems
 from .idempotency import IdempotencyMiddleware, read_body, replaying
 from .problems import PROBLEM_JSON, CatchAllMiddleware, problem
+from .ratelimit import RateLimiter
 from .routes import build_router
 from .security import STATE_KEY
 
@@ -48,6 +51,10 @@ Digital debt certificates on a verifiable ledger.
   the first response with `Idempotent-Replayed: true`.
 - Lists take `limit` and `cursor` and return `{"items": [...], "next_cursor": ...}`.
 - Objects of other organisations that the caller is not party to answer 404.
+- Each API key may send `rate_limit_per_s` requests a second (bursts up to `rate_limit_burst`); requests
+  without a known key count against their client address. Over it: 429 `rate_limited` with `Retry-After`.
+- Request bodies are capped at `request_max_bytes` (ERP files: `erp_max_file_bytes`): 413 `request_too_large`.
+- Browsers may call the API cross-origin only from the origins in `cors_allow_origins` (none by default).
 """
 
 log = logging.getLogger(__name__)
@@ -105,6 +112,10 @@ class BodyLimitMiddleware:
                 instance=scope.get("path"),
             )(scope, receive, send)
             return
+        refused = hardening.nul_refusal(scope, body)  # 422: PostgreSQL cannot store U+0000 in text
+        if refused is not None:
+            await refused(scope, receive, send)
+            return
         await self.app(scope, replaying(body, receive), send)
 
 
@@ -132,7 +143,7 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
         components = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
-        api.openapi_schema = schema
+        api.openapi_schema = hardening.document_common_errors(schema)
     return api.openapi_schema
 
 
@@ -165,7 +176,8 @@ async def _lifespan(api: FastAPI) -> AsyncIterator[None]:
                 await task
 
 
-def create_app(app: App) -> FastAPI:
+def create_app(app: App, *, rate_limiter: RateLimiter | None = None) -> FastAPI:
+    """``rate_limiter``: tests pass one with their own clock; default: from the settings."""
     api = FastAPI(
         title="creditflow",
         version=__version__,
@@ -190,5 +202,6 @@ def create_app(app: App) -> FastAPI:
         max_bytes=app.settings.request_max_bytes,
         large=("/v1/erp/", app.settings.erp_max_file_bytes),
     )
+    hardening.install(api, app, rate_limiter)  # rate limits, CORS (outermost), log redaction
     api.openapi = lambda: _openapi(api)  # type: ignore[method-assign]
     return api

@@ -9,13 +9,16 @@ For an authenticated POST carrying the header, keyed by (organisation, key):
 3. a row for a different request is 409 ``idempotency_key_reused``; a row still at status 0 (its
    first request is running) is 409 ``idempotency_in_progress``;
 4. after the request ran, its response (2xx, and 4xx problems too, which changed nothing and will
-   give the same answer) is stored before it is sent; a 5xx or an exception deletes the reservation
-   so that the client may retry; except 503 ``ledger_timeout``, whose operation may still commit:
+   give the same answer) is stored before it is sent; a 5xx, a 429 or an exception deletes the
+   reservation so that the client may retry; except 503 ``ledger_timeout``, whose operation may still commit:
    that key stays reserved (``idempotency_in_progress``) so that a retry can never run it twice.
 
 Rows older than ``idempotency_retention_days`` no longer count and are replaced on reuse. A reservation
 left by a process that died mid-request answers ``idempotency_in_progress`` until it expires: the
 request may or may not have run, and a second execution is the one thing this must never cause.
+
+The caller's rate limit (`creditflow.api.ratelimit`) is charged here, once the key is known and
+before anything is reserved; `caller` then finds the principal and does not charge it again.
 
 Requests without a key, non-POST requests and requests without a valid API key (they get their 401
 from the endpoint) pass straight through. Only SQLAlchemy Core is used, so this works on SQLite and
@@ -44,6 +47,7 @@ from creditflow.services.access import Principal
 from creditflow.services.clock import Clock
 
 from .problems import LEDGER_TIMEOUT, PROBLEM_JSON, domain_problem, problem
+from .ratelimit import principal_wait, rate_limited
 from .security import token_from_headers
 
 log = logging.getLogger("creditflow.api")
@@ -216,6 +220,10 @@ class IdempotencyMiddleware:
                 field=HEADER,
             )(scope, receive, send)
             return
+        wait = principal_wait(scope.get("app"), principal)  # charged here, not again by `caller`
+        if wait > 0:
+            await rate_limited(wait, path)(scope, receive, send)
+            return
         scope.setdefault("state", {})["principal"] = principal
         body = await read_body(receive) or b""
         digest = request_digest(scope["method"], path, scope.get("query_string", b""), body)
@@ -248,8 +256,8 @@ class IdempotencyMiddleware:
             await release()
             raise
         body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
-        if status >= 500 and not _outcome_unknown(status, body):
-            await release()
+        if (status >= 500 and not _outcome_unknown(status, body)) or status == 429:
+            await release()  # nothing happened and a retry may succeed: the key is free again
         elif status < 500:
             try:
                 await anyio.to_thread.run_sync(self.store.complete, principal.org_id, key, status, body.decode("utf-8"))

@@ -10,7 +10,8 @@ Every error the API returns has the same shape::
 - Request validation (FastAPI/pydantic) is 422 ``invalid_input`` naming the first bad field (``errors``
   lists them all); a bad amount field (``*_minor``) is ``invalid_amount``, the code the domain uses.
 - Unknown routes are 404 ``not_found``, wrong methods 405 ``method_not_allowed``, bodies over the limit
-  413 ``request_too_large``.
+  413 ``request_too_large``; a body that is not UTF-8 is 422 ``invalid_input`` like any invalid JSON.
+- Over the rate limit is 429 ``rate_limited`` with ``Retry-After`` (`creditflow.api.ratelimit`).
 - A ledger commit not confirmed within ``sequencer_timeout_s`` is 503 ``ledger_timeout`` (it may still
   happen); a sequencer shutting down is 503 ``unavailable`` (nothing happened).
 - Anything unexpected is 500 ``internal_error``: logged with its traceback, never shown to the client.
@@ -48,7 +49,7 @@ _HTTP_CODES = {
     413: "request_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
-    429: "too_many_requests",
+    429: "rate_limited",
     500: "internal_error",
     503: "unavailable",
 }
@@ -186,6 +187,10 @@ async def _sequencer_closed(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
+        # FastAPI's answer to a body it cannot decode (not UTF-8, say): the same 422 as a body that is
+        # not JSON, so that a client sees one rule for one mistake.
+        return _validation_problem([{"loc": ("body",), "type": "json_invalid"}], request.url.path)
     code = _HTTP_CODES.get(exc.status_code, "http_error")
     if exc.status_code == 404:
         detail = f"no resource at {request.url.path}"

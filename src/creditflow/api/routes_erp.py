@@ -30,10 +30,12 @@ from creditflow.services.trade import ImportReport, TradeService
 
 from .common import error_responses
 from .problems import problem
+from .schemas import ProblemOut
 from .security import AppDep, Caller
 
 router = APIRouter(prefix="/v1/erp", tags=["erp"])
 
+DOCUMENT_ID_MAX = 2**31 - 1  # trade_documents.id is an INTEGER: no larger id exists (PostgreSQL refuses one)
 CSV_TYPES = frozenset({"text/csv", "application/csv", "text/plain", "text/tab-separated-values"})
 JSON_TYPES = frozenset({"application/json"})
 
@@ -176,8 +178,35 @@ _REQUEST_BODY: dict[str, Any] = {
         "description": "The ERP file as exported: CSV (UTF-8 or GBK) or JSON "
         '`{"kind": ..., "documents": [{..., "lines": [...]}]}`',
         "content": {
-            "text/csv": {"schema": {"type": "string"}},
-            "application/json": {"schema": {"type": "object"}},
+            "text/csv": {
+                "schema": {"type": "string"},
+                "example": "po_number,order_date,buyer_uscc,seller_uscc,currency,line_no,item,quantity,unit_price,net\n"
+                "PO-2026-0042,2026-02-20,91320300134780001W,913203001347800020,CNY,1,bearing 6204,1000,12.50,12500.00\n",
+            },
+            "application/json": {
+                "schema": {"type": "object"},
+                "example": {
+                    "kind": "po",
+                    "documents": [
+                        {
+                            "po_number": "PO-2026-0042",
+                            "order_date": "2026-02-20",
+                            "buyer_uscc": "91320300134780001W",
+                            "seller_uscc": "913203001347800020",
+                            "currency": "CNY",
+                            "lines": [
+                                {
+                                    "line_no": 1,
+                                    "item": "bearing 6204",
+                                    "quantity": "1000",
+                                    "unit_price": "12.50",
+                                    "net": "12500.00",
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
         },
     }
 }
@@ -190,7 +219,10 @@ _REQUEST_BODY: dict[str, Any] = {
     responses={
         200: {"model": ImportReportOut, "description": "every document was already imported identically"},
         **error_responses(401, 404, 413, 422),
-        415: {"description": "the body is neither text/csv nor application/json (`unsupported_media_type`)"},
+        415: {
+            "model": ProblemOut,
+            "description": "the body is neither text/csv nor application/json (`unsupported_media_type`)",
+        },
     },
     openapi_extra=_REQUEST_BODY,
 )
@@ -224,7 +256,9 @@ async def import_documents(
     response_model=TradeDocumentOut,
     responses=error_responses(401, 404, 422),
 )
-def get_document(document_id: Annotated[int, Path(ge=1)], app: AppDep, who: Caller) -> TradeDocumentOut:
+def get_document(
+    document_id: Annotated[int, Path(ge=1, le=DOCUMENT_ID_MAX)], app: AppDep, who: Caller
+) -> TradeDocumentOut:
     """A stored purchase order, goods receipt or invoice, for its buyer and its seller."""
     stored = trade_service(app).get_document(document_id, viewer=who.org_id)
     return TradeDocumentOut.model_validate(stored.to_json())
@@ -235,7 +269,7 @@ def get_document(document_id: Annotated[int, Path(ge=1)], app: AppDep, who: Call
     response_model=MatchOut,
     responses=error_responses(401, 404, 422),
 )
-def match_invoice(invoice_id: Annotated[int, Path(ge=1)], app: AppDep, who: Caller) -> MatchOut:
+def match_invoice(invoice_id: Annotated[int, Path(ge=1, le=DOCUMENT_ID_MAX)], app: AppDep, who: Caller) -> MatchOut:
     """Three-way match of an invoice with its purchase order and goods receipts: ``ok`` and the amount
     eligible for confirmation, or every mismatch explained line by line (eligible amount 0)."""
     result = trade_service(app).match_invoice(invoice_id, viewer=who.org_id)

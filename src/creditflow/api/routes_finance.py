@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from creditflow.domain.errors import Forbidden
@@ -17,7 +17,7 @@ from creditflow.domain.financing import RATINGS, TENOR_BUCKETS_DAYS
 from creditflow.domain.parties import Role
 
 from .common import error_responses
-from .schemas import AmountMinor, OrgId, RequestBody
+from .schemas import AmountMinor, OrgId, Page, RequestBody
 from .security import AppDep, Caller, is_overseer, require_role
 from .visibility import visible_certificate, visible_payable, visible_piece
 
@@ -43,6 +43,7 @@ class LimitIn(RequestBody):
 
 
 class RatingIn(RequestBody):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"rating": "AA"}]})
     rating: str = Field(description=f"one of {', '.join(RATINGS)}")
 
 
@@ -74,6 +75,9 @@ class ProductIn(RequestBody):
 
 
 class BlacklistIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"org_id": "shellco", "reason": "forged invoices"}]}
+    )
     org_id: OrgId
     reason: str = Field(min_length=1, max_length=200)
 
@@ -103,6 +107,9 @@ class AccountIn(RequestBody):
 
 
 class PaymentIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"amount_minor": 100_000_000, "reference": "TR-2026-0901"}]}
+    )
     amount_minor: AmountMinor
     reference: str = Field(min_length=1, max_length=140)
 
@@ -117,6 +124,98 @@ class Outcome(BaseModel):
     decision_ms: float
     agreement: dict[str, Any] | None
     receipt: dict[str, Any] | None
+
+
+class ReasonOut(BaseModel):
+    code: str
+    message: str
+
+
+class ProductOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "prd-3f9a1c2b7d4e5f60",
+                    "bank": "icbc",
+                    "name": "e-certificate discounting",
+                    "rates_bps": {"AA": {"30": 320, "90": 350, "180": 380, "365": 420}},
+                    "fee_bps": 5,
+                    "fee_fixed_minor": 0,
+                    "min_minor": 100_000,
+                    "max_minor": 10_000_000_000,
+                    "with_recourse": True,
+                }
+            ]
+        }
+    )
+    id: str
+    bank: str
+    name: str
+    rates_bps: dict[str, dict[str, int]] = Field(description="rating -> tenor bucket (days) -> annual rate, bps")
+    fee_bps: int
+    fee_fixed_minor: int
+    min_minor: int
+    max_minor: int
+    with_recourse: bool
+
+
+class FinancingRequestOut(BaseModel):
+    id: str
+    piece_id: str
+    holder: str
+    bank: str
+    product_id: str
+    amount_minor: int
+    status: str = Field(description="approved or declined")
+    reasons: list[ReasonOut] = Field(description="why it was declined (empty when approved)")
+    requested_ts_ms: int
+    decision_us: int = Field(description="how long the decision took, microseconds")
+
+
+class AgreementOut(BaseModel):
+    id: str
+    piece_id: str
+    bank_piece_id: str
+    certificate_id: str
+    seller: str
+    bank: str
+    core: str
+    product_id: str
+    face_minor: int
+    rate_bps: int
+    days: int
+    interest_minor: int
+    fees_minor: int
+    disbursement_minor: int
+    with_recourse: bool
+    tier: int
+    financed_on: dt.date
+    financed_ts_ms: int
+    agreement_digest: str
+
+
+class OwedOut(BaseModel):
+    certificate_id: str
+    issuer: str
+    maturity_date: dt.date
+    days_overdue: int
+    piece_id: str
+    holder: str
+    owed_minor: int
+    penalty_minor: int = Field(description="penalty interest accrued to today (ACT/360)")
+    recourse_to: str | None = Field(description="the seller a bank holder has recourse to, if any")
+
+
+class ExposureOut(BaseModel):
+    bank: str
+    core: str
+    exposure_minor: int = Field(description="live value the bank holds of the core enterprise's certificates")
+
+
+Limit = Annotated[int | None, Query(description="page size (default `page_size_default`)")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
+_LIST_ERRORS = error_responses(401, 422)
 
 
 def _own_or_overseer(who: Caller, org_id: str) -> None:
@@ -152,6 +251,7 @@ def set_credit_line(core: str, body: LimitIn, app: AppDep, who: Caller) -> dict[
 
 @router.get("/v1/credit-lines/{core}", responses=_R)
 def get_credit_line(core: str, app: AppDep, who: Caller) -> dict[str, int]:
+    """A core enterprise's credit line and how much of it is used (the enterprise itself, operator, auditor)."""
     _own_or_overseer(who, core)
     return app.confirmation.credit_line(core)
 
@@ -164,7 +264,7 @@ def set_rating(core: str, body: RatingIn, app: AppDep, who: Caller) -> dict[str,
     return {"core": core, "rating": body.rating}
 
 
-@router.post("/v1/products", status_code=201, responses=_W)
+@router.post("/v1/products", status_code=201, response_model=ProductOut, responses=_W)
 def create_product(body: ProductIn, app: AppDep, who: Caller) -> dict[str, Any]:
     """A bank publishes a discounting product."""
     require_role(who, Role.BANK, what="offer financing products")
@@ -182,9 +282,19 @@ def create_product(body: ProductIn, app: AppDep, who: Caller) -> dict[str, Any]:
     return product.to_json()
 
 
-@router.get("/v1/products", responses=error_responses(401))
-def list_products(app: AppDep, who: Caller, bank: str | None = None) -> list[dict[str, Any]]:
-    return [p.to_json() for p in app.financing.products(bank)]
+@router.get("/v1/products", response_model=Page[ProductOut], responses=_LIST_ERRORS)
+def list_products(
+    app: AppDep,
+    who: Caller,
+    bank: Annotated[str | None, Query(max_length=64, description="only this bank's products")] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page[ProductOut]:
+    """The banks' discounting products, by id: what a holder may ask to be financed with."""
+    page = app.financing.products_page(bank, cursor=cursor, limit=limit)
+    return Page[ProductOut](
+        items=[ProductOut.model_validate(p.to_json()) for p in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.put("/v1/bank-limits/{core}", responses=_W)
@@ -195,8 +305,9 @@ def set_bank_limit(core: str, body: LimitIn, app: AppDep, who: Caller) -> dict[s
     return {"bank": who.org_id, "core": core, "limit_minor": body.limit_minor}
 
 
-@router.post("/v1/blacklist", status_code=201, responses=_W)
+@router.post("/v1/blacklist", status_code=201, responses=_W, summary="Blacklist an organisation")
 def blacklist(body: BlacklistIn, app: AppDep, who: Caller) -> dict[str, str]:
+    """The calling bank refuses to finance pieces held by ``org_id`` from now on."""
     require_role(who, Role.BANK, what="keep a blacklist")
     app.financing.blacklist(who.org_id, body.org_id, body.reason)
     return {"bank": who.org_id, "org_id": body.org_id}
@@ -210,21 +321,27 @@ def finance(piece_id: str, body: FinanceIn, app: AppDep, who: Caller) -> Outcome
     return Outcome.model_validate(outcome.to_json())
 
 
-@router.get("/v1/financing/requests", responses=error_responses(401))
-def financing_requests(app: AppDep, who: Caller) -> list[dict[str, Any]]:
-    """Requests the caller made (a holder) or received (a bank)."""
-    return app.financing.requests(who.org_id, as_bank=who.role == Role.BANK)
+@router.get("/v1/financing/requests", response_model=Page[FinancingRequestOut], responses=_LIST_ERRORS)
+def financing_requests(
+    app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None
+) -> Page[FinancingRequestOut]:
+    """Requests the caller made (a holder) or received (a bank), oldest first, with their decisions."""
+    page = app.financing.requests_page(who.org_id, as_bank=who.role == Role.BANK, cursor=cursor, limit=limit)
+    return Page[FinancingRequestOut](
+        items=[FinancingRequestOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor
+    )
 
 
-@router.get("/v1/financing/agreements", responses=error_responses(401))
-def agreements(app: AppDep, who: Caller) -> list[dict[str, Any]]:
+@router.get("/v1/financing/agreements", response_model=Page[AgreementOut], responses=_LIST_ERRORS)
+def agreements(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None) -> Page[AgreementOut]:
+    """Financing agreements, oldest first: a bank's own, a seller's own; every one for operator and auditor."""
     if is_overseer(who):
-        rows = app.financing.agreements()
+        page = app.financing.agreements_page(cursor=cursor, limit=limit)
     elif who.role == Role.BANK:
-        rows = app.financing.agreements(bank=who.org_id)
+        page = app.financing.agreements_page(bank=who.org_id, cursor=cursor, limit=limit)
     else:
-        rows = app.financing.agreements(seller=who.org_id)
-    return [{k: (v.isoformat() if isinstance(v, dt.date) else v) for k, v in r.items()} for r in rows]
+        page = app.financing.agreements_page(seller=who.org_id, cursor=cursor, limit=limit)
+    return Page[AgreementOut](items=[AgreementOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.put("/v1/accounts", responses=_W)
@@ -259,10 +376,20 @@ def clear(certificate_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/certificates/{certificate_id}/payment-file", responses=_R)
+@router.get(
+    "/v1/certificates/{certificate_id}/payment-file",
+    response_class=Response,
+    responses={
+        200: {"content": {"application/xml": {"schema": {"type": "string"}}}, "description": "pain.001.001.09"},
+        **_R,
+    },
+)
 def payment_file(certificate_id: str, app: AppDep, who: Caller) -> Response:
-    """The ISO 20022 pain.001.001.09 file of a clearing run."""
+    """The ISO 20022 pain.001.001.09 file of a clearing run: for the paying issuer, the operator and the
+    auditor (it lists every creditor's account, which the other holders have no business seeing)."""
     cert = visible_certificate(app, who, certificate_id)
+    if who.org_id != cert.issuer and not is_overseer(who):
+        raise Forbidden("only the issuer, the operator and the auditor get the payment file", code="role_not_allowed")
     return Response(app.clearing.payment_file(cert.id), media_type="application/xml")
 
 
@@ -273,15 +400,26 @@ def mark_overdue(app: AppDep, who: Caller) -> dict[str, list[str]]:
     return {"overdue": app.clearing.mark_overdue_due()}
 
 
-@router.get("/v1/reports/owed", responses=_R)
-def owed(app: AppDep, who: Caller, issuer: str | None = None) -> list[dict[str, Any]]:
-    """Who is owed what on overdue certificates, with penalty interest and recourse."""
-    if not is_overseer(who):
-        if who.role == Role.CORE_ENTERPRISE:
-            issuer = who.org_id
-        else:
-            return [r for r in app.clearing.owed_report(issuer) if who.org_id in (r["holder"], r["recourse_to"])]
-    return app.clearing.owed_report(issuer)
+@router.get("/v1/reports/owed", response_model=Page[OwedOut], responses=_LIST_ERRORS, summary="Overdue amounts owed")
+def owed(
+    app: AppDep,
+    who: Caller,
+    issuer: Annotated[str | None, Query(max_length=64, description="operator and auditor: one issuer")] = None,
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page[OwedOut]:
+    """Who is owed what on overdue certificates, with penalty interest and recourse, by certificate and
+    piece. A core enterprise sees its own certificates; a holder (or a bank's recourse seller) its rows."""
+    if is_overseer(who):
+        rows = app.clearing.owed_report(issuer)
+    elif who.role == Role.CORE_ENTERPRISE:
+        rows = app.clearing.owed_report(who.org_id)
+    else:
+        rows = [r for r in app.clearing.owed_report(issuer) if who.org_id in (r["holder"], r["recourse_to"])]
+    page = app.queries.page_of(
+        rows, lambda r: (str(r["certificate_id"]), str(r["piece_id"])), (str, str), cursor=cursor, limit=limit
+    )
+    return Page[OwedOut](items=[OwedOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/v1/network/{core}/penetration", responses=_R)
@@ -291,13 +429,20 @@ def penetration(core: str, app: AppDep, who: Caller) -> dict[str, Any]:
     return app.network.penetration(core)
 
 
-@router.get("/v1/network/exposure", responses=_R)
-def exposure(app: AppDep, who: Caller) -> list[dict[str, Any]]:
-    """What each bank holds of each core enterprise (a bank sees its own rows)."""
+@router.get(
+    "/v1/network/exposure",
+    response_model=Page[ExposureOut],
+    responses=_LIST_ERRORS,
+    summary="Bank exposure by core enterprise",
+)
+def exposure(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None) -> Page[ExposureOut]:
+    """What each bank holds of each core enterprise, by bank and core (a bank or a core enterprise sees
+    its own rows; operator and auditor all)."""
     rows = app.network.exposure()
-    if is_overseer(who):
-        return rows
-    return [r for r in rows if who.org_id in (r["bank"], r["core"])]
+    if not is_overseer(who):
+        rows = [r for r in rows if who.org_id in (r["bank"], r["core"])]
+    page = app.queries.page_of(rows, lambda r: (str(r["bank"]), str(r["core"])), (str, str), cursor=cursor, limit=limit)
+    return Page[ExposureOut](items=[ExposureOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 
 @router.get("/v1/network/{core}/what-if-default", responses=_R)

@@ -37,7 +37,7 @@ def _org_fields(party: Party) -> dict[str, object]:
     }
 
 
-@router.get("/v1/me", response_model=MeOut, responses=error_responses(401))
+@router.get("/v1/me", response_model=MeOut, responses=error_responses(401), summary="The caller's organisation")
 def me(app: AppDep, who: Caller) -> MeOut:
     """The caller's organisation."""
     party = app.queries.party(who.org_id)
@@ -74,6 +74,7 @@ def register_organisation(body: OrganisationIn, app: AppDep, who: Caller) -> Org
     "/v1/organisations",
     response_model=Page[DirectoryEntryOut],
     responses=error_responses(401, 422),
+    summary="List organisations",
 )
 def directory(
     app: AppDep,
@@ -82,14 +83,10 @@ def directory(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[DirectoryEntryOut]:
     """The directory of organisations (id, name, role), by org_id, for any authenticated caller."""
-    size = app.queries.page_size(limit)
-    # The directory is small (organisations, not transactions); paged here over the ordered list.
-    parties = [p for p in app.queries.parties() if cursor is None or p.org_id > cursor]
-    page = parties[:size]
-    more = len(parties) > size
+    page = app.queries.parties_page(cursor=cursor, limit=limit)
     return Page[DirectoryEntryOut](
-        items=[DirectoryEntryOut(org_id=p.org_id, name=p.name, role=p.role) for p in page],
-        next_cursor=page[-1].org_id if more and page else None,
+        items=[DirectoryEntryOut(org_id=p.org_id, name=p.name, role=p.role) for p in page.items],
+        next_cursor=page.next_cursor,
     )
 
 

@@ -66,7 +66,7 @@ class OrganisationIn(RequestBody):
         extra="forbid",
         json_schema_extra={
             "examples": [
-                {"org_id": "factory", "name": "Precision Parts Co.", "role": "supplier", "uscc": "91320300134780002F"}
+                {"org_id": "factory", "name": "Precision Parts Co.", "role": "supplier", "uscc": "913203001347800020"}
             ]
         },
     )
@@ -228,7 +228,7 @@ ORG_EXAMPLE: dict[str, Any] = {
     "org_id": "factory",
     "name": "Precision Parts Co.",
     "role": "supplier",
-    "uscc": "91320300134780002F",
+    "uscc": "913203001347800020",
     "created_seq": 2,
 }
 

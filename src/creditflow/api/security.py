@@ -19,6 +19,8 @@ from creditflow.domain.errors import Forbidden, Unauthenticated
 from creditflow.domain.parties import Role
 from creditflow.services.access import Principal
 
+from .ratelimit import charge_principal
+
 STATE_KEY = "creditflow"
 SESSION_COOKIE = "cf_session"  # set by the sign-in page (creditflow.web); HttpOnly, SameSite=Strict
 CSRF_HEADER = "x-csrf-token"
@@ -68,6 +70,7 @@ async def caller(
         found = app.access.cached(token)
         principal = found if found is not None else await anyio.to_thread.run_sync(app.access.authenticate, token)
     request.state.principal = principal
+    charge_principal(request, principal)  # 429 rate_limited once its key's bucket is empty
     return principal
 
 

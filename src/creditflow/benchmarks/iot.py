@@ -3,18 +3,25 @@
 Per store (SQLite file; PostgreSQL when a URL is given):
 
 * ``sustained_msgs_per_s``: a publisher in its own process sends ``messages`` signed readings at a fixed
-  rate (QoS 1), stepping the rate up (``ramp``); the ingest (`MqttIngest` -> `IngestPipeline`, manual PUBACK
-  after commit) stores every one and runs the rules. MQTT has no end-to-end back-pressure (the broker
-  acknowledges the publisher, then queues at most ``max_queued_messages`` per subscriber and drops the
-  rest), so a rate is sustained only if its step lost nothing and the ingest kept up (finished within 10 %
-  of the publishing time). Reported: the highest such rate, committed / elapsed, and its ``lost`` (0).
+  rate (QoS 1), stepping the rate up (``ramp``); the ingest (`MqttIngest` with ``connections`` connections in
+  one share group -> `IngestPipeline`, manual PUBACK after commit) stores every one and runs the rules. MQTT
+  has no end-to-end back-pressure (the broker acknowledges the publisher, then queues at most
+  ``max_queued_messages`` per subscriber beyond the subscriber's in-flight window, ``receive_max``, and drops
+  the rest), so a rate is sustained only if its step lost nothing and the ingest kept up (finished within
+  10 % of the publishing time). Reported: the highest such rate, committed / elapsed (publish start to last
+  commit), and its ``lost`` (0); every step's ``lost`` and ``publish_s`` (the publisher's own time: above
+  ``messages / rate`` the publisher, not the ingest, fell short) are in ``ramp``, their sum in ``lost_in_ramp``.
 * ``alarm_latency_ms_p50/p99``: a paced run at ``latency_rate`` msg/s where 5 % of the messages are a weight
   drop on an alarm lot (hold-off 0, so every drop raises and every restore clears): wall time from the
-  device's ``ts`` (stamped at publish) to the commit that stored the alarm.
+  device's ``ts`` (stamped at publish) to the commit that stored the alarm; ``latency_run_lost`` counts what
+  that run lost.
 * ``offline_detected_ms``: after the runs every device falls silent; time from the last reading to the
   first ``device_offline`` alarm with a 1 s heartbeat and 3 missed heartbeats (target: ~3 000 ms).
-* ``bound_msgs_per_s``: in the same run, the same publisher into a bare subscriber on the same broker that
-  only counts (no parsing, no storage): what the broker and the client library allow at all.
+* ``bound_msgs_per_s``: in the same run, the same publisher into a bare subscriber on the same broker, with
+  as many connections in one share group as the ingest, that only counts (no parsing, no storage): what the
+  broker and the client library allow at all.
+
+The process is set up as `creditflow iot ingest` sets itself up (`settle_heap` once ready).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from creditflow.bootstrap import build
 from creditflow.config import Settings
 from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
 from creditflow.services.clock import SystemClock
+from creditflow.services.iot_ingest import settle_heap
 from creditflow.services.iot_registry import AssetSpec
 from creditflow.services.iot_settings import IotSettings
 from creditflow.services.iot_system import IotSystem
@@ -41,6 +49,7 @@ from creditflow.services.iot_system import IotSystem
 FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
 LOTS = 50  # four scales each
 ALARM_LOTS = 20  # one scale each, toggled between full and short
+CONNECTIONS = 4  # MQTT connections of the ingest in its share group, and of the bare subscriber (the bound)
 
 
 def _publisher(
@@ -100,13 +109,14 @@ def _run_publisher(
     return proc, go, recv, send
 
 
-def measure_bound(url: str, count: int) -> float:
-    """A bare QoS 1 subscriber that only counts: messages per second from first to last arrival."""
+def measure_bound(url: str, count: int, connections: int = CONNECTIONS) -> float:
+    """A bare QoS 1 subscriber that only counts, with as many connections in one share group as the ingest
+    has: messages per second from first to last arrival."""
     from creditflow.adapters.mqtt import BareCounter
 
     prefix = f"bench-bound-{uuid.uuid4().hex[:8]}"
     devices = [(f"d{i}", "00" * 32, 1_000) for i in range(100)]
-    counter = BareCounter(url, f"{prefix}/devices/+/telemetry")
+    counter = BareCounter(url, f"{prefix}/devices/+/telemetry", connections=connections)
     try:
         proc, go, recv, _ = _run_publisher(url, prefix, devices, count, None, 0)
         go.set()
@@ -136,7 +146,7 @@ def _bench_store(
         tick_interval_ms=100,
         clock_skew_max_ms=60_000,
     )
-    iot = IotSystem(app.engine, iot_settings, app.clock)
+    iot = IotSystem(app.engine, iot_settings, app.clock, custody=app.custody)
     latencies: list[float] = []
     offline_at: list[float] = []
     lock = threading.Lock()
@@ -193,30 +203,32 @@ def _bench_store(
     prefix = f"{iot_settings.mqtt_topic_prefix}/bench-{tag}"
     ingest = MqttIngest(
         mqtt_url,
-        iot.pipeline.submit,
+        iot.pipeline.offer,
         prefix=prefix,
         group=f"bench-{tag}",
         receive_max=iot_settings.mqtt_receive_max,
-        connections=4,
+        connections=CONNECTIONS,
     )
     ingest.start()
+    settle_heap()  # as `creditflow iot ingest` does once it is set up
     metrics = iot.pipeline.metrics
 
     def committed() -> int:
         return metrics.accepted + sum(metrics.rejected.values())
 
-    def run(count: int, rate: float | None, alarm_every: int) -> tuple[float, int, int]:
+    def run(count: int, rate: float | None, alarm_every: int) -> tuple[float, float, int, int]:
+        """(publish start to last commit s, the publisher's own publishing time s, sent, committed)."""
         base = committed()
         proc, go, recv, _ = _run_publisher(mqtt_url, prefix, devices, count, rate, alarm_every)
         go.set()
-        start, _end, sent = recv.recv()
+        start, end, sent = recv.recv()
         proc.join(60)
         deadline = time.monotonic() + 10  # anything not committed by then the broker has dropped
         while committed() - base < sent and time.monotonic() < deadline:
             time.sleep(0.002)
         iot.pipeline.drain(60)
         done = time.perf_counter()
-        return done - start, sent, committed() - base
+        return done - start, end - start, sent, committed() - base
 
     try:
         # Ramp: each step publishes `messages` at a fixed rate; "sustained" is the highest rate whose step
@@ -224,17 +236,25 @@ def _bench_store(
         ramp: list[dict[str, Any]] = []
         sustained, lost_at_sustained = 0.0, 0
         for rate in ramp_rates:
-            elapsed, sent, got = run(messages, float(rate), 0)
+            elapsed, publish_s, sent, got = run(messages, float(rate), 0)
             kept_up = sent == got and elapsed <= messages / rate * 1.1 + 0.2
             ramp.append(
-                {"rate": rate, "elapsed_s": round(elapsed, 2), "sent": sent, "committed": got, "kept_up": kept_up}
+                {
+                    "rate": rate,
+                    "elapsed_s": round(elapsed, 2),
+                    "publish_s": round(publish_s, 2),  # > messages / rate: the publisher could not keep the rate
+                    "sent": sent,
+                    "committed": got,
+                    "lost": sent - got,
+                    "kept_up": kept_up,
+                }
             )
             if not kept_up:
                 break
             sustained, lost_at_sustained = got / elapsed, sent - got
         rejected_before = sum(metrics.rejected.values())
         lat_count = latency_rate * latency_seconds
-        run(lat_count, float(latency_rate), 20)
+        _lat_elapsed, _lat_publish, lat_sent, lat_got = run(lat_count, float(latency_rate), 20)
         quiet_from = time.monotonic()
         with lock:
             offline_at.clear()
@@ -246,15 +266,20 @@ def _bench_store(
             "messages_per_step": messages,
             "sustained_msgs_per_s": round(sustained, 1),
             "lost": lost_at_sustained,
+            "lost_in_ramp": sum(step["lost"] for step in ramp),  # including the step that did not keep up
             "ramp": ramp,
             "rejected": rejected_before,
             "alarm_latency_ms_p50": round(statistics.median(lat), 2) if lat else None,
             "alarm_latency_ms_p99": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 2) if lat else None,
             "alarm_samples": len(lat),
             "latency_rate_msgs_per_s": latency_rate,
+            "latency_run_lost": lat_sent - lat_got,
             "offline_detected_ms": round((offline_at[0] - quiet_from) * 1000 + 0, 0) if offline_at else None,
             "offline_heartbeat_ms": iot_settings.heartbeat_ms,
             "batches": metrics.batches,
+            "connections": CONNECTIONS,
+            "receive_max": iot_settings.mqtt_receive_max,
+            "batch_linger_ms": iot_settings.batch_linger_ms,
             "devices": len(devices),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         }

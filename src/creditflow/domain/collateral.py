@@ -101,13 +101,15 @@ class RejectReason(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Telemetry:
-    """A parsed, not yet authenticated, message."""
+    """A parsed, not yet authenticated, message. ``values_json`` is `canonical_values` of ``values``:
+    serialised once, both signed over and stored."""
 
     device_id: str
     ts_ms: int
     seq: int
     values: dict[str, float]
     sig: str
+    values_json: str
 
 
 class Rejected(Exception):
@@ -119,15 +121,35 @@ class Rejected(Exception):
         self.detail = detail
 
 
-def canonical_payload(device_id: str, ts_ms: int, seq: int, values: Mapping[str, float]) -> bytes:
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+
+def canonical_values(values: Mapping[str, float]) -> str:
+    """The ``values`` object as it appears in `canonical_payload` (and as readings store it)."""
+    return _CANONICAL_JSON.encode(dict(values))
+
+
+def canonical_payload(
+    device_id: str, ts_ms: int, seq: int, values: Mapping[str, float], *, values_json: str | None = None
+) -> bytes:
     """The bytes a device signs: compact JSON, keys sorted, ASCII only, numbers as Python writes them
-    (shortest round-trip form; integers without a decimal point)."""
-    body = {"device_id": device_id, "seq": seq, "ts": ts_ms, "values": dict(values)}
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    (shortest round-trip form; integers without a decimal point).
+
+    That is ``{"device_id":...,"seq":...,"ts":...,"values":{...}}`` (the keys in sorted order), so it is
+    assembled from its parts, reusing ``values_json`` when the caller already has it."""
+    if type(ts_ms) is not int or type(seq) is not int or not isinstance(device_id, str):
+        body = {"device_id": device_id, "seq": seq, "ts": ts_ms, "values": dict(values)}
+        return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode()
+    if values_json is None:
+        values_json = canonical_values(values)
+    return f'{{"device_id":{json.dumps(device_id)},"seq":{seq},"ts":{ts_ms},"values":{values_json}}}'.encode()
 
 
-def sign_payload(secret: bytes, device_id: str, ts_ms: int, seq: int, values: Mapping[str, float]) -> str:
-    return hmac.new(secret, canonical_payload(device_id, ts_ms, seq, values), hashlib.sha256).hexdigest()
+def sign_payload(
+    secret: bytes, device_id: str, ts_ms: int, seq: int, values: Mapping[str, float], *, values_json: str | None = None
+) -> str:
+    payload = canonical_payload(device_id, ts_ms, seq, values, values_json=values_json)
+    return hmac.new(secret, payload, hashlib.sha256).hexdigest()
 
 
 def make_message(secret: bytes, device_id: str, ts_ms: int, seq: int, values: Mapping[str, float]) -> bytes:
@@ -169,11 +191,13 @@ def parse_message(raw: bytes | str | Mapping[str, Any], topic_device_id: str | N
             raise Rejected(RejectReason.MALFORMED, f"values.{name} must be a finite number")
     if not isinstance(sig, str) or len(sig) != 64:
         raise Rejected(RejectReason.MALFORMED, "sig must be 64 hex characters")
-    return Telemetry(device_id, ts, seq, values, sig.lower())
+    return Telemetry(device_id, ts, seq, values, sig.lower(), canonical_values(values))
 
 
 def verify_signature(message: Telemetry, secret: bytes) -> None:
-    expected = sign_payload(secret, message.device_id, message.ts_ms, message.seq, message.values)
+    expected = sign_payload(
+        secret, message.device_id, message.ts_ms, message.seq, message.values, values_json=message.values_json
+    )
     if not hmac.compare_digest(expected, message.sig):
         raise Rejected(RejectReason.BAD_SIGNATURE, "the signature does not match the device's secret")
 

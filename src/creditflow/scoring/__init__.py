@@ -10,8 +10,9 @@ Modules, inner to outer (an inner one never imports an outer one):
 | `features`     | the feature catalogue and the pure point-in-time feature pipeline                      |
 | `simulate`     | the synthetic small-business world (latent health drives every stream and the defaults) |
 | `metrics`      | AUC, KS, Gini, Brier, calibration table (numpy only)                                  |
-| `models`       | champion (LightGBM, monotone, calibrated) and challenger (optbinning WoE scorecard)     |
+| `models`       | champion (LightGBM, monotone, calibrated), challenger (optbinning WoE scorecard, frozen) |
 | `artefacts`    | model artefacts versioned by the hash of data, features and parameters (JSON, no pickle) |
+| `training`     | champion + challenger on one labelled set: out-of-time validation, then the final fit |
 | `decisions`    | the decision engine: knock-outs, PD bands, limit, risk-based rate, reason codes; policy as data |
 | `monitoring`   | PSI with fixed bins (alarm above 0.25), AUC/KS on newly labelled outcomes              |
 | `evaluate`     | bring-your-own CSV: champion vs challenger, k-fold or out-of-time                      |

@@ -5,6 +5,12 @@ run deterministically, the same model text (tested).
 An artefact is JSON (no pickle, so loading one never runs code): the LightGBM model text, the Platt
 calibration, the feature list and monotone constraints, the three hashes, the training metrics and
 the PSI reference (fixed bin edges and training shares for each feature and for the score).
+
+The challenger (the WoE scorecard) is an artefact of its own, kind ``challenger``, format
+``creditflow-scorecard/1``: its bins, WoE values, coefficients and intercept as numbers
+(`models.WoeScorecard`), versioned the same way from the same data and feature hashes and its own
+parameter hash. The two are trained on the same rows and stored side by side; the challenger
+shadow-scores the champion's decisions.
 """
 
 from __future__ import annotations
@@ -17,7 +23,15 @@ from typing import Any
 import numpy as np
 
 from creditflow.scoring.features import FEATURES, MONOTONE, catalogue_digest
-from creditflow.scoring.models import CHAMPION_PARAMS, Champion, booster_from_string, train_champion
+from creditflow.scoring.models import (
+    CHALLENGER_PARAMS,
+    CHAMPION_PARAMS,
+    Champion,
+    WoeScorecard,
+    booster_from_string,
+    train_challenger,
+    train_champion,
+)
 from creditflow.scoring.monitoring import reference_bins
 
 
@@ -110,3 +124,73 @@ def build_artefact(
         "score": reference_bins(pd_train, psi_bins),
     }
     return Artefact(version, kind, champ, d_hash, f_hash, p_hash, dict(metrics or {}), reference)
+
+
+@dataclass
+class ChallengerArtefact:
+    version: str
+    scorecard: WoeScorecard
+    data_hash: str
+    feature_hash: str
+    params_hash: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    kind: str = "challenger"
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "format": "creditflow-scorecard/1",
+                "version": self.version,
+                "kind": self.kind,
+                "data_hash": self.data_hash,
+                "feature_hash": self.feature_hash,
+                "params_hash": self.params_hash,
+                "params": CHALLENGER_PARAMS,
+                "metrics": self.metrics,
+                "model": self.scorecard.to_dict(),
+            },
+            sort_keys=True,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ChallengerArtefact:
+        doc = json.loads(text)
+        if doc.get("format") != "creditflow-scorecard/1":
+            raise ValueError("not a creditflow scorecard artefact")
+        return cls(
+            doc["version"],
+            WoeScorecard.from_dict(doc["model"]),
+            doc["data_hash"],
+            doc["feature_hash"],
+            doc["params_hash"],
+            doc["metrics"],
+            doc["kind"],
+        )
+
+
+def build_challenger_artefact(
+    X: np.ndarray,
+    y: np.ndarray,
+    *,
+    features: tuple[str, ...] = FEATURES,
+    metrics: dict[str, Any] | None = None,
+) -> ChallengerArtefact:
+    """Fit the WoE scorecard (`models.train_challenger`) on the rows the champion is trained on and
+    freeze it into numbers."""
+    import pandas as pd  # type: ignore[import-untyped]
+
+    frame = pd.DataFrame(np.asarray(X, dtype=np.float64), columns=list(features))
+    card = WoeScorecard.from_challenger(train_challenger(frame, np.asarray(y, dtype=int), features, []))
+    d_hash = data_digest(X, y)
+    f_hash = catalogue_digest(features)
+    p_hash = params_digest({"challenger": CHALLENGER_PARAMS}, 0)
+    version = hashlib.sha256(f"{d_hash}:{f_hash}:{p_hash}".encode()).hexdigest()[:16]
+    return ChallengerArtefact(version, card, d_hash, f_hash, p_hash, dict(metrics or {}))
+
+
+def load_artefact(text: str) -> Artefact | ChallengerArtefact:
+    """A stored artefact of either kind, told apart by its ``format``."""
+    fmt = json.loads(text).get("format")
+    if fmt == "creditflow-scorecard/1":
+        return ChallengerArtefact.from_json(text)
+    return Artefact.from_json(text)

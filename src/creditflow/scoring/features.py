@@ -21,6 +21,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from creditflow.scoring.sources import FirmProfile, Observation
 
@@ -277,34 +278,52 @@ def _ratio(a: float, b: float) -> float:
     return a / b - 1.0 if b > 0 and not math.isnan(a) and not math.isnan(b) else NAN
 
 
+ObservationRow = tuple[str, str, dt.date, dt.date, float]
+"""An observation reduced to what the features read: ``(source, metric, period, available_on, value)``.
+A database row with these five columns in this order serves as one (no object per row is built)."""
+
+
 def compute_features(
     firm: FirmProfile | None, observations: Iterable[Observation], as_of: dt.date, org_id: str = ""
 ) -> FeatureVector:
     """The point-in-time features of one business on ``as_of`` (see the module docstring)."""
+    return compute_features_from_rows(
+        firm, ((o.source, o.metric, o.period, o.available_on, o.value) for o in observations), as_of, org_id
+    )
+
+
+def compute_features_from_rows(
+    firm: FirmProfile | None, rows: Iterable[Sequence[Any]], as_of: dt.date, org_id: str = ""
+) -> FeatureVector:
+    """`compute_features` over `ObservationRow`-shaped rows: the one implementation of the pipeline
+    (the same point-in-time rule, whatever the caller's query already filtered)."""
     ref = as_of.year * 12 + as_of.month
-    # metric -> months back -> [sum, count]
-    monthly: dict[str, dict[int, list[float]]] = {}
+    # metric -> months back -> the values of that month
+    cells: dict[str, dict[int, list[float]]] = {}
     taxes: dict[int, dict[str, float]] = {}
     sentiment: list[tuple[int, float]] = []
-    for o in observations:
-        if o.available_on >= as_of or o.period >= as_of:
+    for source, metric, period, available_on, value in rows:
+        if available_on >= as_of or period >= as_of:
             continue
-        if o.source == "tax":
-            taxes.setdefault(o.period.year, {})[o.metric] = o.value
+        if source == "tax":
+            taxes.setdefault(period.year, {})[metric] = value
             continue
-        mb = ref - (o.period.year * 12 + o.period.month)
-        if o.source == "sentiment":
-            sentiment.append((mb, o.value))
+        mb = ref - (period.year * 12 + period.month)
+        if source == "sentiment":
+            sentiment.append((mb, value))
             continue
-        cell = monthly.setdefault(o.metric, {}).setdefault(mb, [0.0, 0.0])
-        cell[0] += o.value
-        cell[1] += 1
+        cells.setdefault(metric, {}).setdefault(mb, []).append(value)
+    # A month's total (flows) or mean (levels). `math.fsum` is exactly rounded, so the features do not
+    # depend on the order the rows come in (a database returns them in no promised order).
+    monthly: dict[str, dict[int, float]] = {
+        metric: {
+            mb: math.fsum(vals) if metric in FLOW else math.fsum(vals) / len(vals) for mb, vals in by_month.items()
+        }
+        for metric, by_month in cells.items()
+    }
 
     def month_value(metric: str, mb: int) -> float:
-        cell = monthly.get(metric, {}).get(mb)
-        if cell is None:
-            return NAN
-        return cell[0] if metric in FLOW else cell[0] / cell[1]
+        return monthly.get(metric, {}).get(mb, NAN)
 
     def window(metric: str, start: int, end: int, *, need: int = 1) -> float:
         """Flow: sum scaled to the full window; level: mean. NaN unless ``need`` months are present."""
@@ -361,17 +380,17 @@ def compute_features(
     overdue = [month_value("overdue_count", m) for m in range(1, 13)]
     v["platform_overdue_12m"] = sum(x for x in overdue if not math.isnan(x))
     recent = [s for mb, s in sentiment if 0 <= mb <= 6]
-    v["sentiment_mean_6m"] = sum(recent) / len(recent) if recent else NAN
+    v["sentiment_mean_6m"] = math.fsum(recent) / len(recent) if recent else NAN
     v["sentiment_negative_6m"] = float(sum(1 for s in recent if s < 0))
-    months_with_data = {mb for cells in monthly.values() for mb in cells if 1 <= mb <= 24}
+    months_with_data = {mb for by_month in monthly.values() for mb in by_month if 1 <= mb <= 24}
     v["months_of_data"] = float(len(months_with_data))
     store_months = {mb for mb in monthly.get("sales_minor", {}) if 1 <= mb <= 12}
     v["data_gaps_12m"] = 1.0 - len(store_months) / 12.0 if months_with_data else NAN
     revenue = 0
     for metric in ("sales_minor", "orders_minor"):
-        for mb, cell in monthly.get(metric, {}).items():
+        for mb, total in monthly.get(metric, {}).items():
             if 1 <= mb <= 12:
-                revenue += int(cell[0])
+                revenue += int(total)
     return FeatureVector(
         org_id=firm.org_id if firm is not None else org_id,
         as_of=as_of,

@@ -16,6 +16,7 @@ LightGBM and optbinning are imported inside the functions that need them.
 
 from __future__ import annotations
 
+import bisect
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -47,6 +48,15 @@ CHAMPION_PARAMS: dict[str, Any] = {
     "num_threads": 2,
 }
 SCORE_POINTS, SCORE_ODDS, SCORE_PDO = 600.0, 50.0, 20.0
+# the challenger's settings (part of its artefact version); the baseline uses optbinning's defaults
+CHALLENGER_PARAMS: dict[str, Any] = {
+    "monotonic_trend": "auto_asc_desc",
+    "iv_min": 0.02,
+    "min_prebin_size": 0.05,
+    "logistic_c": 0.5,
+    "logistic_max_iter": 1000,
+    "metric_missing_woe": 0.0,
+}
 
 
 def _lgb_params(params: Mapping[str, Any], seed: int, monotone: Sequence[int]) -> tuple[dict[str, Any], int]:
@@ -216,15 +226,16 @@ def train_challenger(
         process = BinningProcess(names, categorical_variables=cats)
         estimator = LogisticRegression()
     else:
-        params = {n: {"monotonic_trend": "auto_asc_desc"} for n in names if n not in cats}
+        p = CHALLENGER_PARAMS
+        params = {n: {"monotonic_trend": p["monotonic_trend"]} for n in names if n not in cats}
         process = BinningProcess(
             names,
             categorical_variables=cats,
-            selection_criteria={"iv": {"min": 0.02}},
+            selection_criteria={"iv": {"min": p["iv_min"]}},
             binning_fit_params=params,
-            min_prebin_size=0.05,
+            min_prebin_size=p["min_prebin_size"],
         )
-        estimator = LogisticRegression(C=0.5, max_iter=1000)
+        estimator = LogisticRegression(C=p["logistic_c"], max_iter=p["logistic_max_iter"])
     card = Scorecard(
         binning_process=process,
         estimator=estimator,
@@ -238,3 +249,123 @@ def train_challenger(
         warnings.filterwarnings("ignore", category=UserWarning)
         card.fit(X[names], np.asarray(y, dtype=int))
     return Challenger(card, names)
+
+
+@dataclass(frozen=True, slots=True)
+class WoeBins:
+    """One selected feature of a scorecard: the bin of a value is ``bisect_right(splits, value)`` (what
+    optbinning's ``np.digitize(x, splits, right=False)`` gives), its WoE ``woe[bin]``; a missing value
+    gets ``woe_missing``. ``coef`` is the logistic regression's coefficient of this WoE."""
+
+    name: str
+    splits: tuple[float, ...]
+    woe: tuple[float, ...]
+    woe_missing: float
+    coef: float
+
+    def woe_of(self, value: float) -> float:
+        if math.isnan(value):
+            return self.woe_missing
+        return self.woe[bisect.bisect_right(self.splits, value)]
+
+
+@dataclass(frozen=True)
+class WoeScorecard:
+    """The challenger as plain numbers, for storing and live scoring without optbinning or pickle:
+    log-odds of default = intercept + sum over the selected features of coef x WoE(bin of the value),
+    exactly the fitted `Challenger`'s ``predict_proba`` (tested). Numeric features only (the feature
+    catalogue); a bring-your-own scorecard with text columns stays in `credit evaluate`.
+
+    Each feature's term ``coef x WoE`` is its contribution to the log-odds of default (+ raises the
+    risk): the challenger's reasons. Its points on the 600/50:1/20 scale are ``points``."""
+
+    features: tuple[str, ...]
+    bins: tuple[WoeBins, ...]
+    intercept: float
+
+    @classmethod
+    def from_challenger(cls, challenger: Challenger) -> WoeScorecard:
+        bp = challenger.scorecard.binning_process_
+        selected = [str(n) for n in bp.get_support(names=True)]
+        est = challenger.scorecard.estimator_
+        coef = np.asarray(est.coef_, dtype=float).ravel()
+        missing = float(CHALLENGER_PARAMS["metric_missing_woe"])
+        bins = []
+        for j, name in enumerate(selected):
+            optb = bp.get_binned_variable(name)
+            if optb.dtype != "numerical":
+                raise ValueError(f"{name} is not numeric: only numeric scorecards are stored")
+            splits = tuple(float(x) for x in np.asarray(optb.splits, dtype=float))
+            # one representative per bin: -inf falls in bin 0, a split point s_k opens bin k + 1
+            probe = np.array([-np.inf, *splits], dtype=float)
+            woe = optb.transform(probe, metric="woe", metric_special=0, metric_missing=missing)
+            bins.append(WoeBins(name, splits, tuple(float(w) for w in woe), missing, float(coef[j])))
+        intercept = float(np.asarray(est.intercept_, dtype=float).ravel()[0])
+        return cls(tuple(challenger.features), tuple(bins), intercept)
+
+    def terms(self, values: Mapping[str, float]) -> list[float]:
+        """Each selected feature's contribution to the log-odds of default, in ``bins`` order."""
+        return [b.coef * b.woe_of(values[b.name]) for b in self.bins]
+
+    def pd_and_contributions(self, values: Mapping[str, float]) -> tuple[float, dict[str, float]]:
+        terms = self.terms(values)
+        logit = self.intercept
+        for t in terms:
+            logit += t
+        pd = 1.0 / (1.0 + math.exp(-logit))
+        return pd, {b.name: t for b, t in zip(self.bins, terms, strict=True)}
+
+    def predict_pd(self, X: np.ndarray) -> np.ndarray:
+        """PD of each row of X (columns: ``features``)."""
+        X = np.asarray(X, dtype=float)
+        logit = np.full(len(X), self.intercept)
+        for b in self.bins:
+            x = X[:, self.features.index(b.name)]
+            w = np.asarray(b.woe, dtype=float)[np.searchsorted(np.asarray(b.splits, dtype=float), x, side="right")]
+            w[np.isnan(x)] = b.woe_missing
+            logit += b.coef * w
+        return _sigmoid(logit)
+
+    def points(self, values: Mapping[str, float]) -> dict[str, float]:
+        """Points of each selected feature (they add up to the score; higher points, lower risk)."""
+        factor = SCORE_PDO / math.log(2)
+        offset = SCORE_POINTS - factor * math.log(SCORE_ODDS)
+        share = (offset - factor * self.intercept) / max(len(self.bins), 1)
+        return {b.name: -factor * t + share for b, t in zip(self.bins, self.terms(values), strict=True)}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": list(self.features),
+            "intercept": self.intercept,
+            "bins": [
+                {
+                    "name": b.name,
+                    "splits": list(b.splits),
+                    "woe": list(b.woe),
+                    "woe_missing": b.woe_missing,
+                    "coef": b.coef,
+                }
+                for b in self.bins
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> WoeScorecard:
+        bins = tuple(
+            WoeBins(
+                str(b["name"]),
+                tuple(float(x) for x in b["splits"]),
+                tuple(float(x) for x in b["woe"]),
+                float(b["woe_missing"]),
+                float(b["coef"]),
+            )
+            for b in doc["bins"]
+        )
+        for b in bins:
+            if len(b.woe) != len(b.splits) + 1 or list(b.splits) != sorted(b.splits):
+                raise ValueError(f"scorecard bins of {b.name} are not consistent")
+        card = cls(tuple(str(f) for f in doc["features"]), bins, float(doc["intercept"]))
+        unknown = [b.name for b in bins if b.name not in card.features]
+        if unknown:
+            raise ValueError(f"scorecard bins for features it does not list: {unknown}")
+        return card

@@ -9,6 +9,11 @@ the training shares in those same bins:
 
 An alarm is raised when PSI exceeds the configured threshold (default 0.25, the usual "significant
 shift" line; 0.1-0.25 is "moderate").
+
+Champion against challenger (`challenger_report`): on the decisions the challenger shadow-scored, how
+often the two would have decided alike (over the applications the models decided, i.e. no knock-out),
+the cross-table of outcomes, approval rates and mean PDs, and -- once outcomes are labelled -- AUC and
+KS of both on exactly the same labelled applications.
 """
 
 from __future__ import annotations
@@ -83,3 +88,47 @@ def outcome_report(y: np.ndarray, pd: np.ndarray) -> dict[str, Any]:
         "ks": round(metrics.ks(y, pd), 4),
         "bad_rate": round(float(y.mean()), 4),
     }
+
+
+OUTCOMES = ("approve", "refer", "decline")
+
+
+def challenger_report(
+    champion_outcome: Sequence[str],
+    champion_pd: Sequence[float | None],
+    challenger_outcome: Sequence[str],
+    challenger_pd: Sequence[float | None],
+    bad: Sequence[bool | None],
+) -> dict[str, Any]:
+    """One entry per shadow-scored decision; ``bad`` is None while a decision's outcome is unknown."""
+    n = len(champion_outcome)
+    modelled = [i for i in range(n) if champion_pd[i] is not None and challenger_pd[i] is not None]
+    table = {a: dict.fromkeys(OUTCOMES, 0) for a in OUTCOMES}
+    for i in modelled:
+        table[champion_outcome[i]][challenger_outcome[i]] += 1
+    out: dict[str, Any] = {
+        "decisions": n,
+        "model_decided": len(modelled),
+        "agreement": (
+            round(sum(champion_outcome[i] == challenger_outcome[i] for i in modelled) / len(modelled), 4)
+            if modelled
+            else None
+        ),
+        "outcomes": table,
+    }
+    if modelled:
+        out["approval_rate"] = {
+            "champion": round(sum(champion_outcome[i] == "approve" for i in modelled) / len(modelled), 4),
+            "challenger": round(sum(challenger_outcome[i] == "approve" for i in modelled) / len(modelled), 4),
+        }
+        out["mean_pd"] = {
+            "champion": round(float(np.mean([champion_pd[i] for i in modelled])), 4),
+            "challenger": round(float(np.mean([challenger_pd[i] for i in modelled])), 4),
+        }
+    labelled = [i for i in modelled if bad[i] is not None]
+    y = np.array([bool(bad[i]) for i in labelled], dtype=bool)
+    out["labelled"] = {
+        "champion": outcome_report(y, np.array([champion_pd[i] for i in labelled], dtype=float)),
+        "challenger": outcome_report(y, np.array([challenger_pd[i] for i in labelled], dtype=float)),
+    }
+    return out

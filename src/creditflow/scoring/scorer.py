@@ -1,6 +1,14 @@
 """The runtime scorer: features -> calibrated PD and per-feature contributions in ONE LightGBM call
 (``pred_contrib`` sums to the margin, so the PD comes from the same numbers as the reasons), then the
 decision engine. Also the training set of a simulated world.
+
+One decision is one row: it goes to LightGBM as a 2-D float64 numpy array (no DataFrame) with
+``num_threads=1``, so a single prediction runs on the calling thread and never waits for OpenMP
+worker threads (which compete for the same cores); batch scoring keeps the model's threads.
+The model and the policy are immutable and loaded once per process.
+
+With a challenger (`artefacts.ChallengerArtefact`), `shadow` decides the same application by the same
+policy on the challenger's PD and reasons; the champion's decision is the one that counts.
 """
 
 from __future__ import annotations
@@ -10,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from creditflow.scoring.artefacts import Artefact
+from creditflow.scoring.artefacts import Artefact, ChallengerArtefact
 from creditflow.scoring.decisions import CreditDecision, Policy, decide, knockouts
 from creditflow.scoring.features import FEATURES, FeatureVector, compute_features
 from creditflow.scoring.simulate import World
@@ -23,9 +31,10 @@ class Scored:
 
 
 class Scorer:
-    def __init__(self, artefact: Artefact, policy: Policy):
+    def __init__(self, artefact: Artefact, policy: Policy, challenger: ChallengerArtefact | None = None):
         self.artefact = artefact
         self.policy = policy
+        self.challenger = challenger
         self.features = artefact.champion.features
         self._booster = artefact.champion.booster
         self._a, self._b = artefact.champion.platt
@@ -44,6 +53,19 @@ class Scorer:
             return decide(fv, None, None, self.policy, requested_minor, product), None
         scored = self.score(fv)
         return decide(fv, scored.pd, scored.contributions, self.policy, requested_minor, product), scored
+
+    @property
+    def challenger_version(self) -> str | None:
+        return None if self.challenger is None else self.challenger.version
+
+    def shadow(self, fv: FeatureVector, requested_minor: int, product: str = "pure_credit") -> CreditDecision | None:
+        """The challenger's decision of the same application (None without a challenger)."""
+        if self.challenger is None:
+            return None
+        if knockouts(fv, self.policy):
+            return decide(fv, None, None, self.policy, requested_minor, product)
+        pd, contributions = self.challenger.scorecard.pd_and_contributions(fv.values)
+        return decide(fv, pd, contributions, self.policy, requested_minor, product)
 
     def batch_pd(self, X: np.ndarray) -> np.ndarray:
         return self.artefact.champion.predict_pd(X)

@@ -399,6 +399,60 @@ def parse_file(
     return result
 
 
+@dataclass(frozen=True, slots=True)
+class Application:
+    """One labelled past application, for training on imported data: the business, the day it applied
+    (its features are computed from the data available before that day) and whether it went bad."""
+
+    org_id: str
+    applied_on: dt.date
+    bad: bool
+
+
+APPLICATION_OPTIONAL = ("requested_minor",)
+
+
+def parse_applications(rows: Sequence[Mapping[str, str]], target: str) -> tuple[list[Application], list[RowError]]:
+    """Rows ``org_id, applied_on, <target>[, requested_minor]`` (the layout `creditflow simulate credit
+    --out` writes as ``applications.csv``); the target is 1 (bad) or 0. Every bad row is reported and
+    then no application is returned."""
+    if not rows:
+        raise FileRefused("file", "the file has no applications")
+    for col in ("org_id", "applied_on", target):
+        if col not in rows[0]:
+            raise FileRefused(
+                "target" if col == target else "file", f"no column {col!r}; columns: {', '.join(rows[0])}"
+            )
+    allowed = {"org_id", "applied_on", target, *APPLICATION_OPTIONAL}
+    out: list[Application] = []
+    errors: list[RowError] = []
+    seen: set[tuple[str, dt.date]] = set()
+    for i, row in enumerate(rows, start=1):
+        row_errors = [
+            RowError(i, col, "is not a column of the applications schema") for col in sorted(set(row) - allowed)
+        ]
+        org = row.get("org_id", "").strip()
+        if not ORG_ID_RE.match(org):
+            row_errors.append(RowError(i, "org_id", "must be 1-64 letters, digits, '.', '_' or '-'"))
+        applied: dt.date | None = None
+        try:
+            applied = parse_day(row.get("applied_on", ""))
+        except ValueError as exc:
+            row_errors.append(RowError(i, "applied_on", str(exc)))
+        label = row.get(target, "").strip()
+        if label not in ("0", "1"):
+            row_errors.append(RowError(i, target, "must be 1 (went bad) or 0"))
+        if applied is not None and (org, applied) in seen:
+            row_errors.append(RowError(i, "applied_on", f"{org} applied on {applied} twice in the file"))
+        if applied is not None:
+            seen.add((org, applied))
+        if row_errors:
+            errors.extend(row_errors)
+        elif applied is not None:
+            out.append(Application(org, applied, label == "1"))
+    return ([] if errors else out), errors
+
+
 def observations_to_rows(observations: Iterable[Observation]) -> dict[str, list[dict[str, str]]]:
     """The inverse of `parse_source` (used by the simulator to write its world as files)."""
     by_key: dict[tuple[str, str, dt.date, dt.date, str], dict[str, str]] = {}

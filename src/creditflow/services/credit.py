@@ -1,6 +1,11 @@
 """Data credit use cases. Each command is one unit of work (one transaction): an import writes all its
 observations or none; a decision reads the firm's point-in-time history, decides, and records the
-decision with its feature snapshot, model version and feature hash in the same transaction.
+decision with its feature snapshot, model version and feature hash in the same transaction -- and the
+active challenger's shadow decision of the same application (version, PD, outcome), never binding.
+
+Training stores the champion and the challenger together as the active pair, after out-of-time
+validation, from a simulated world or from data imported into the store plus a file of labelled past
+applications (each one's features computed as of its own application day).
 
 `credit_hook` has the shape `creditflow.services.financing.CreditHook`: certificate financing calls it
 for the holder, and gets None when the platform has no credit profile of that holder.
@@ -17,7 +22,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
 from creditflow.adapters.sql.credit_tables import (
     credit_decisions,
@@ -31,15 +36,38 @@ from creditflow.domain.certificates import CHINA_TZ
 from creditflow.domain.errors import InvalidInput, NotFound
 from creditflow.domain.financing import CreditView
 from creditflow.domain.money import check_amount_minor
-from creditflow.scoring.artefacts import Artefact, build_artefact
+from creditflow.scoring.artefacts import Artefact, ChallengerArtefact
 from creditflow.scoring.decisions import PRODUCTS, CreditDecision, Policy, load_policy
-from creditflow.scoring.features import FEATURES, FeatureVector, compute_features
-from creditflow.scoring.monitoring import outcome_report, stability_report
+from creditflow.scoring.features import FEATURES, FeatureVector, compute_features_from_rows
+from creditflow.scoring.monitoring import challenger_report, outcome_report, stability_report
 from creditflow.scoring.scorer import Scorer, matrix, world_vectors
 from creditflow.scoring.settings import CreditSettings, from_settings
 from creditflow.scoring.simulate import World
-from creditflow.scoring.sources import FileRefused, FirmProfile, Observation, RowError, parse_file
+from creditflow.scoring.sources import (
+    FileRefused,
+    FirmProfile,
+    Observation,
+    RowError,
+    parse_applications,
+    parse_file,
+    read_rows,
+)
+from creditflow.scoring.training import Trained, train_pair
 from creditflow.services.clock import Clock
+
+# the two statements of one decision's read, built once (SQLAlchemy then reuses their compiled form)
+_FIRM_QUERY = select(
+    credit_firms.c.name,
+    credit_firms.c.founded_on,
+    credit_firms.c.industry,
+    credit_firms.c.blacklisted,
+    credit_firms.c.court_judgment,
+).where(credit_firms.c.org_id == bindparam("org_id"))
+_obs = credit_observations.c
+# the columns in `features.ObservationRow` order
+_HISTORY_QUERY = select(_obs.source, _obs.metric, _obs.period, _obs.available_on, _obs.value).where(
+    _obs.org_id == bindparam("org_id"), _obs.available_on < bindparam("as_of"), _obs.available_on >= bindparam("start")
+)
 
 
 @dataclass
@@ -68,6 +96,31 @@ class ImportReport:
             "file_error": self.file_error,
             "errors": [e.to_json() for e in self.errors],
             "import_id": self.import_id,
+        }
+
+
+@dataclass
+class TrainReport:
+    """`CreditService.train_on_applications`: the models trained, or why nothing was."""
+
+    filename: str
+    rows: int
+    errors: list[RowError] = field(default_factory=list)
+    file_error: str | None = None
+    trained: Trained | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.trained is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "rows": self.rows,
+            "ok": self.ok,
+            "file_error": self.file_error,
+            "errors": [e.to_json() for e in self.errors],
+            **(self.trained.to_json() if self.trained is not None else {}),
         }
 
 
@@ -252,18 +305,18 @@ class CreditService:
         return out
 
     def features(self, org_id: str, as_of: dt.date, conn: Connection | None = None) -> FeatureVector | None:
-        """Point-in-time features from stored data; None when nothing is known about the firm."""
+        """Point-in-time features from stored data; None when nothing is known about the firm.
+
+        Two prepared statements in one read transaction (the firm, then its observations available
+        before ``as_of`` within the look-back), and the rows go to the feature pipeline as they come:
+        no object per observation. Measured (docs/CREDIT_MODEL.md): one LEFT JOIN query instead was
+        slower, as it repeats and converts the firm's columns on every observation row."""
         if conn is None:
             with self.engine.connect().execution_options(read_only=True) as read:
                 return self.features(org_id, as_of, read)
         start = dt.date(as_of.year - (self.settings.credit_lookback_months // 12) - 1, as_of.month, 1)
-        firm_row = conn.execute(select(credit_firms).where(credit_firms.c.org_id == org_id)).first()
-        c = credit_observations.c
-        rows = conn.execute(
-            select(c.source, c.metric, c.period, c.available_on, c.value).where(
-                c.org_id == org_id, c.available_on < as_of, c.available_on >= start
-            )
-        ).all()
+        firm_row = conn.execute(_FIRM_QUERY, {"org_id": org_id}).first()
+        rows = conn.execute(_HISTORY_QUERY, {"org_id": org_id, "as_of": as_of, "start": start}).all()
         if firm_row is None and not rows:
             return None
         firm = (
@@ -278,53 +331,172 @@ class CreditService:
                 bool(firm_row.court_judgment),
             )
         )
-        obs = [Observation(org_id, r.source, r.metric, r.period, r.available_on, r.value) for r in rows]
-        return compute_features(firm, obs, as_of, org_id)
+        return compute_features_from_rows(firm, rows, as_of, org_id)
 
     # --- models ------------------------------------------------------------------------------------
 
-    def train_on_world(self, world: World, *, seed: int | None = None, activate: bool = True) -> Artefact:
+    def train_on_world(
+        self,
+        world: World,
+        *,
+        seed: int | None = None,
+        activate: bool = True,
+        params: dict[str, Any] | None = None,
+        with_challenger: bool = True,
+        validate: bool = True,
+    ) -> Trained:
+        """Champion and challenger on a simulated world (validated out of time, then fitted on every firm)."""
         vectors = world_vectors(world)
-        X, y = matrix(vectors), world.bad.astype(int)
-        artefact = build_artefact(
+        return self._train(
+            matrix(vectors),
+            world.bad.astype(int),
+            [fv.as_of for fv in vectors],
+            trained_on=f"simulated world: {world.n} firms, seed {world.seed}",
+            seed=seed,
+            activate=activate,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+        )
+
+    def train_on_applications(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        target: str = "bad_within_12m",
+        seed: int | None = None,
+        activate: bool = True,
+        params: dict[str, Any] | None = None,
+        with_challenger: bool = True,
+        validate: bool = True,
+    ) -> TrainReport:
+        """Champion and challenger on data imported into the store: a file of labelled past applications
+        (``org_id, applied_on, <target>``), each one's features computed point-in-time from the stored
+        data as of its application day, exactly as a decision on that day would have seen them.
+        A file with any bad row (or an applicant with no stored data) trains nothing and lists every bad row."""
+        s = self.settings
+        try:
+            rows = read_rows(
+                data, filename, max_bytes=s.credit_import_max_file_bytes, max_rows=s.credit_import_max_rows
+            )
+            applications, errors = parse_applications(rows, target)
+        except FileRefused as exc:
+            return TrainReport(filename, 0, file_error=exc.message)
+        report = TrainReport(filename, len(rows), errors=list(errors))
+        if errors:
+            return report
+        vectors: list[FeatureVector] = []
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            for n, a in enumerate(applications, start=1):
+                fv = self.features(a.org_id, a.applied_on, conn)
+                if fv is None:
+                    report.errors.append(
+                        RowError(n, "org_id", f"no credit data is stored for {a.org_id}: import its data first")
+                    )
+                else:
+                    vectors.append(fv)
+        if report.errors:
+            return report
+        y = np.array([a.bad for a in applications], dtype=int)
+        least = s.credit_evaluate_min_class_rows
+        if min(int(y.sum()), int((1 - y).sum())) < least:
+            report.file_error = (
+                f"{int(y.sum())} bad and {int((1 - y).sum())} good application(s); at least {least} of each are needed"
+            )
+            return report
+        report.trained = self._train(
+            matrix(vectors),
+            y,
+            [a.applied_on for a in applications],
+            trained_on=f"imported data: {len(applications)} labelled applications from {filename[:120]}",
+            seed=seed,
+            activate=activate,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+        )
+        return report
+
+    def _train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        days: list[dt.date],
+        *,
+        trained_on: str,
+        seed: int | None,
+        activate: bool,
+        params: dict[str, Any] | None,
+        with_challenger: bool,
+        validate: bool,
+    ) -> Trained:
+        s = self.settings
+        trained = train_pair(
             X,
             y,
-            seed=self.settings.credit_seed if seed is None else seed,
-            psi_bins=self.settings.credit_psi_bins,
-            metrics={
-                "trained_on": f"simulated world: {world.n} firms, seed {world.seed}",
-                "bad_rate": round(float(y.mean()), 4),
-            },
+            days,
+            seed=s.credit_seed if seed is None else seed,
+            trained_on=trained_on,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+            oot_fraction=s.credit_oot_fraction,
+            min_class_rows=s.credit_evaluate_min_class_rows,
+            psi_bins=s.credit_psi_bins,
         )
-        self.store_model(artefact, activate=activate)
-        return artefact
+        self.store_pair(trained, activate=activate)
+        return trained
 
-    def store_model(self, artefact: Artefact, *, activate: bool = True) -> None:
+    def store_pair(self, trained: Trained, *, activate: bool = True) -> None:
+        """Store champion and challenger in one transaction (and make them the active pair)."""
         with self.engine.begin() as conn:
-            exists = conn.execute(
-                select(credit_models.c.version).where(credit_models.c.version == artefact.version)
-            ).first()
-            if exists is None:
-                conn.execute(
-                    insert(credit_models).values(
-                        version=artefact.version,
-                        kind=artefact.kind,
-                        data_hash=artefact.data_hash,
-                        feature_hash=artefact.feature_hash,
-                        params_hash=artefact.params_hash,
-                        artefact=artefact.to_json(),
-                        metrics_json=json.dumps(artefact.metrics),
-                        active=False,
-                        created_ts_ms=self.clock.now_ms(),
-                    )
-                )
-            if activate:
-                conn.execute(update(credit_models).where(credit_models.c.kind == artefact.kind).values(active=False))
-                conn.execute(
-                    update(credit_models).where(credit_models.c.version == artefact.version).values(active=True)
-                )
+            self._store(conn, trained.champion, activate)
+            if trained.challenger is not None:
+                self._store(conn, trained.challenger, activate)
         if activate:
-            self._scorer = Scorer(artefact, self.policy)
+            challenger = trained.challenger if trained.challenger is not None else self._active_challenger()
+            self._scorer = Scorer(trained.champion, self.policy, challenger)
+
+    def store_model(self, artefact: Artefact | ChallengerArtefact, *, activate: bool = True) -> None:
+        """Store one artefact (either kind); activating it retires the active one of its kind."""
+        with self.engine.begin() as conn:
+            self._store(conn, artefact, activate)
+        if activate:
+            self._scorer = None  # the next decision loads the active pair
+
+    def _store(self, conn: Connection, artefact: Artefact | ChallengerArtefact, activate: bool) -> None:
+        exists = conn.execute(
+            select(credit_models.c.version).where(credit_models.c.version == artefact.version)
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(credit_models).values(
+                    version=artefact.version,
+                    kind=artefact.kind,
+                    data_hash=artefact.data_hash,
+                    feature_hash=artefact.feature_hash,
+                    params_hash=artefact.params_hash,
+                    artefact=artefact.to_json(),
+                    metrics_json=json.dumps(artefact.metrics),
+                    active=False,
+                    created_ts_ms=self.clock.now_ms(),
+                )
+            )
+        if activate:
+            conn.execute(update(credit_models).where(credit_models.c.kind == artefact.kind).values(active=False))
+            conn.execute(update(credit_models).where(credit_models.c.version == artefact.version).values(active=True))
+
+    def _active(self, kind: str) -> str | None:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            text: str | None = conn.execute(
+                select(credit_models.c.artefact).where(credit_models.c.kind == kind, credit_models.c.active.is_(True))
+            ).scalar()
+        return text
+
+    def _active_challenger(self) -> ChallengerArtefact | None:
+        text = self._active("challenger")
+        return None if text is None else ChallengerArtefact.from_json(text)
 
     def models(self) -> list[dict[str, Any]]:
         with self.engine.connect().execution_options(read_only=True) as conn:
@@ -349,16 +521,13 @@ class CreditService:
         ]
 
     def scorer(self) -> Scorer:
+        """The active champion (and challenger, if one is stored) with the policy: loaded once per process
+        (start-up cost, not part of a decision) and reused, as they never change once stored."""
         if self._scorer is None:
-            with self.engine.connect().execution_options(read_only=True) as conn:
-                text = conn.execute(
-                    select(credit_models.c.artefact).where(
-                        credit_models.c.kind == "champion", credit_models.c.active.is_(True)
-                    )
-                ).scalar()
+            text = self._active("champion")
             if text is None:
                 raise NotFound("no credit model is active: run `creditflow credit train` first", code="model_not_found")
-            self._scorer = Scorer(Artefact.from_json(text), self.policy)
+            self._scorer = Scorer(Artefact.from_json(text), self.policy, self._active_challenger())
         return self._scorer
 
     # --- decisions ---------------------------------------------------------------------------------
@@ -388,6 +557,8 @@ class CreditService:
                 str(uuid.uuid4()), org_id, decision, scorer.artefact.version, fv.digest(), fv.snapshot(), 0.0
             )
             elapsed_us = int((time.perf_counter() - started) * 1e6)
+            # the challenger decides too, on the same features and policy; recorded, never binding
+            shadow = scorer.shadow(fv, requested_minor, product)
             conn.execute(
                 insert(credit_decisions).values(
                     id=record.id,
@@ -410,6 +581,9 @@ class CreditService:
                     as_of=day,
                     decided_ts_ms=self.clock.now_ms(),
                     decision_us=elapsed_us,
+                    challenger_version=None if shadow is None else scorer.challenger_version,
+                    challenger_pd=None if shadow is None else shadow.pd,
+                    challenger_outcome=None if shadow is None else shadow.outcome,
                 )
             )
         return DecisionRecord(
@@ -468,6 +642,9 @@ class CreditService:
             "features": json.loads(row.features_json),
             "as_of": row.as_of.isoformat(),
             "decision_ms": row.decision_us / 1000,
+            "challenger": None
+            if row.challenger_version is None
+            else {"version": row.challenger_version, "pd": row.challenger_pd, "outcome": row.challenger_outcome},
         }
 
     def label(self, decision_id: str, bad: bool) -> None:
@@ -485,14 +662,15 @@ class CreditService:
 
     def monitor(self, since_ms: int = 0) -> dict[str, Any]:
         """PSI of recent decisions' features and scores against the active model's training reference,
-        and AUC/KS on the decisions labelled since."""
+        AUC/KS on the decisions labelled since, and the active challenger against the champion on the
+        decisions it shadow-scored (`monitoring.challenger_report`)."""
         scorer = self.scorer()
         d = credit_decisions.c
         with self.engine.connect().execution_options(read_only=True) as conn:
             rows = conn.execute(
-                select(d.id, d.pd, d.features_json).where(
-                    d.decided_ts_ms >= since_ms, d.model_version == scorer.artefact.version
-                )
+                select(
+                    d.id, d.pd, d.outcome, d.features_json, d.challenger_version, d.challenger_pd, d.challenger_outcome
+                ).where(d.decided_ts_ms >= since_ms, d.model_version == scorer.artefact.version)
             ).all()
             labels = dict(conn.execute(select(credit_labels.c.decision_id, credit_labels.c.bad)).all())
         recent = {
@@ -512,4 +690,17 @@ class CreditService:
         )
         report["decisions"] = len(rows)
         report["model_version"] = scorer.artefact.version
+        report["challenger"] = None
+        if scorer.challenger is not None:
+            shadowed = [r for r in rows if r.challenger_version == scorer.challenger.version]
+            report["challenger"] = {
+                "version": scorer.challenger.version,
+                **challenger_report(
+                    [r.outcome for r in shadowed],
+                    [r.pd for r in shadowed],
+                    [r.challenger_outcome for r in shadowed],
+                    [r.challenger_pd for r in shadowed],
+                    [None if r.id not in labels else bool(labels[r.id]) for r in shadowed],
+                ),
+            }
         return report

@@ -8,10 +8,15 @@ failed signature later. See docs/adr/0003-key-custody.md.
 
 Organisations that keep their own keys ("self custody") never appear here: they submit operations
 they signed themselves, and the ledger checks both kinds the same way.
+
+Other secrets the platform must be able to use but should not keep in clear (IoT device secrets, webhook
+signing secrets) are sealed the same way under a `SecretBox`: a subkey of the KEK for one named purpose
+(keyed BLAKE2b of the purpose under the KEK), so a box of one purpose cannot open another's.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 import nacl.bindings as sodium
@@ -29,6 +34,22 @@ _NONCE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 
 class WrongPassphrase(RuntimeError):
     pass
+
+
+class SecretBox:
+    """Seal and open small secrets with XChaCha20-Poly1305 under one purpose's subkey of the custody KEK.
+    The associated data names the row a sealed value belongs to, so it cannot be moved onto another row."""
+
+    def __init__(self, key: bytes):
+        assert len(key) == 32
+        self._key = key
+
+    def seal(self, plaintext: bytes, aad: bytes) -> bytes:
+        return _seal(self._key, plaintext, aad)
+
+    def open(self, sealed: bytes, aad: bytes) -> bytes:
+        """The plaintext; raises `nacl.exceptions.CryptoError` if ``sealed`` or ``aad`` was altered."""
+        return _open(self._key, sealed, aad)
 
 
 class Custody:
@@ -80,6 +101,12 @@ class Custody:
             self.unlock()
         assert self._kek is not None
         return self._kek
+
+    def secret_box(self, purpose: str) -> SecretBox:
+        """A box for one purpose (e.g. ``"iot/device-secret/v1"``): its key is derived from the KEK, so it
+        opens only with this database's passphrase."""
+        subkey = hashlib.blake2b(f"creditflow/custody/subkey/{purpose}".encode(), key=self._key(), digest_size=32)
+        return SecretBox(subkey.digest())
 
     # --- keys ---------------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from creditflow.ledger.encoding import encode
 from creditflow.ledger.entries import SignatureBlock, SignedOperation
 from creditflow.services.clock import Clock
 from creditflow.services.ledger import LedgerService, new_op_id
-from creditflow.services.queries import Queries
+from creditflow.services.queries import Page, Queries, after_key, decode_cursor, page_from
 
 CreditHook = Callable[[str, int], CreditView | None]
 """(holder org id, amount in fen) -> the data-credit model's view, or None when it has nothing to say."""
@@ -487,6 +487,57 @@ class FinancingService:
             stmt = stmt.where(financing_agreements.c.seller == seller)
         with self.engine.connect().execution_options(read_only=True) as conn:
             return [dict(r._mapping) for r in conn.execute(stmt)]
+
+    # --- pages for the API (keyset pagination, see `creditflow.services.queries`) ----------------------
+
+    def products_page(self, bank: str | None = None, *, cursor: str | None = None, limit: int | None = None) -> Page:
+        """Products by id (``bank``: of that bank only)."""
+        size = self.queries.page_size(limit)
+        stmt = select(bank_products.c.id)
+        if bank:
+            stmt = stmt.where(bank_products.c.bank == bank)
+        if cursor:
+            stmt = stmt.where(after_key((bank_products.c.id,), decode_cursor(cursor, str)))
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            ids = list(conn.scalars(stmt.order_by(bank_products.c.id).limit(size + 1)))
+        return page_from([self.product(i) for i in ids], size, lambda p: (p.id,))
+
+    def requests_page(self, org_id: str, *, as_bank: bool, cursor: str | None = None, limit: int | None = None) -> Page:
+        """Requests made by a holder (or received by a bank), oldest first."""
+        size = self.queries.page_size(limit)
+        column = financing_requests.c.bank if as_bank else financing_requests.c.holder
+        order = (financing_requests.c.requested_ts_ms, financing_requests.c.id)
+        stmt = select(financing_requests).where(column == org_id)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = [
+                {**r._mapping, "reasons": json.loads(r.reasons_json)}
+                for r in conn.execute(stmt.order_by(*order).limit(size + 1))
+            ]
+        return page_from(rows, size, lambda r: (int(r["requested_ts_ms"]), str(r["id"])))
+
+    def agreements_page(
+        self,
+        *,
+        bank: str | None = None,
+        seller: str | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """Agreements, oldest first (``bank``/``seller``: of that bank or seller only)."""
+        size = self.queries.page_size(limit)
+        order = (financing_agreements.c.financed_ts_ms, financing_agreements.c.id)
+        stmt = select(financing_agreements)
+        if bank:
+            stmt = stmt.where(financing_agreements.c.bank == bank)
+        if seller:
+            stmt = stmt.where(financing_agreements.c.seller == seller)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = [dict(r._mapping) for r in conn.execute(stmt.order_by(*order).limit(size + 1))]
+        return page_from(rows, size, lambda r: (int(r["financed_ts_ms"]), str(r["id"])))
 
 
 def release_bank_limits(conn: Connection, effects: Effects, before: MemoryState) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,10 @@ class DeviceInfo:
     device_id: str
     asset_id: str
     kind: DeviceKind
-    secret: bytes
+    sealed_secret: bytes | None  # None only before the start-up sealing of an old database
+    secret_version: int
     active: bool
+    created_ts_ms: int
 
 
 @dataclass(slots=True)
@@ -43,57 +45,110 @@ class Loaded:
     contexts: dict[str, AssetContext] = field(default_factory=dict)
     states: dict[str, AssetState] = field(default_factory=dict)
     original: dict[str, str] = field(default_factory=dict)  # state JSON as loaded
+    inputs: dict[str, tuple[int | None, int]] = field(default_factory=dict)  # (measured_g, health) as loaded
     owners: dict[str, str] = field(default_factory=dict)
     lenders: dict[str, str] = field(default_factory=dict)
 
 
-def load_devices(conn: Connection, device_ids: Iterable[str]) -> dict[str, DeviceInfo]:
+_d = iot_devices.c
+_ASSETS_WITH_LENDER = iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id).outerjoin(
+    iot_loans, iot_loans.c.id == iot_pledges.c.loan_id
+)
+# The ingest's per-batch statement, built once (building a statement costs about as much as running it):
+# the assets of the batch's devices, locked in id order, with every device bound to them (secrets sealed).
+_LOCK_FOR_INGEST = (
+    select(
+        iot_assets,
+        iot_loans.c.lender,
+        _d.id.label("d_id"),
+        _d.kind.label("d_kind"),
+        _d.secret_sealed.label("d_sealed"),
+        _d.secret_version.label("d_version"),
+        _d.status.label("d_status"),
+        _d.created_ts_ms.label("d_created"),
+    )
+    .select_from(_ASSETS_WITH_LENDER.join(iot_devices, _d.asset_id == iot_assets.c.id))
+    .where(iot_assets.c.id.in_(select(_d.asset_id).where(_d.id.in_(bindparam("ids", expanding=True)))))
+    .order_by(iot_assets.c.id, _d.id)
+    .with_for_update(of=iot_assets)
+)
+_LOCK_ASSETS = (
+    select(iot_assets, iot_loans.c.lender)
+    .select_from(_ASSETS_WITH_LENDER)
+    .where(iot_assets.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(iot_assets.c.id)
+    .with_for_update(of=iot_assets)
+)
+_ACTIVE_DEVICES_OF = select(_d.id, _d.asset_id, _d.kind, _d.created_ts_ms).where(
+    _d.asset_id.in_(bindparam("ids", expanding=True)), _d.status == "active"
+)
+_SAVE_STATE = (
+    iot_assets.update()
+    .where(iot_assets.c.id == bindparam("a_id"))
+    .values(state_json=bindparam("s"), measured_g=bindparam("m"), health_index=bindparam("h"))
+)
+
+
+def lock_for_ingest(conn: Connection, device_ids: Iterable[str]) -> tuple[dict[str, DeviceInfo], Loaded]:
+    """For an ingest batch, in one query: the named devices and every other device of their assets, and those
+    assets locked (id order) with their rule context and state. Unknown device ids are simply absent."""
     ids = sorted(set(device_ids))
     if not ids:
-        return {}
-    rows = conn.execute(
-        select(
-            iot_devices.c.id, iot_devices.c.asset_id, iot_devices.c.kind, iot_devices.c.secret, iot_devices.c.status
-        ).where(iot_devices.c.id.in_(ids))
-    )
-    return {r.id: DeviceInfo(r.id, r.asset_id, DeviceKind(r.kind), bytes(r.secret), r.status == "active") for r in rows}
+        return {}, Loaded()
+    rows = conn.execute(_LOCK_FOR_INGEST, {"ids": ids}).all()
+    devices: dict[str, DeviceInfo] = {}
+    assets: dict[str, Any] = {}
+    bound: dict[str, dict[str, tuple[DeviceKind, int]]] = {}
+    for r in rows:
+        info = DeviceInfo(
+            r.d_id,
+            r.id,
+            DeviceKind(r.d_kind),
+            bytes(r.d_sealed) if r.d_sealed is not None else None,
+            int(r.d_version),
+            r.d_status == "active",
+            int(r.d_created),
+        )
+        devices[info.device_id] = info
+        assets.setdefault(r.id, r)
+        kinds = bound.setdefault(r.id, {})
+        if info.active:
+            kinds[info.device_id] = (info.kind, info.created_ts_ms)
+    return devices, _loaded(assets.values(), bound)
 
 
 def lock_and_load(conn: Connection, asset_ids: Iterable[str]) -> Loaded:
     """Lock the asset rows (sorted: one global order, no deadlocks) and load their rule context and state."""
     ids = sorted(set(asset_ids))
-    out = Loaded()
     if not ids:
-        return out
-    rows = conn.execute(
-        select(iot_assets).where(iot_assets.c.id.in_(ids)).order_by(iot_assets.c.id).with_for_update()
-    ).all()
-    devices: dict[str, dict[str, tuple[DeviceKind, int]]] = {r.id: {} for r in rows}
-    for d in conn.execute(
-        select(iot_devices.c.id, iot_devices.c.asset_id, iot_devices.c.kind, iot_devices.c.created_ts_ms).where(
-            iot_devices.c.asset_id.in_(ids), iot_devices.c.status == "active"
-        )
-    ):
-        devices[d.asset_id][d.id] = (DeviceKind(d.kind), int(d.created_ts_ms))
+        return Loaded()
+    rows = conn.execute(_LOCK_ASSETS, {"ids": ids}).all()
+    bound: dict[str, dict[str, tuple[DeviceKind, int]]] = {r.id: {} for r in rows}
+    for d in conn.execute(_ACTIVE_DEVICES_OF, {"ids": ids}):
+        bound[d.asset_id][d.id] = (DeviceKind(d.kind), int(d.created_ts_ms))
+    return _loaded(rows, bound)
+
+
+def _loaded(rows: Iterable[Any], bound: Mapping[str, Mapping[str, tuple[DeviceKind, int]]]) -> Loaded:
+    """`Loaded` from locked asset rows (with ``lender``) and each asset's active devices."""
+    out = Loaded()
     for row in rows:
         geofence = tuple((float(p[0]), float(p[1])) for p in json.loads(row.geofence_json)) if row.geofence_json else ()
         out.contexts[row.id] = AssetContext(
             asset_id=row.id,
             kind=AssetKind(row.kind),
-            devices=devices[row.id],
+            devices=dict(sorted(bound.get(row.id, {}).items())),
             expected_g=int(row.expected_g),
             geofence=geofence,
             crop=row.crop or "",
         )
-        out.states[row.id] = AssetState.from_json(json.loads(row.state_json))
+        state = AssetState.from_json(json.loads(row.state_json))
+        out.states[row.id] = state
         out.original[row.id] = row.state_json
+        out.inputs[row.id] = (state.measured_g, state.health_index)
         out.owners[row.id] = row.owner
-    for p in conn.execute(
-        select(iot_pledges.c.asset_id, iot_loans.c.lender)
-        .select_from(iot_pledges.join(iot_loans, iot_loans.c.id == iot_pledges.c.loan_id))
-        .where(iot_pledges.c.asset_id.in_(ids))
-    ):
-        out.lenders[p.asset_id] = p.lender
+        if row.lender is not None:
+            out.lenders[row.id] = row.lender
     return out
 
 
@@ -106,18 +161,14 @@ def save_states(conn: Connection, loaded: Loaded) -> set[str]:
         text = json.dumps(state.to_json(), sort_keys=True, separators=(",", ":"))
         if text == loaded.original[asset_id]:
             continue
-        before = AssetState.from_json(json.loads(loaded.original[asset_id]))
-        if before.measured_g != state.measured_g or before.health_index != state.health_index:
+        inputs = (state.measured_g, state.health_index)
+        if loaded.inputs[asset_id] != inputs:
             moved.add(asset_id)
         rows.append({"a_id": asset_id, "s": text, "m": state.measured_g, "h": state.health_index})
         loaded.original[asset_id] = text
+        loaded.inputs[asset_id] = inputs
     if rows:
-        conn.execute(
-            iot_assets.update()
-            .where(iot_assets.c.id == bindparam("a_id"))
-            .values(state_json=bindparam("s"), measured_g=bindparam("m"), health_index=bindparam("h")),
-            rows,
-        )
+        conn.execute(_SAVE_STATE, rows)
     return moved
 
 

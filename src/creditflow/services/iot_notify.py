@@ -28,6 +28,7 @@ from sqlalchemy import Engine, select
 from creditflow.adapters.sql.iot_tables import iot_notifications, iot_webhooks
 from creditflow.domain.errors import LimitExceeded
 from creditflow.services.clock import Clock
+from creditflow.services.iot_secrets import IotSecrets
 from creditflow.services.iot_settings import IotSettings
 
 log = logging.getLogger(__name__)
@@ -96,9 +97,15 @@ def sign_webhook(secret: bytes, ts_ms: int, body: bytes) -> str:
 
 class WebhookDispatcher:
     def __init__(
-        self, engine: Engine, settings: IotSettings, clock: Clock, transport: httpx.BaseTransport | None = None
+        self,
+        engine: Engine,
+        settings: IotSettings,
+        clock: Clock,
+        secrets: IotSecrets,
+        transport: httpx.BaseTransport | None = None,
     ):
         self._engine = engine
+        self._secrets = secrets
         self._settings = settings
         self._clock = clock
         self._client = httpx.Client(timeout=settings.webhook_timeout_s, transport=transport)
@@ -118,7 +125,15 @@ class WebhookDispatcher:
                 .order_by(iot_notifications.c.id)
                 .limit(self._settings.webhook_batch_max)
             ).all()
-            hooks = conn.execute(select(iot_webhooks).where(iot_webhooks.c.active.is_(True))).all() if rows else []
+            hooks = (
+                conn.execute(
+                    select(iot_webhooks).where(
+                        iot_webhooks.c.active.is_(True), iot_webhooks.c.secret_sealed.is_not(None)
+                    )
+                ).all()
+                if rows
+                else []
+            )
         results: list[tuple[int, bool, int]] = []
         for row in rows:
             event = json.loads(row.payload_json)
@@ -133,7 +148,9 @@ class WebhookDispatcher:
                         content=body,
                         headers={
                             "Content-Type": "application/json",
-                            "X-Creditflow-Signature": sign_webhook(bytes(hook.secret), ts, body),
+                            "X-Creditflow-Signature": sign_webhook(
+                                self._secrets.webhook_secret(hook.id, bytes(hook.secret_sealed)), ts, body
+                            ),
                         },
                     )
                     ok = ok and 200 <= response.status_code < 300

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, Select, and_, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from creditflow.adapters.sql.iot_tables import (
@@ -47,11 +47,43 @@ from creditflow.domain.iot_rules import AssetState, reevaluate
 from creditflow.domain.money import check_amount_minor
 from creditflow.services.clock import Clock
 from creditflow.services.iot_engine import apply_alarm_changes, lock_and_load, queue_notification, save_states
+from creditflow.services.iot_secrets import IotSecrets
 from creditflow.services.iot_settings import IotSettings
 from creditflow.services.iot_valuation import LoanEvent, revalue, revalue_loans
+from creditflow.services.queries import Page, after_key, decode_cursor, page_from
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 EventSink = Any  # Callable[[list[dict[str, Any]]], None] | None
+
+
+def asset_not_found(asset_id: str) -> NotFound:
+    return NotFound(f"no asset {asset_id}", code="asset_not_found", field="asset_id")
+
+
+def device_not_found(device_id: str) -> NotFound:
+    return NotFound(f"no device {device_id}", code="device_not_found", field="device_id")
+
+
+def loan_not_found(loan_id: str) -> NotFound:
+    return NotFound(f"no loan {loan_id}", code="loan_not_found", field="loan_id")
+
+
+def alarm_not_found(alarm_id: str) -> NotFound:
+    return NotFound(f"no alarm {alarm_id}", code="alarm_not_found", field="alarm_id")
+
+
+def _visible_assets(viewer: str) -> ColumnElement[bool]:
+    """Assets ``viewer`` may see: its own, and those pledged to a loan it granted."""
+    lent = (
+        select(iot_pledges.c.asset_id)
+        .join(iot_loans, iot_loans.c.id == iot_pledges.c.loan_id)
+        .where(iot_loans.c.lender == viewer)
+    )
+    return or_(iot_assets.c.owner == viewer, iot_assets.c.id.in_(lent))
+
+
+def _visible_asset_ids(viewer: str) -> Select[Any]:
+    return select(iot_assets.c.id).where(_visible_assets(viewer))
 
 
 def check_id(value: str, field: str) -> str:
@@ -85,8 +117,11 @@ class AssetSpec:
 
 
 class CollateralService:
-    def __init__(self, engine: Engine, settings: IotSettings, clock: Clock, on_events: EventSink = None):
+    def __init__(
+        self, engine: Engine, settings: IotSettings, clock: Clock, secrets: IotSecrets, on_events: EventSink = None
+    ):
         self._engine = engine
+        self._secrets = secrets
         self._settings = settings
         self._clock = clock
         self._on_events = on_events
@@ -172,28 +207,42 @@ class CollateralService:
             raise Conflict(f"asset {spec.asset_id} already exists", code="asset_exists", field="asset_id") from None
         return self.asset(spec.asset_id)
 
-    def asset(self, asset_id: str) -> dict[str, Any]:
+    def asset(self, asset_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+        """One asset with its pledge; with ``viewer``, only if that organisation may see it (else the same
+        404 as a missing asset)."""
+        stmt = _ASSETS.where(iot_assets.c.id == asset_id)
+        if viewer is not None:
+            stmt = stmt.where(_visible_assets(viewer))
         with self._engine.connect() as conn:
-            row = conn.execute(select(iot_assets).where(iot_assets.c.id == asset_id)).first()
-            if row is None:
-                raise NotFound(f"no asset {asset_id}", code="asset_not_found", field="asset_id")
-            pledge = conn.execute(select(iot_pledges).where(iot_pledges.c.asset_id == asset_id)).first()
-        return {
-            "asset_id": row.id,
-            "kind": row.kind,
-            "owner": row.owner,
-            "name": row.name,
-            "commodity": row.commodity,
-            "expected_g": row.expected_g,
-            "measured_g": row.measured_g,
-            "receipt_no": row.receipt_no,
-            "serial_no": row.serial_no,
-            "crop": row.crop,
-            "health_index": row.health_index,
-            "value_minor": row.value_minor,
-            "loan_id": pledge.loan_id if pledge else None,
-            "haircut_bps": pledge.haircut_bps if pledge else None,
-        }
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise asset_not_found(asset_id)
+        return _asset_json(row)
+
+    def assets_page(self, *, viewer: str | None, size: int, cursor: str | None = None) -> Page:
+        """Assets by id: the ``viewer``'s own and those pledged to its loans (every asset for None)."""
+        stmt = _ASSETS
+        if viewer is not None:
+            stmt = stmt.where(_visible_assets(viewer))
+        if cursor:
+            stmt = stmt.where(after_key([iot_assets.c.id], decode_cursor(cursor, str)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(iot_assets.c.id).limit(size + 1)).all()
+        return page_from([_asset_json(r) for r in rows], size, lambda a: (a["asset_id"],))
+
+    def asset_owner_and_lender(self, asset_id: str) -> tuple[str, str | None] | None:
+        """(owner, lender of the loan it is pledged to) of an asset, or None if there is no such asset."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(iot_assets.c.owner, iot_loans.c.lender)
+                .select_from(
+                    iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id).outerjoin(
+                        iot_loans, iot_loans.c.id == iot_pledges.c.loan_id
+                    )
+                )
+                .where(iot_assets.c.id == asset_id)
+            ).first()
+        return None if row is None else (row.owner, row.lender)
 
     def register_device(self, device_id: str, asset_id: str, kind: DeviceKind) -> str:
         """Bind a new device to an asset; return its secret (hex), shown once."""
@@ -202,7 +251,7 @@ class CollateralService:
         with self._engine.begin() as conn:
             asset = conn.execute(select(iot_assets.c.kind).where(iot_assets.c.id == asset_id)).first()
             if asset is None:
-                raise NotFound(f"no asset {asset_id}", code="asset_not_found", field="asset_id")
+                raise asset_not_found(asset_id)
             if kind not in ALLOWED_DEVICES[AssetKind(asset.kind)]:
                 raise InvalidInput(
                     f"a {kind.value} cannot monitor a {asset.kind}", code="device_kind_not_allowed", field="kind"
@@ -214,7 +263,7 @@ class CollateralService:
                     id=device_id,
                     asset_id=asset_id,
                     kind=kind.value,
-                    secret=secret,
+                    secret_sealed=self._secrets.seal_device(device_id, 1, secret),
                     secret_version=1,
                     status="active",
                     created_ts_ms=self._clock.now_ms(),
@@ -227,11 +276,17 @@ class CollateralService:
         secret = secrets.token_bytes(32)
         with self._engine.begin() as conn:
             row = self._device(conn, device_id)
+            version = row.secret_version + 1
             conn.execute(
                 iot_devices.update()
                 .where(iot_devices.c.id == device_id)
-                .values(secret=secret, secret_version=row.secret_version + 1)
+                .values(
+                    secret=None,
+                    secret_sealed=self._secrets.seal_device(device_id, version, secret),
+                    secret_version=version,
+                )
             )
+        self._secrets.forget(device_id)
         return secret.hex()
 
     def retire_device(self, device_id: str) -> None:
@@ -243,27 +298,43 @@ class CollateralService:
     def _device(conn: Connection, device_id: str) -> Any:
         row = conn.execute(select(iot_devices).where(iot_devices.c.id == device_id)).first()
         if row is None:
-            raise NotFound(f"no device {device_id}", code="device_not_found", field="device_id")
+            raise device_not_found(device_id)
         if row.status != "active":
             raise Conflict(f"device {device_id} is retired", code="device_retired", field="device_id")
         return row
 
     def devices(self, asset_id: str | None = None) -> list[dict[str, Any]]:
-        query = select(iot_devices).order_by(iot_devices.c.id)
+        query = select(*_DEVICE_COLUMNS).order_by(iot_devices.c.id)
         if asset_id is not None:
             query = query.where(iot_devices.c.asset_id == asset_id)
         with self._engine.connect() as conn:
-            return [
-                {
-                    "device_id": r.id,
-                    "asset_id": r.asset_id,
-                    "kind": r.kind,
-                    "status": r.status,
-                    "secret_version": r.secret_version,
-                    "last_rx_ms": r.last_rx_ms,
-                }
-                for r in conn.execute(query)
-            ]
+            return [_device_json(r) for r in conn.execute(query)]
+
+    def device(self, device_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+        """One device (never its secret); with ``viewer``, only if it may see the device's asset."""
+        stmt = select(*_DEVICE_COLUMNS).where(iot_devices.c.id == device_id)
+        if viewer is not None:
+            stmt = stmt.where(iot_devices.c.asset_id.in_(_visible_asset_ids(viewer)))
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
+        if row is None:
+            raise device_not_found(device_id)
+        return _device_json(row)
+
+    def devices_page(
+        self, *, viewer: str | None, size: int, cursor: str | None = None, asset_id: str | None = None
+    ) -> Page:
+        """Devices by id, of the assets ``viewer`` may see (all for None), optionally of one asset."""
+        stmt = select(*_DEVICE_COLUMNS)
+        if viewer is not None:
+            stmt = stmt.where(iot_devices.c.asset_id.in_(_visible_asset_ids(viewer)))
+        if asset_id is not None:
+            stmt = stmt.where(iot_devices.c.asset_id == asset_id)
+        if cursor:
+            stmt = stmt.where(after_key([iot_devices.c.id], decode_cursor(cursor, str)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(iot_devices.c.id).limit(size + 1)).all()
+        return page_from([_device_json(r) for r in rows], size, lambda d: (d["device_id"],))
 
     # --- prices ------------------------------------------------------------------------------------
 
@@ -379,9 +450,9 @@ class CollateralService:
         with self._engine.begin() as conn:
             loaded = lock_and_load(conn, [asset_id])
             if asset_id not in loaded.contexts:
-                raise NotFound(f"no asset {asset_id}", code="asset_not_found", field="asset_id")
+                raise asset_not_found(asset_id)
             if conn.execute(select(iot_loans.c.id).where(iot_loans.c.id == loan_id)).first() is None:
-                raise NotFound(f"no loan {loan_id}", code="loan_not_found", field="loan_id")
+                raise loan_not_found(loan_id)
             if conn.execute(select(iot_pledges.c.loan_id).where(iot_pledges.c.asset_id == asset_id)).first():
                 raise Conflict(
                     f"asset {asset_id} is already pledged: one receipt, one pledge",
@@ -405,7 +476,7 @@ class CollateralService:
         with self._engine.begin() as conn:
             loan = conn.execute(select(iot_loans).where(iot_loans.c.id == loan_id).with_for_update()).first()
             if loan is None:
-                raise NotFound(f"no loan {loan_id}", code="loan_not_found", field="loan_id")
+                raise loan_not_found(loan_id)
             if amount_minor > loan.outstanding_minor:
                 raise InvalidInput(
                     "the repayment exceeds the outstanding amount",
@@ -432,7 +503,7 @@ class CollateralService:
             loaded = lock_and_load(conn, [asset_id])
             ctx = loaded.contexts.get(asset_id)
             if ctx is None:
-                raise NotFound(f"no asset {asset_id}", code="asset_not_found", field="asset_id")
+                raise asset_not_found(asset_id)
             if ctx.kind is not AssetKind.WAREHOUSE_LOT:
                 raise InvalidInput(
                     "only warehouse lots are released by weight", code="not_a_warehouse_lot", field="asset_id"
@@ -465,7 +536,7 @@ class CollateralService:
         with self._engine.begin() as conn:
             row = conn.execute(select(iot_alarms).where(iot_alarms.c.id == alarm_id).with_for_update()).first()
             if row is None:
-                raise NotFound(f"no alarm {alarm_id}", code="alarm_not_found", field="alarm_id")
+                raise alarm_not_found(alarm_id)
             if row.acknowledged:
                 raise Conflict(f"alarm {alarm_id} was acknowledged by {row.ack_by}", code="alarm_already_acknowledged")
             conn.execute(
@@ -475,11 +546,14 @@ class CollateralService:
             )
         return self.alarm(alarm_id)
 
-    def alarm(self, alarm_id: str) -> dict[str, Any]:
+    def alarm(self, alarm_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+        stmt = select(iot_alarms).where(iot_alarms.c.id == alarm_id)
+        if viewer is not None:
+            stmt = stmt.where(iot_alarms.c.asset_id.in_(_visible_asset_ids(viewer)))
         with self._engine.connect() as conn:
-            row = conn.execute(select(iot_alarms).where(iot_alarms.c.id == alarm_id)).first()
+            row = conn.execute(stmt).first()
         if row is None:
-            raise NotFound(f"no alarm {alarm_id}", code="alarm_not_found", field="alarm_id")
+            raise alarm_not_found(alarm_id)
         return _alarm_json(row)
 
     def alarms(
@@ -493,38 +567,53 @@ class CollateralService:
         with self._engine.connect() as conn:
             return [_alarm_json(r) for r in conn.execute(query)]
 
-    def loan(self, loan_id: str) -> dict[str, Any]:
+    def alarms_page(
+        self,
+        *,
+        viewer: str | None,
+        size: int,
+        cursor: str | None = None,
+        asset_id: str | None = None,
+        active_only: bool = False,
+    ) -> Page:
+        """Alarms newest first (raised time, then id), on the assets ``viewer`` may see (all for None)."""
+        a = iot_alarms.c
+        stmt = select(iot_alarms)
+        if viewer is not None:
+            stmt = stmt.where(a.asset_id.in_(_visible_asset_ids(viewer)))
+        if asset_id is not None:
+            stmt = stmt.where(a.asset_id == asset_id)
+        if active_only:
+            stmt = stmt.where(a.status == "active")
+        if cursor:
+            ts, alarm_id = decode_cursor(cursor, int, str)
+            stmt = stmt.where(or_(a.raised_ts_ms < ts, and_(a.raised_ts_ms == ts, a.id > alarm_id)))
         with self._engine.connect() as conn:
-            row = conn.execute(select(iot_loans).where(iot_loans.c.id == loan_id)).first()
+            rows = conn.execute(stmt.order_by(a.raised_ts_ms.desc(), a.id).limit(size + 1)).all()
+        return page_from([_alarm_json(r) for r in rows], size, lambda x: (x["raised_ts_ms"], x["alarm_id"]))
+
+    def loan(self, loan_id: str, *, viewer: str | None = None) -> dict[str, Any]:
+        """One loan with its assets and band history; with ``viewer``, only for its borrower and lender."""
+        stmt = select(iot_loans).where(iot_loans.c.id == loan_id)
+        if viewer is not None:
+            stmt = stmt.where(or_(iot_loans.c.borrower == viewer, iot_loans.c.lender == viewer))
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).first()
             if row is None:
-                raise NotFound(f"no loan {loan_id}", code="loan_not_found", field="loan_id")
-            events = conn.execute(
-                select(iot_loan_events).where(iot_loan_events.c.loan_id == loan_id).order_by(iot_loan_events.c.ts_ms)
-            ).all()
-            assets = [
-                r.asset_id for r in conn.execute(select(iot_pledges.c.asset_id).where(iot_pledges.c.loan_id == loan_id))
-            ]
-        return {
-            "loan_id": row.id,
-            "borrower": row.borrower,
-            "lender": row.lender,
-            "outstanding_minor": row.outstanding_minor,
-            "value_minor": row.value_minor,
-            "ltv_bps": row.ltv_bps,
-            "band": row.band,
-            "assets": sorted(assets),
-            "financing_blocked": blocks_financing(LtvBand(row.band)),
-            "events": [
-                {
-                    "ts_ms": e.ts_ms,
-                    "from_band": e.from_band,
-                    "to_band": e.to_band,
-                    "ltv_bps": e.ltv_bps,
-                    "cause": e.cause,
-                }
-                for e in events
-            ],
-        }
+                raise loan_not_found(loan_id)
+            return _loans_json(conn, [row])[0]
+
+    def loans_page(self, *, viewer: str | None, size: int, cursor: str | None = None) -> Page:
+        """Loans by id: those ``viewer`` borrowed or granted (all for None)."""
+        stmt = select(iot_loans)
+        if viewer is not None:
+            stmt = stmt.where(or_(iot_loans.c.borrower == viewer, iot_loans.c.lender == viewer))
+        if cursor:
+            stmt = stmt.where(after_key([iot_loans.c.id], decode_cursor(cursor, str)))
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt.order_by(iot_loans.c.id).limit(size + 1)).all()
+            items = _loans_json(conn, rows)
+        return page_from(items, size, lambda x: (x["loan_id"],))
 
     def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
@@ -569,7 +658,7 @@ class CollateralService:
                     id=webhook_id,
                     org_id=check_id(org_id, "org_id"),
                     url=url,
-                    secret=secret,
+                    secret_sealed=self._secrets.seal_webhook(webhook_id, secret),
                     active=True,
                     created_ts_ms=self._clock.now_ms(),
                 )
@@ -598,6 +687,93 @@ def check_financing_allowed(conn: Connection, borrower: str) -> None:
             code="margin_call_active",
             field="org_id",
         )
+
+
+_ASSETS = select(iot_assets, iot_pledges.c.loan_id, iot_pledges.c.haircut_bps).select_from(
+    iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id)
+)
+_DEVICE_COLUMNS = (
+    iot_devices.c.id,
+    iot_devices.c.asset_id,
+    iot_devices.c.kind,
+    iot_devices.c.status,
+    iot_devices.c.secret_version,
+    iot_devices.c.last_rx_ms,
+)
+
+
+def _asset_json(row: Any) -> dict[str, Any]:
+    """An asset row of `_ASSETS` (with its pledge, if any)."""
+    return {
+        "asset_id": row.id,
+        "kind": row.kind,
+        "owner": row.owner,
+        "name": row.name,
+        "commodity": row.commodity,
+        "expected_g": row.expected_g,
+        "measured_g": row.measured_g,
+        "receipt_no": row.receipt_no,
+        "serial_no": row.serial_no,
+        "crop": row.crop,
+        "health_index": row.health_index,
+        "value_minor": row.value_minor,
+        "loan_id": row.loan_id,
+        "haircut_bps": row.haircut_bps,
+    }
+
+
+def _device_json(row: Any) -> dict[str, Any]:
+    return {
+        "device_id": row.id,
+        "asset_id": row.asset_id,
+        "kind": row.kind,
+        "status": row.status,
+        "secret_version": row.secret_version,
+        "last_rx_ms": row.last_rx_ms,
+    }
+
+
+def _loans_json(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
+    """Loan rows with their pledged assets and band history (two queries for the lot)."""
+    ids = [r.id for r in rows]
+    assets: dict[str, list[str]] = {i: [] for i in ids}
+    events: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    if ids:
+        for p in conn.execute(
+            select(iot_pledges.c.loan_id, iot_pledges.c.asset_id)
+            .where(iot_pledges.c.loan_id.in_(ids))
+            .order_by(iot_pledges.c.asset_id)
+        ):
+            assets[p.loan_id].append(p.asset_id)
+        for e in conn.execute(
+            select(iot_loan_events)
+            .where(iot_loan_events.c.loan_id.in_(ids))
+            .order_by(iot_loan_events.c.loan_id, iot_loan_events.c.ts_ms)
+        ):
+            events[e.loan_id].append(
+                {
+                    "ts_ms": e.ts_ms,
+                    "from_band": e.from_band,
+                    "to_band": e.to_band,
+                    "ltv_bps": e.ltv_bps,
+                    "cause": e.cause,
+                }
+            )
+    return [
+        {
+            "loan_id": row.id,
+            "borrower": row.borrower,
+            "lender": row.lender,
+            "outstanding_minor": row.outstanding_minor,
+            "value_minor": row.value_minor,
+            "ltv_bps": row.ltv_bps,
+            "band": row.band,
+            "assets": assets[row.id],
+            "financing_blocked": blocks_financing(LtvBand(row.band)),
+            "events": events[row.id],
+        }
+        for row in rows
+    ]
 
 
 def _alarm_json(row: Any) -> dict[str, Any]:

@@ -23,6 +23,13 @@ class IotSettings(BaseModel):
     # ingest
     queue_max: int = Field(50_000, ge=1, description="messages waiting for the writer; full = back-pressure")
     batch_max: int = Field(1_000, ge=1, le=20_000, description="messages written in one transaction")
+    batch_linger_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="when the writer finds fewer than batch_max messages waiting, it lets more arrive for this "
+        "long before writing (fewer, larger transactions; adds at most this to latency); 0 = write at once",
+    )
     enqueue_timeout_s: float = Field(10.0, gt=0, description="longest a producer blocks on a full queue")
     message_max_bytes: int = Field(4_096, ge=256, description="largest telemetry message")
     values_max: int = Field(16, ge=1, le=64, description="most metrics in one message")
@@ -33,7 +40,14 @@ class IotSettings(BaseModel):
     tick_interval_ms: int = Field(1_000, ge=50, description="how often the offline sweep runs")
     mqtt_topic_prefix: str = Field("creditflow/v1", min_length=1, description="devices publish under it")
     mqtt_share_group: str = Field("creditflow-ingest", min_length=1, description="MQTT shared-subscription group")
-    mqtt_receive_max: int = Field(1_000, ge=1, le=65_535, description="unacknowledged QoS 1 messages in flight")
+    mqtt_receive_max: int = Field(
+        8_000,
+        ge=1,
+        le=65_535,
+        description="unacknowledged QoS 1 messages in flight per connection (MQTT 5 Receive Maximum). The broker "
+        "holds at most its max_queued_messages (Mosquitto: 1000) beyond this and drops the rest, so this window is "
+        "what absorbs an ingest stall: window x connections / rate seconds of it lose nothing",
+    )
     mqtt_keepalive_s: int = Field(30, ge=5)
 
     # rules

@@ -114,6 +114,35 @@ class NetworkService:
             "tiers": [r.to_json() for r in rows],
         }
 
+    def flows(self, issuer: str) -> dict[str, Any]:
+        """Where the issuer's credit went, holder by holder: every arrival of value (the issue to tier 1,
+        a transfer to the next tier, a sale to a bank) summed per (from, to) pair. A node is a holder at
+        a tier (the same organisation at two tiers is two nodes), so the flow never loops back; value
+        that was refused or expired never arrived and is left out, as in `penetration`."""
+        certs, all_pieces, roles, _agreements = self._load(issuer)
+        by_id = {p.id: p for p in all_pieces}
+        flow: dict[tuple[tuple[int, str], tuple[int, str]], int] = defaultdict(int)
+        for p in all_pieces:
+            if p.state in (PieceState.REJECTED, PieceState.EXPIRED):
+                continue
+            parent = by_id.get(p.parent_id) if p.parent_id else None
+            if parent is None:
+                flow[((0, issuer), (p.tier, p.holder))] += p.amount_minor
+            elif p.sender == parent.holder and p.holder != parent.holder:
+                flow[((parent.tier, parent.holder), (p.tier, p.holder))] += p.amount_minor
+        nodes = sorted({n for pair in flow for n in pair})
+        index = {n: i for i, n in enumerate(nodes)}
+        return {
+            "issuer": issuer,
+            "certificates": len(certs),
+            "nodes": [
+                {"org_id": org, "tier": tier, "role": roles.get(org, Role.SUPPLIER).value} for tier, org in nodes
+            ],
+            "links": [
+                {"source": index[a], "target": index[b], "amount_minor": v} for (a, b), v in sorted(flow.items())
+            ],
+        }
+
     def exposure(self) -> list[dict[str, Any]]:
         """Live value each bank holds, by issuing core enterprise."""
         certs, all_pieces, roles, _ = self._load(None)

@@ -1,16 +1,27 @@
-"""Read-side queries over the SQL read model. Read-only connections (never take SQLite's write lock)."""
+"""Read-side queries over the SQL read model. Read-only connections (never take SQLite's write lock).
+
+Lists are pages in a stable order (keyset pagination): ``limit`` items and a ``next_cursor`` naming the
+last one's sort key, opaque to clients (`encode_cursor`: URL-safe base64 of the key) and checked when it
+comes back (`decode_cursor`: anything else is 422 ``invalid_input`` on ``cursor``, never a 500). A page
+starts strictly after its cursor, so rows added meanwhile are neither skipped nor repeated.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Integer, and_, func, literal, or_, select
+from sqlalchemy import ColumnElement, Connection, Engine, Integer, and_, func, literal, or_, select
 
 from creditflow.adapters.sql import ledger_store as store
-from creditflow.adapters.sql.tables import certificates, ledger_entries, parties, piece_events, pieces
+from creditflow.adapters.sql.finance_tables import payable_approvals
+from creditflow.adapters.sql.tables import certificates, ledger_entries, parties, payables, piece_events, pieces
 from creditflow.config import Settings
 from creditflow.domain.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.domain.errors import InvalidInput, LimitExceeded, NotFound
@@ -26,10 +37,69 @@ _CREATION = {
 }
 
 
+T = TypeVar("T")
+CursorKey = tuple[int | str, ...]
+CURSOR_MAX_CHARS = 200
+_CURSOR_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_INT64 = 2**63
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     items: list[Any]
     next_cursor: str | None
+
+
+def encode_cursor(*key: int | str) -> str:
+    """An opaque cursor for the sort key ``key`` (ints and strings)."""
+    return base64.urlsafe_b64encode(json.dumps(list(key), separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, *shape: type) -> CursorKey:
+    """The key `encode_cursor` made, if ``cursor`` is one of the ``shape`` (``int``/``str`` per part)."""
+    try:
+        if len(cursor) > CURSOR_MAX_CHARS or not _CURSOR_CHARS.fullmatch(cursor):
+            raise ValueError(cursor)
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(key, list) or len(key) != len(shape):
+            raise ValueError(cursor)
+        for part, kind in zip(key, shape, strict=True):
+            if type(part) is not kind:  # exact: True is not an int here
+                raise ValueError(cursor)
+            if isinstance(part, int) and not 0 <= part < _INT64:
+                raise ValueError(cursor)
+        return tuple(key)
+    except (ValueError, binascii.Error) as exc:  # JSON and UTF-8 errors are ValueErrors too
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+
+
+def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
+    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
+    first, *rest = columns
+    if not rest:
+        return first > key[0]
+    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))
+
+
+def page_from(rows: list[T], size: int, key: Callable[[T], CursorKey]) -> Page:
+    """A page of the first ``size`` of ``rows`` (fetched ``size + 1``: one more means a next page)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, encode_cursor(*key(rows[-1])) if more and rows else None)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingPayable:
+    """A payable of the debtor not yet confirmed, with the users who approved it so far."""
+
+    id: str
+    creditor: str
+    amount_minor: int
+    currency: str
+    reference: str
+    status: str  # draft or matched
+    created_ts_ms: int
+    approved_by: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,34 +176,89 @@ class Queries:
         stmt = select(pieces).where(pieces.c.holder == holder)
         if live_only:
             stmt = stmt.where(pieces.c.state.in_(LIVE))
+        order = (pieces.c.created_seq, pieces.c.id)
         if cursor:
-            seq, pid = _parse_cursor(cursor)
-            stmt = stmt.where(or_(pieces.c.created_seq > seq, and_(pieces.c.created_seq == seq, pieces.c.id > pid)))
-        stmt = stmt.order_by(pieces.c.created_seq, pieces.c.id).limit(size + 1)
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
         with self._conn() as conn:
             rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
-        more = len(rows) > size
-        rows = rows[:size]
-        next_cursor = f"{rows[-1].created_seq}:{rows[-1].id}" if more and rows else None
-        return Page(rows, next_cursor)
+        return page_from(rows, size, lambda p: (p.created_seq, p.id))
 
     def certificates_by_issuer(self, issuer: str, *, cursor: str | None = None, limit: int | None = None) -> Page:
         size = self.page_size(limit)
         stmt = select(certificates).where(certificates.c.issuer == issuer)
+        order = (certificates.c.created_seq, certificates.c.id)
         if cursor:
-            seq, cid = _parse_cursor(cursor)
-            stmt = stmt.where(
-                or_(
-                    certificates.c.created_seq > seq,
-                    and_(certificates.c.created_seq == seq, certificates.c.id > cid),
-                )
-            )
-        stmt = stmt.order_by(certificates.c.created_seq, certificates.c.id).limit(size + 1)
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
         with self._conn() as conn:
             rows = [store.certificate_from_row(r) for r in conn.execute(stmt)]
-        more = len(rows) > size
-        rows = rows[:size]
-        return Page(rows, f"{rows[-1].created_seq}:{rows[-1].id}" if more and rows else None)
+        return page_from(rows, size, lambda c: (c.created_seq, c.id))
+
+    def parties_page(self, *, cursor: str | None = None, limit: int | None = None) -> Page:
+        """The directory of organisations, by org_id."""
+        size = self.page_size(limit)
+        stmt = select(parties)
+        if cursor:
+            stmt = stmt.where(after_key((parties.c.org_id,), decode_cursor(cursor, str)))
+        with self._conn() as conn:
+            rows = [store.party_from_row(r) for r in conn.execute(stmt.order_by(parties.c.org_id).limit(size + 1))]
+        return page_from(rows, size, lambda p: (p.org_id,))
+
+    def page_of(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], CursorKey],
+        shape: Sequence[type],
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """A page of a list computed in memory (reports built from whole scans), in ``key`` order; ``key``
+        must be unique per item and its parts of the types in ``shape``."""
+        size = self.page_size(limit)
+        ordered = sorted(items, key=key)
+        if cursor:
+            start = decode_cursor(cursor, *shape)
+            ordered = [item for item in ordered if key(item) > start]
+        return page_from(ordered[: size + 1], size, key)
+
+    def payables_awaiting_confirmation(
+        self, debtor: str, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page:
+        """The debtor's payables that are not confirmed yet (draft or matched), oldest first, each with
+        the users who approved it so far (maker-checker)."""
+        size = self.page_size(limit)
+        stmt = select(payables).where(payables.c.debtor == debtor, payables.c.status != "confirmed")
+        order = (payables.c.created_ts_ms, payables.c.id)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
+        with self._conn() as conn:
+            rows = list(conn.execute(stmt))
+            approvals: dict[str, list[str]] = {r.id: [] for r in rows}
+            if rows:
+                found = conn.execute(
+                    select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
+                    .where(payable_approvals.c.payable_id.in_(list(approvals)))
+                    .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
+                )
+                for payable_id, user_id in found:
+                    approvals[payable_id].append(user_id)
+        items = [
+            AwaitingPayable(
+                r.id,
+                r.creditor,
+                int(r.amount_minor),
+                r.currency,
+                r.reference,
+                r.status,
+                int(r.created_ts_ms),
+                tuple(approvals[r.id]),
+            )
+            for r in rows
+        ]
+        return page_from(items, size, lambda p: (p.created_ts_ms, p.id))
 
     def tree(self, certificate_id: str) -> list[Piece]:
         """Every piece of a certificate, in creation order (parents before children)."""
@@ -234,14 +359,3 @@ class Queries:
         if org_id in (piece.holder, piece.sender):
             return True
         return self.certificate(piece.certificate_id).issuer == org_id
-
-
-def _parse_cursor(cursor: str) -> tuple[int, str]:
-    try:
-        seq_text, ident = cursor.split(":", 1)
-        seq = int(seq_text)
-        if not 0 <= seq < 2**63 or len(ident) > 64:
-            raise ValueError(cursor)
-        return seq, ident
-    except ValueError as exc:
-        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc

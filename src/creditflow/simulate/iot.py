@@ -139,7 +139,7 @@ def run_simulation(
     ingest = publisher = None
     if mqtt_url:
         ingest = MqttIngest(
-            mqtt_url, iot.pipeline.submit, prefix=prefix, group=f"sim{tag}", receive_max=iot.settings.mqtt_receive_max
+            mqtt_url, iot.pipeline.offer, prefix=prefix, group=f"sim{tag}", receive_max=iot.settings.mqtt_receive_max
         )
         ingest.start()
         publisher = MqttPublisher(mqtt_url)
@@ -294,7 +294,9 @@ def run_iot_demo(console: Console, app: Any, mqtt_url: str | None = None, minute
 
     url = mqtt_url or os.environ.get("CREDITFLOW_MQTT_URL")
     clock = ManualClock(int(START.timestamp() * 1000))
-    iot = IotSystem(app.engine, IotSettings.from_settings(app.settings), clock, sweep_offline=False)
+    iot = IotSystem(
+        app.engine, IotSettings.from_settings(app.settings), clock, custody=app.custody, sweep_offline=False
+    )
     try:
         result = run_simulation(
             iot,

@@ -11,7 +11,9 @@ widen it. A full pipeline queue blocks the network thread: the broker buffers (b
 
 from __future__ import annotations
 
+import functools
 import logging
+import struct
 import threading
 import time
 import uuid
@@ -20,6 +22,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -82,8 +85,55 @@ def _connect(
     client.on_connect = previous
 
 
+_PUBACK = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id: reason "success" left implicit
+
+
+class _Acks:
+    """The PUBACKs one connection owes, sent together once per committed batch.
+
+    paho's `Client.ack` queues every PUBACK as its own packet: a wake-up of the network thread (a write on its
+    socket pair, and the GIL handed over and back) and one send() per message, which at a few thousand
+    messages a second cost the writer thread more than storing the message did. Here the PUBACKs of a batch
+    are written as one buffer: the same bytes on the wire, one wake-up and one send(). That uses paho's
+    internal packet queue (``Client._packet_queue``, paho-mqtt 2.x, pinned in constraints.txt); a paho without
+    it gets the public `Client.ack`, one by one."""
+
+    def __init__(self, client: mqtt.Client):
+        self._client = client
+        self._mids: list[int] = []
+        self._lock = threading.Lock()
+        self._queue_packet = getattr(client, "_packet_queue", None)
+        self.session = 0  # counts connections: a packet id is only meaningful within its own session
+        self.flush_once = self.flush  # one bound method for every message (the pipeline calls it once per batch)
+
+    def new_session(self) -> None:
+        """After a (re)connect with a clean start the broker redelivers what was not acknowledged, under new
+        packet ids; an acknowledgement still owed for the old session could hit another message now."""
+        with self._lock:
+            self.session += 1
+            self._mids = []
+
+    def owe(self, session: int, mid: int, _outcome: Any = None) -> None:
+        with self._lock:
+            if session == self.session:
+                self._mids.append(mid)
+
+    def flush(self) -> None:
+        with self._lock:
+            mids, self._mids = self._mids, []
+        if not mids:
+            return
+        if self._queue_packet is None:
+            for mid in mids:
+                self._client.ack(mid, 1)
+            return
+        self._queue_packet(PUBACK, b"".join(_PUBACK.pack(PUBACK, 2, mid) for mid in mids), 0, 0)
+
+
 class MqttIngest:
-    """Feed the pipeline from the broker. ``submit(raw, topic_device_id=..., on_done=...)`` is the pipeline's."""
+    """Feed the pipeline from the broker. ``submit(raw, topic_device_id=..., on_done=..., after_batch=...)`` is
+    the pipeline's ``offer`` (or ``submit``): ``on_done`` runs per message after its commit, ``after_batch``
+    once per committed batch."""
 
     def __init__(
         self,
@@ -92,7 +142,7 @@ class MqttIngest:
         *,
         prefix: str,
         group: str,
-        receive_max: int = 1000,
+        receive_max: int = 8_000,
         keepalive_s: int = 30,
         connections: int = 1,
         client_id: str | None = None,
@@ -107,6 +157,7 @@ class MqttIngest:
         self._clients: list[mqtt.Client] = [
             _client(f"{self._base_id}-{i}", manual_ack=True) for i in range(max(1, connections))
         ]
+        self._acks = {id(client): _Acks(client) for client in self._clients}
         self.received = 0
         self.submit_errors = 0
         self._lock = threading.Lock()
@@ -126,19 +177,23 @@ class MqttIngest:
 
     def _on_connect(self, client: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if not reason.is_failure:  # a reconnect: subscribe again
+            self._acks[id(client)].new_session()
             client.subscribe(self._filter, qos=1)
 
     def _on_message(self, client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         with self._lock:
             self.received += 1
-        mid, qos = message.mid, message.qos
         device_id = device_from_topic(self._prefix, message.topic)
-
-        def done(_outcome: Any) -> None:
-            client.ack(mid, qos)
-
+        acks = self._acks[id(client)]
+        owed = functools.partial(acks.owe, acks.session, message.mid) if message.qos == 1 else None  # QoS 0: no ack
         try:
-            self._submit(bytes(message.payload), topic_device_id=device_id, source="mqtt", on_done=done)
+            self._submit(
+                bytes(message.payload),
+                topic_device_id=device_id,
+                source="mqtt",
+                on_done=owed,
+                after_batch=acks.flush_once if owed else None,
+            )
         except DomainError as exc:  # overloaded or closing: leave it unacknowledged, the broker redelivers
             with self._lock:
                 self.submit_errors += 1
@@ -192,20 +247,26 @@ class MqttPublisher:
 
 
 class BareCounter:
-    """The bound: a bare subscriber on the same broker that only counts (auto-ack, no parsing, no storage)."""
+    """The bound: a bare subscriber on the same broker that only counts (auto-ack, no parsing, no storage).
+    With ``connections`` > 1 it subscribes like the ingest does: that many connections in one share group."""
 
-    def __init__(self, url: str, topic_filter: str, *, keepalive_s: int = 30):
-        self._client = _client(f"creditflow-bare-{uuid.uuid4().hex[:8]}")
+    def __init__(self, url: str, topic_filter: str, *, keepalive_s: int = 30, connections: int = 1):
+        tag = uuid.uuid4().hex[:8]
+        if connections > 1:
+            topic_filter = f"$share/bare-{tag}/{topic_filter}"
+        self._clients = [_client(f"creditflow-bare-{tag}-{i}") for i in range(connections)]
         self.count = 0
         self.first_s: float | None = None
         self.last_s: float | None = None
         self._lock = threading.Lock()
-        self._client.on_message = self._on_message
-        _connect(self._client, url, keepalive_s)
-        done = threading.Event()
-        self._client.on_subscribe = lambda *_a: done.set()
-        self._client.subscribe(topic_filter, qos=1)
-        done.wait(10)
+        for client in self._clients:
+            client.on_message = self._on_message
+            _connect(client, url, keepalive_s)
+            done = threading.Event()
+            client.on_subscribe = lambda *_a, _done=done: _done.set()
+            client.subscribe(topic_filter, qos=1)
+            if not done.wait(10):
+                raise ConnectionError("no SUBACK from the broker")
 
     def _on_message(self, _c: Any, _u: Any, _m: mqtt.MQTTMessage) -> None:
         now = time.perf_counter()
@@ -216,5 +277,6 @@ class BareCounter:
             self.last_s = now
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        for client in self._clients:
+            client.disconnect()
+            client.loop_stop()

@@ -2,7 +2,8 @@
 each row knows the day it became available), imports, model artefacts, decisions with their feature
 snapshots, and labelled outcomes for monitoring.
 
-Registered on the shared `metadata`; migration 0005 creates exactly these.
+Registered on the shared `metadata`; migration 0005 creates exactly these, 0008 adds the challenger's
+shadow decision to `credit_decisions`.
 """
 
 from __future__ import annotations
@@ -102,6 +103,10 @@ credit_decisions = Table(
     Column("as_of", Date, nullable=False),
     Column("decided_ts_ms", BigInteger, nullable=False),
     Column("decision_us", BigInteger, nullable=False),
+    # the challenger's shadow decision (migration 0008): NULL without an active challenger
+    Column("challenger_version", String(16)),
+    Column("challenger_pd", Float),
+    Column("challenger_outcome", String(16)),
     CheckConstraint("granted_minor >= 0 AND granted_minor <= limit_minor", name="granted_within_limit"),
 )
 

@@ -57,7 +57,10 @@ iot_devices = Table(
     Column("id", ID, primary_key=True),
     Column("asset_id", ID, nullable=False, index=True),
     Column("kind", String(16), nullable=False),
-    Column("secret", LargeBinary(32), nullable=False),
+    # The HMAC key, sealed under the custody key (services/iot_secrets.py). `secret` is the clear column of
+    # databases from before sealing: emptied into `secret_sealed` at start-up, never written.
+    Column("secret", LargeBinary(32)),
+    Column("secret_sealed", LargeBinary),
     Column("secret_version", Integer, nullable=False),
     Column("status", String(8), nullable=False),  # active | retired
     Column("created_ts_ms", BigInteger, nullable=False),
@@ -190,7 +193,8 @@ iot_webhooks = Table(
     Column("id", UUID, primary_key=True),
     Column("org_id", ID, nullable=False, index=True),
     Column("url", String(500), nullable=False),
-    Column("secret", LargeBinary(32), nullable=False),
+    Column("secret", LargeBinary(32)),  # clear, before sealing; emptied at start-up as for devices
+    Column("secret_sealed", LargeBinary),
     Column("active", Boolean, nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
 )

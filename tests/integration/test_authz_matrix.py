@@ -1,0 +1,661 @@
+"""The authorization matrix: every endpoint x every role x (own side's object, another organisation's
+object), each cell allowed or refused as designed.
+
+The world (`api_world`) has two organisations per role. A caller is always the ``own`` side's organisation
+of its role; "own" cells aim at the own side's object (the one the caller's role naturally relates to: a
+supplier's piece, a bank's financed piece, a core enterprise's certificate, ...), "other" cells at the
+same kind of object on the other side, which the caller is not party to.
+
+A cell's expectation, in role order core_enterprise, supplier, bank, auditor, operator:
+
+- ``ok``: let through: 2xx, or a domain answer that is not about who is asking (409, 422, ...; a 404
+  whose code the row names as a domain outcome, e.g. ``model_not_found``);
+- ``ok-``: as ``ok`` for a list, and none of the other side's object ids is in it;
+- ``ok+``: as ``ok`` for a list, and the other side's objects are in it (operator and auditor see all);
+- ``403``: refused for the caller's role or position (``role_not_allowed``, ``not_holder``, ...);
+- ``404``: refused as designed by not revealing that the object exists (an object-specific
+  ``*_not_found``, never the router's ``not_found`` of a mistyped path).
+
+Every operation of the OpenAPI document must have a row: a new endpoint fails this test until its row is
+written. Every operation that requires a key is also checked to answer 401 without one.
+"""
+
+from __future__ import annotations
+
+import uuid
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from api_world import ROLE_ORDER, Side, World, build_world, json_of, uscc_of
+
+from creditflow.api.app import create_app
+from creditflow.api.ratelimit import RateLimiter
+from creditflow.bootstrap import App
+from creditflow.domain.uscc import make_uscc
+from creditflow.ledger.entries import sign_operation
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")
+    from fastapi.testclient import TestClient
+
+FORBIDDEN_CODES = {"role_not_allowed", "not_holder", "not_recipient", "not_issuer", "not_allowed", "not_actor"}
+FORBIDDEN_CODES |= {"not_debtor_user"}
+
+
+@dataclass(frozen=True)
+class Req:
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    json: Any = None
+    content: bytes | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+Build = Callable[[World, Side, str], Req]  # (world, target side, caller's role) -> request
+
+
+@dataclass(frozen=True)
+class Row:
+    method: str
+    path: str
+    build: Build
+    own: str
+    other: str
+    domain_404: frozenset[str] = frozenset()
+    markers: Callable[[Side], list[str]] = Side.object_ids  # what of the other side ok-/ok+ look for
+    stream: bool = False  # a response that never ends: cells not asked (the 401 check still is)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+
+def row(
+    method: str,
+    path: str,
+    build: Build,
+    own: str,
+    other: str | None = None,
+    *,
+    domain_404: str = "",
+    markers: Callable[[Side], list[str]] = Side.object_ids,
+    stream: bool = False,
+) -> Row:
+    """``other`` defaults to ``own``: for endpoints without an object of another organisation to aim at."""
+    return Row(method, path, build, own, other or own, frozenset(domain_404.split()), markers, stream)
+
+
+def fixed(path: str, **kw: Any) -> Build:
+    return lambda w, s, role: Req(path, **kw)
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+# The object a caller of each role relates to on a side: a bank its financed piece and certificate, the
+# others the supplier's piece and the certificate it was issued on (the core enterprise as issuer).
+def piece_for(s: Side, role: str) -> str:
+    return s.bank_piece_id if role == "bank" else s.piece_id
+
+
+def cert_for(s: Side, role: str) -> str:
+    return s.financed_certificate_id if role == "bank" else s.certificate_id
+
+
+def signed_accept(w: World, s: Side, role: str) -> Req:
+    """The caller signs (its key held in custody here) an accept of the side's pending piece."""
+    actor = w.own.orgs[role]
+    op = {"v": 1, "type": "accept", "op_id": str(uuid.uuid4()), "actor": actor, "piece_id": s.pending_piece_id}
+    return Req("/v1/operations", json=sign_operation(op, [w.app.custody.signer(actor)]).to_json())
+
+
+def new_org() -> dict[str, Any]:
+    digits = f"{uuid.uuid4().int % 10**8:08d}"
+    return {"org_id": uid("org"), "name": "Newco", "role": "supplier", "uscc": make_uscc(f"913203001{digits}")}
+
+
+ALL_OK = "ok ok ok ok ok"
+OPERATOR_ONLY = "403 403 403 403 ok"
+BANK_ONLY = "403 403 ok 403 403"
+CORE_ONLY = "ok 403 403 403 403"
+OVERSEERS_SEE = "404 404 404 ok ok"  # another side's object: hidden, but operator and auditor see it
+OWN_OR_OVERSEER = "ok 403 403 ok ok"  # about a core enterprise: itself, operator and auditor
+IOT_SEE = "404 ok ok ok ok"  # collateral: the supplier owns it, the bank lends on it, overseers see it
+
+MATRIX: list[Row] = [
+    # --- public -----------------------------------------------------------------------------------
+    row("GET", "/healthz", fixed("/healthz"), ALL_OK),
+    row("GET", "/metrics", fixed("/metrics"), ALL_OK),
+    row("GET", "/v1/log/keys", fixed("/v1/log/keys"), ALL_OK),
+    row("GET", "/v1/log/tree-head", fixed("/v1/log/tree-head"), ALL_OK),
+    row("GET", "/v1/log/proofs/consistency", fixed("/v1/log/proofs/consistency", params={"old_size": 1}), ALL_OK),
+    row(
+        "GET",
+        "/v1/log/proofs/inclusion",
+        lambda w, s, role: Req("/v1/log/proofs/inclusion", params={"leaf_index": s.registered_seq[role]}),
+        ALL_OK,
+        "403 403 403 ok ok",  # the entry registers another organisation: only its actor and overseers
+    ),
+    # --- organisations ----------------------------------------------------------------------------
+    row("GET", "/v1/me", fixed("/v1/me"), ALL_OK),
+    row("GET", "/v1/organisations", fixed("/v1/organisations"), ALL_OK),
+    row("POST", "/v1/organisations", lambda w, s, role: Req("/v1/organisations", json=new_org()), OPERATOR_ONLY),
+    row("POST", "/v1/api-keys", fixed("/v1/api-keys", json={"label": "matrix"}), ALL_OK),
+    # --- pieces and signed operations -------------------------------------------------------------
+    row("GET", "/v1/pieces", fixed("/v1/pieces", params={"live_only": False}), ALL_OK, "ok- ok- ok- ok- ok-"),
+    row("GET", "/v1/pieces/{piece_id}", lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}"), ALL_OK, OVERSEERS_SEE),
+    row(
+        "GET",
+        "/v1/pieces/{piece_id}/provenance",
+        lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}/provenance"),
+        ALL_OK,
+        OVERSEERS_SEE,
+    ),
+    row(
+        "GET",
+        "/v1/pieces/{piece_id}/history",
+        lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}/history"),
+        ALL_OK,
+        OVERSEERS_SEE,
+    ),
+    # only the recipient accepts or rejects; the issuer and the overseers see the piece but may not
+    row("POST", "/v1/operations", signed_accept, "403 ok 404 403 403", "404 404 404 403 403"),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/accept",
+        lambda w, s, r: Req(f"/v1/pieces/{s.pending_piece_id}/accept"),
+        "403 ok 404 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/reject",
+        lambda w, s, r: Req(f"/v1/pieces/{s.pending_piece_id}/reject"),
+        "403 ok 404 403 403",
+        "404 404 404 403 403",
+    ),
+    # holders act on their pieces: the supplier on its own, the bank on the piece it financed
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/transfer",
+        lambda w, s, r: Req(
+            f"/v1/pieces/{piece_for(s, r)}/transfer", json={"to": w.other.supplier, "amount_minor": 1_000_000}
+        ),
+        "403 ok ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/split",
+        lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}/split", json={"amounts_minor": [1_000_000, 2_000_000]}),
+        "403 ok ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/finance",
+        lambda w, s, r: Req(
+            f"/v1/pieces/{piece_for(s, r)}/finance",
+            json={"bank": s.bank, "product_id": s.product_id, "amount_minor": 1_000_000},
+        ),
+        "403 ok ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/freeze",
+        lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}/freeze", json={"reason": "court order"}),
+        OPERATOR_ONLY,
+        "404 404 404 403 ok",
+    ),
+    row(
+        "POST",
+        "/v1/pieces/{piece_id}/unfreeze",
+        lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}/unfreeze", json={"reason": "released"}),
+        OPERATOR_ONLY,
+        "404 404 404 403 ok",
+    ),
+    # --- payables and certificates ----------------------------------------------------------------
+    row(
+        "POST",
+        "/v1/payables",
+        lambda w, s, r: Req("/v1/payables", json={"creditor": s.supplier, "amount_minor": 1_000, "reference": "PO"}),
+        CORE_ONLY,
+    ),
+    # a payable concerns its debtor and creditor only (not even the overseers)
+    row(
+        "GET",
+        "/v1/payables/{payable_id}",
+        lambda w, s, r: Req(f"/v1/payables/{s.payable_id}"),
+        "ok ok 404 404 404",
+        "404 404 404 404 404",
+    ),
+    row(
+        "POST",
+        "/v1/payables/{payable_id}/approvals",
+        lambda w, s, r: Req(f"/v1/payables/{s.payable_id}/approvals", json={"user_id": w.own.users[r]}),
+        "ok 403 404 404 404",
+        "404 404 404 404 404",
+    ),
+    row(
+        "POST",
+        "/v1/certificates",
+        lambda w, s, r: Req(
+            "/v1/certificates", json={"payable_id": s.payable_id, "face_minor": 1_000, "maturity_date": "2026-09-01"}
+        ),
+        CORE_ONLY,
+        "404 403 403 403 403",
+    ),
+    row("GET", "/v1/certificates", fixed("/v1/certificates"), ALL_OK, "ok- ok- ok- ok- ok-"),
+    row(
+        "GET",
+        "/v1/certificates/{certificate_id}",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}"),
+        ALL_OK,
+        OVERSEERS_SEE,
+    ),
+    row(
+        "GET",
+        "/v1/certificates/{certificate_id}/tree",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/tree"),
+        "ok 403 403 ok ok",
+        OVERSEERS_SEE,
+    ),
+    row(
+        "POST",
+        "/v1/certificates/{certificate_id}/revoke",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/revoke"),
+        "ok 403 403 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/certificates/{certificate_id}/payment",
+        lambda w, s, r: Req(
+            f"/v1/certificates/{cert_for(s, r)}/payment", json={"amount_minor": 100_000_000, "reference": "TR-1"}
+        ),
+        "ok 403 403 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/certificates/{certificate_id}/clear",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/clear"),
+        "ok 403 403 403 ok",
+        "404 404 404 403 ok",
+    ),
+    # the payment file lists every creditor's account: the paying issuer and the overseers only
+    row(
+        "GET",
+        "/v1/certificates/{certificate_id}/payment-file",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/payment-file"),
+        "ok 403 403 ok ok",
+        OVERSEERS_SEE,
+        domain_404="clearing_not_found",
+    ),
+    # --- reports ----------------------------------------------------------------------------------
+    row(
+        "GET",
+        "/v1/issuers/{org_id}/liability",
+        lambda w, s, r: Req(f"/v1/issuers/{s.core}/liability"),
+        OWN_OR_OVERSEER,
+        "403 403 403 ok ok",
+    ),
+    row(
+        "GET",
+        "/v1/circulation",
+        lambda w, s, r: Req("/v1/circulation", params={} if s is w.own else {"issuer": s.core}),
+        OWN_OR_OVERSEER,
+        "403 403 403 ok ok",
+    ),
+    row(
+        "GET",
+        "/v1/reports/owed",
+        lambda w, s, r: Req("/v1/reports/owed", params={"issuer": s.core}),
+        ALL_OK,
+        "ok- ok- ok- ok ok",
+    ),
+    row(
+        "GET",
+        "/v1/network/{core}/penetration",
+        lambda w, s, r: Req(f"/v1/network/{s.core}/penetration"),
+        OWN_OR_OVERSEER,
+        "403 403 403 ok ok",
+    ),
+    row(
+        "GET",
+        "/v1/network/{core}/what-if-default",
+        lambda w, s, r: Req(f"/v1/network/{s.core}/what-if-default"),
+        OWN_OR_OVERSEER,
+        "403 403 403 ok ok",
+    ),
+    row(
+        "GET",
+        "/v1/network/exposure",
+        fixed("/v1/network/exposure"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.bank}"', f'"{s.core}"'],
+    ),
+    # --- trade finance set-up ---------------------------------------------------------------------
+    row("POST", "/v1/users", lambda w, s, r: Req("/v1/users", json={"user_id": uid("user"), "name": "U"}), ALL_OK),
+    row(
+        "PUT",
+        "/v1/credit-lines/{core}",
+        lambda w, s, r: Req(f"/v1/credit-lines/{s.core}", json={"limit_minor": 5_000_000_000}),
+        OPERATOR_ONLY,
+    ),
+    row(
+        "GET",
+        "/v1/credit-lines/{core}",
+        lambda w, s, r: Req(f"/v1/credit-lines/{s.core}"),
+        OWN_OR_OVERSEER,
+        "403 403 403 ok ok",
+    ),
+    row(
+        "PUT", "/v1/ratings/{core}", lambda w, s, r: Req(f"/v1/ratings/{s.core}", json={"rating": "AA"}), OPERATOR_ONLY
+    ),
+    row(
+        "POST",
+        "/v1/products",
+        fixed("/v1/products", json={"name": "matrix", "rates_bps": {"AA": {"90": 350}}}),
+        BANK_ONLY,
+    ),
+    row("GET", "/v1/products", lambda w, s, r: Req("/v1/products", params={"bank": s.bank}), ALL_OK),
+    row(
+        "PUT",
+        "/v1/bank-limits/{core}",
+        lambda w, s, r: Req(f"/v1/bank-limits/{s.core}", json={"limit_minor": 2_000_000_000}),
+        BANK_ONLY,
+    ),
+    row(
+        "POST",
+        "/v1/blacklist",
+        lambda w, s, r: Req("/v1/blacklist", json={"org_id": w.other.supplier, "reason": "matrix"}),
+        BANK_ONLY,
+    ),
+    row("GET", "/v1/financing/requests", fixed("/v1/financing/requests"), ALL_OK, "ok- ok- ok- ok- ok-"),
+    row("GET", "/v1/financing/agreements", fixed("/v1/financing/agreements"), ALL_OK, "ok- ok- ok- ok+ ok+"),
+    row(
+        "PUT",
+        "/v1/accounts",
+        fixed("/v1/accounts", json={"account_name": "A", "account_number": "6222000011112222", "bic": "ICBKCNBJ"}),
+        ALL_OK,
+    ),
+    row("POST", "/v1/clearing/overdue", fixed("/v1/clearing/overdue"), OPERATOR_ONLY),
+    # --- ERP documents: their buyer and seller, and the overseers ---------------------------------
+    row(
+        "POST",
+        "/v1/erp/{kind}/import",
+        lambda w, s, r: Req(
+            "/v1/erp/po/import",
+            content=(
+                "po_number,order_date,buyer_uscc,seller_uscc,line_no,item,quantity,unit_price,net\n"
+                f"{uid('PO')},2026-02-21,{uscc_of(s.core)},{uscc_of(s.supplier)},1,nut,10,1.00,10.00\n"
+            ).encode(),
+            headers={"Content-Type": "text/csv"},
+        ),
+        ALL_OK,  # a file naming others is refused row by row (422), by the same rule for everybody
+    ),
+    row(
+        "GET",
+        "/v1/erp/documents/{document_id}",
+        lambda w, s, r: Req(f"/v1/erp/documents/{s.po_id}"),
+        "ok ok 404 ok ok",
+        OVERSEERS_SEE,
+    ),
+    row(
+        "GET",
+        "/v1/erp/invoices/{invoice_id}/match",
+        lambda w, s, r: Req(f"/v1/erp/invoices/{s.invoice_id}/match"),
+        "ok ok 404 ok ok",
+        OVERSEERS_SEE,
+    ),
+    # --- data credit: a business asks for itself; banks and overseers about anyone ------------------
+    row(
+        "POST",
+        "/v1/credit/applications",
+        lambda w, s, r: Req("/v1/credit/applications", json={"org_id": s.supplier, "requested_minor": 3_000_000}),
+        "403 ok ok ok ok",
+        "403 403 ok ok ok",
+        domain_404="model_not_found credit_profile_not_found",
+    ),
+    row(
+        "GET",
+        "/v1/credit/decisions/{decision_id}",
+        lambda w, s, r: Req(f"/v1/credit/decisions/{s.decision_id}"),
+        "404 ok ok ok ok",
+        "404 404 ok ok ok",
+    ),
+    row(
+        "POST",
+        "/v1/credit/sources/{source}/import",
+        fixed(
+            "/v1/credit/sources/logistics/import",
+            content=b"org_id,period,shipments,on_time_rate\nshop-9,2026-01,10,0.9\n",
+            headers={"Content-Type": "text/csv"},
+        ),
+        OPERATOR_ONLY,
+    ),
+    # --- IoT collateral: an asset's owner, the bank it is pledged to, the overseers; a loan's borrower and
+    # lender, the overseers. The side's supplier owns a lot pledged to the side's bank. -----------------
+    row("POST", "/v1/iot/telemetry", fixed("/v1/iot/telemetry", json={"messages": [{"device_id": "x"}]}), ALL_OK),
+    row("GET", "/v1/iot/metrics", fixed("/v1/iot/metrics"), ALL_OK),
+    row(
+        "POST",
+        "/v1/iot/assets",
+        lambda w, s, r: Req(
+            "/v1/iot/assets",
+            json={"asset_id": uid("lot"), "kind": "warehouse_lot", "name": "lot", "commodity": "steel"}
+            | {"receipt_no": uid("WR"), "quantity_kg": 1000},
+        ),
+        "ok ok 403 403 ok",
+    ),
+    row(
+        "GET",
+        "/v1/iot/assets",
+        fixed("/v1/iot/assets"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.asset_id}"'],
+    ),
+    row(
+        "GET", "/v1/iot/assets/{asset_id}", lambda w, s, r: Req(f"/v1/iot/assets/{s.asset_id}"), IOT_SEE, OVERSEERS_SEE
+    ),
+    row(
+        "POST",
+        "/v1/iot/devices",
+        lambda w, s, r: Req("/v1/iot/devices", json={"device_id": uid("dev"), "asset_id": s.asset_id, "kind": "scale"}),
+        "404 ok 403 403 ok",
+        "404 404 404 403 ok",
+    ),
+    row(
+        "GET",
+        "/v1/iot/devices",
+        fixed("/v1/iot/devices"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.device_id}"'],
+    ),
+    row(
+        "GET",
+        "/v1/iot/devices/{device_id}",
+        lambda w, s, r: Req(f"/v1/iot/devices/{s.device_id}"),
+        IOT_SEE,
+        OVERSEERS_SEE,
+    ),
+    row(
+        "POST",
+        "/v1/iot/devices/{device_id}/rotate",
+        lambda w, s, r: Req(f"/v1/iot/devices/{s.device_id}/rotate"),
+        "404 ok 403 403 ok",
+        "404 404 404 403 ok",
+    ),
+    row(
+        "POST",
+        "/v1/iot/devices/{device_id}/retire",
+        lambda w, s, r: Req(f"/v1/iot/devices/{s.device_id}/retire"),
+        "404 ok 403 403 ok",
+        "404 404 404 403 ok",
+    ),
+    row(
+        "POST",
+        "/v1/iot/prices",
+        fixed("/v1/iot/prices", json={"commodity": "steel", "price_minor_per_kg": 410}),
+        "403 403 ok 403 ok",
+    ),
+    row(
+        "POST",
+        "/v1/iot/loans",
+        lambda w, s, r: Req(
+            "/v1/iot/loans", json={"loan_id": uid("loan"), "borrower": s.supplier, "outstanding_minor": 1_000_000}
+        ),
+        BANK_ONLY,
+    ),
+    row(
+        "GET",
+        "/v1/iot/loans",
+        fixed("/v1/iot/loans"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.loan_id}"'],
+    ),
+    row("GET", "/v1/iot/loans/{loan_id}", lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}"), IOT_SEE, OVERSEERS_SEE),
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/pledges",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/pledges", json={"asset_id": s.asset_id, "haircut_bps": 1000}),
+        "404 403 ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/repayments",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/repayments", json={"amount_minor": 1_000}),
+        "404 403 ok 403 ok",
+        "404 404 404 403 ok",
+    ),
+    row(
+        "POST",
+        "/v1/iot/assets/{asset_id}/releases",
+        lambda w, s, r: Req(f"/v1/iot/assets/{s.asset_id}/releases", json={"quantity_kg": 10}),
+        "404 403 ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "GET",
+        "/v1/iot/alarms",
+        fixed("/v1/iot/alarms"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.alarm_id}"'],
+    ),
+    row(
+        "POST",
+        "/v1/iot/alarms/{alarm_id}/ack",
+        lambda w, s, r: Req(f"/v1/iot/alarms/{s.alarm_id}/ack", json={"user": "li.wei"}),
+        "404 403 ok 403 ok",
+        "404 404 404 403 ok",
+    ),
+    # every caller gets its own events (overseers all): a stream never ends, so only its 401 is checked here
+    row("GET", "/v1/iot/stream", fixed("/v1/iot/stream"), ALL_OK, stream=True),
+    # --- last: rotating keys (the world's signers must not change under the rows above) -------------
+    row(
+        "POST",
+        "/v1/organisations/{org_id}/rotate-key",
+        lambda w, s, r: Req(f"/v1/organisations/{s.orgs[r]}/rotate-key"),
+        ALL_OK,
+        OPERATOR_ONLY,
+    ),
+]
+
+
+def _expectations(spec: str) -> dict[str, str]:
+    tokens = spec.split()
+    assert len(tokens) == len(ROLE_ORDER), spec
+    return dict(zip(ROLE_ORDER, tokens, strict=True))
+
+
+def _verdict(response: Any, row: Row) -> str:
+    status = response.status_code
+    body = json_of(response)
+    code = body.get("code") if isinstance(body, dict) else None
+    if status in (401, 403):
+        return f"{status}" if status == 401 or code in FORBIDDEN_CODES else f"403:{code}"
+    if status == 404:
+        if code in row.domain_404:
+            return "ok"
+        return "404" if code and code != "not_found" and code.endswith("not_found") else f"404:{code}"
+    if status >= 500:
+        return f"{status}"
+    return "ok"
+
+
+@pytest.fixture(scope="module")
+def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, TestClient]]:
+    from conftest import START_MS, make_settings
+    from creditflow.bootstrap import build
+    from creditflow.services.clock import ManualClock
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('authz') / 'cf.db'}"
+    app: App
+    with build(make_settings(url), clock=ManualClock(START_MS)) as app:
+        world = build_world(app)
+        with TestClient(create_app(app, rate_limiter=RateLimiter(0, 1))) as client:
+            yield world, client
+
+
+def test_every_endpoint_has_a_row(matrix_world: tuple[World, TestClient]) -> None:
+    _, client = matrix_world
+    document = client.get("/openapi.json").json()
+    operations = {f"{m.upper()} {p}" for p, ops in document["paths"].items() for m in ops}
+    rows = [r.label for r in MATRIX]
+    assert len(rows) == len(set(rows)), "a row is listed twice"
+    missing, stale = sorted(operations - set(rows)), sorted(set(rows) - operations)
+    assert not missing, f"endpoints without a row in the authorization matrix: {missing}"
+    assert not stale, f"rows for endpoints that no longer exist: {stale}"
+
+
+def test_without_a_key_every_protected_endpoint_answers_401(matrix_world: tuple[World, TestClient]) -> None:
+    world, client = matrix_world
+    document = client.get("/openapi.json").json()
+    wrong = []
+    for r in MATRIX:
+        if not document["paths"][r.path][r.method.lower()].get("security"):
+            continue
+        req = r.build(world, world.own, "supplier")
+        response = client.request(r.method, req.path, params=req.params, json=req.json, content=req.content)
+        if response.status_code != 401:
+            wrong.append(f"{r.label}: {response.status_code}")
+    assert not wrong, wrong
+
+
+def test_the_matrix(matrix_world: tuple[World, TestClient]) -> None:
+    world, client = matrix_world
+    failures: list[str] = []
+    for r in MATRIX:
+        if r.stream:
+            continue
+        for scope, spec in (("own", r.own), ("other", r.other)):
+            target = world.side(scope)
+            hidden = [i for i in r.markers(world.other) if i]
+            for role, expected in _expectations(spec).items():
+                req = r.build(world, target, role)
+                headers = {**world.own.headers(role), **req.headers}
+                response = client.request(
+                    r.method, req.path, params=req.params, json=req.json, content=req.content, headers=headers
+                )
+                got = _verdict(response, r)
+                want = expected.rstrip("+-")
+                cell = f"{r.label} as {role} on {scope}: expected {expected}, got {got} ({response.status_code})"
+                if got != want:
+                    failures.append(f"{cell}: {response.text[:200]}")
+                elif expected.endswith("-") and any(i in response.text for i in hidden):
+                    failures.append(f"{cell}, but it lists the other side's objects")
+                elif expected.endswith("+") and not any(i in response.text for i in hidden):
+                    failures.append(f"{cell}, but it does not list the other side's objects")
+    assert not failures, "\n".join(failures)
