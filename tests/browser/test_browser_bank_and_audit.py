@@ -98,10 +98,22 @@ def test_an_alarm_appears_live_and_is_acknowledged(site: tuple[str, App], browse
         lambda d: d.find_element(By.ID, f"alarm-{alarm_id}").get_attribute("data-acknowledged") == "yes"
     )
     screenshot(browser, "12-bank-alarm-acknowledged")
+
+    # Checked on site: the bank clears it by hand, saying why.
+    browser.find_element(By.ID, f"clear-{alarm_id}").click()
+    prompt = WebDriverWait(browser, 10).until(lambda d: d.switch_to.alert)
+    prompt.send_keys("counted on site: 45 t, the 5 t left on an authorised release")
+    prompt.accept()
+    WebDriverWait(browser, 10).until(
+        lambda d: d.find_element(By.ID, f"alarm-{alarm_id}").get_attribute("data-status") == "cleared"
+    )
+    screenshot(browser, "13-bank-alarm-cleared")
     with httpx.Client(base_url=url, timeout=10) as http:
         listed = http.get("/v1/iot/alarms", headers=_key(app, "bank")).json()["items"]
     mine = next(a for a in listed if a["alarm_id"] == alarm_id)
     assert mine["ack_by"] is not None and "li.wei" in mine["ack_by"], mine
+    assert mine["status"] == "cleared" and mine["details"]["cleared_by"] == "bank:li.wei", mine
+    assert mine["details"]["clear_note"].startswith("counted on site")
 
 
 def test_an_inclusion_proof_is_checked_in_the_browser(site: tuple[str, App], browser: Any) -> None:

@@ -561,6 +561,13 @@ MATRIX: list[Row] = [
         "404 403 ok 403 ok",
         "404 404 404 403 ok",
     ),
+    row(
+        "POST",
+        "/v1/iot/alarms/{alarm_id}/clear",
+        lambda w, s, r: Req(f"/v1/iot/alarms/{s.alarm_id}/clear", json={"user": "li.wei", "note": "checked on site"}),
+        "404 403 ok 403 ok",
+        "404 404 404 403 ok",
+    ),
     # every caller gets its own events (overseers all): a stream never ends, so only its 401 is checked here
     row("GET", "/v1/iot/stream", fixed("/v1/iot/stream"), ALL_OK, stream=True),
     # --- last: rotating keys (the world's signers must not change under the rows above) -------------

@@ -266,3 +266,37 @@ def test_request_models_carry_openapi_examples(client: tuple[TestClient, App]) -
         model = getattr(routes_iot, name)
         for example in examples:
             model.model_validate(example)  # every example is a valid request
+
+
+def test_the_lending_bank_clears_an_alarm_by_hand_saying_why(client: tuple[TestClient, App]) -> None:
+    http, app = client
+    steel, bank = auth(app, "steel"), auth(app, "bank")
+    lot = {"asset_id": "lot", "kind": "warehouse_lot", "name": "rebar", "commodity": "steel"}
+    assert http.post(
+        "/v1/iot/assets", headers=steel, json=lot | {"quantity_kg": 50_000, "receipt_no": "WR-1"}
+    ).is_success
+    device = http.post("/v1/iot/devices", headers=steel, json={"device_id": "sc", "asset_id": "lot", "kind": "scale"})
+    secret = bytes.fromhex(device.json()["secret"])
+    assert http.post("/v1/iot/prices", headers=bank, json={"commodity": "steel", "price_minor_per_kg": 380}).is_success
+    loan = {"loan_id": "L", "borrower": "steel", "outstanding_minor": 10_000_000}
+    assert http.post("/v1/iot/loans", headers=bank, json=loan).is_success
+    assert http.post("/v1/iot/loans/L/pledges", headers=bank, json={"asset_id": "lot", "haircut_bps": 1000}).is_success
+    now = app.clock.now_ms()
+    readings = [(now, 1, 50_000.0), (now + 1000, 2, 45_000.0)]
+    messages = [json.loads(make_message(secret, "sc", ts, seq, {"weight_kg": kg})) for ts, seq, kg in readings]
+    assert http.post("/v1/iot/telemetry", json={"messages": messages}).json()["accepted"] == 2
+    alarm_id = http.get("/v1/iot/alarms?active=true", headers=bank).json()["items"][0]["alarm_id"]
+    path = f"/v1/iot/alarms/{alarm_id}/clear"
+
+    assert http.post(path, headers=bank, json={"user": "li.wei", "note": "   "}).json()["code"] == "invalid_note"
+    assert (
+        http.post(path, headers=steel, json={"user": "wu", "note": "mine"}).status_code == 403
+    )  # the borrower may not
+    cleared = http.post(path, headers=bank, json={"user": "li.wei", "note": "recounted: 45 t, release was agreed"})
+    assert cleared.status_code == 200, cleared.text
+    body = cleared.json()
+    assert body["status"] == "cleared" and body["acknowledged"] and body["ack_by"] == "bank:li.wei"
+    assert body["details"]["cleared_by"] == "bank:li.wei" and body["details"]["clear_note"].startswith("recounted")
+    again = http.post(path, headers=bank, json={"user": "li.wei", "note": "twice"})
+    assert again.status_code == 409 and again.json()["code"] == "alarm_already_cleared"
+    assert http.get("/v1/iot/alarms?active=true", headers=bank).json()["items"] == []

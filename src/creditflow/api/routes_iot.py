@@ -204,6 +204,15 @@ class AckIn(_Body):
     user: str = Field(min_length=1, max_length=64, description="who, at the caller's organisation")
 
 
+class ClearIn(_Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"user": "li.wei", "note": "checked on site: the scale was recalibrated"}]},
+    )
+    user: str = Field(min_length=1, max_length=64, description="who, at the caller's organisation")
+    note: str = Field(min_length=1, max_length=500, description="why the alarm is cleared")
+
+
 # --- responses -------------------------------------------------------------------------------------------
 
 
@@ -574,6 +583,19 @@ def acknowledge(alarm_id: str, body: AckIn, app: AppDep, who: Caller) -> dict[st
         if parties is None or who.org_id != parties[1]:
             raise _not_allowed("only the bank the asset is pledged to, or the operator, may acknowledge its alarms")
     return iot.collateral.acknowledge(alarm_id, f"{who.org_id}:{body.user}")
+
+
+@router.post("/v1/iot/alarms/{alarm_id}/clear", response_model=AlarmOut, responses=_W)
+def clear_alarm(alarm_id: str, body: ClearIn, app: AppDep, who: Caller) -> dict[str, Any]:
+    """Clear an active alarm by hand (a false positive, or dealt with on site), saying why: the bank the
+    asset is pledged to, or the operator. It is acknowledged at the same time if it was not."""
+    iot = iot_of(app)
+    alarm = iot.collateral.alarm(alarm_id, viewer=viewer(who))
+    if who.role is not Role.OPERATOR:
+        parties = iot.collateral.asset_owner_and_lender(alarm["asset_id"])
+        if parties is None or who.org_id != parties[1]:
+            raise _not_allowed("only the bank the asset is pledged to, or the operator, may clear its alarms")
+    return iot.collateral.clear(alarm_id, f"{who.org_id}:{body.user}", body.note)
 
 
 @router.get(

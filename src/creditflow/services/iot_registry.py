@@ -546,6 +546,59 @@ class CollateralService:
             )
         return self.alarm(alarm_id)
 
+    def clear(self, alarm_id: str, user: str, note: str) -> dict[str, Any]:
+        """Close an active alarm by hand (a false positive, or dealt with on site), recording who, when and
+        why in its details; the alarm is acknowledged at the same time if it was not. Watchers of the
+        asset hear of it like an automatic clear. The rule that raised it is not reset: if the condition
+        still holds, the alarm comes back only when it recurs after having cleared."""
+        now = self._clock.now_ms()
+        who = check_id(user, "user")
+        note = note.strip()
+        if not note or len(note) > 500:
+            raise InvalidInput("say why the alarm is cleared (1-500 characters)", code="invalid_note", field="note")
+        with self._engine.begin() as conn:
+            row = conn.execute(select(iot_alarms).where(iot_alarms.c.id == alarm_id).with_for_update()).first()
+            if row is None:
+                raise alarm_not_found(alarm_id)
+            if row.status != "active":
+                raise Conflict(f"alarm {alarm_id} is already cleared", code="alarm_already_cleared")
+            details = {**json.loads(row.details_json), "cleared_by": who, "clear_note": note}
+            values: dict[str, Any] = {
+                "status": "cleared",
+                "cleared_ts_ms": now,
+                "updated_ts_ms": now,
+                "details_json": json.dumps(details, sort_keys=True),
+            }
+            if not row.acknowledged:
+                values.update(acknowledged=True, ack_by=who, ack_ts_ms=now)
+            conn.execute(iot_alarms.update().where(iot_alarms.c.id == alarm_id).values(**values))
+            owner_lender = conn.execute(
+                select(iot_assets.c.owner, iot_loans.c.lender)
+                .select_from(
+                    iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id).outerjoin(
+                        iot_loans, iot_loans.c.id == iot_pledges.c.loan_id
+                    )
+                )
+                .where(iot_assets.c.id == row.asset_id)
+            ).first()
+            event = {
+                "alarm_id": alarm_id,
+                "event": "alarm",
+                "action": "clear",
+                "asset_id": row.asset_id,
+                "alarm_type": row.alarm_type,
+                "severity": row.severity,
+                "ts_ms": now,
+                "stored_ms": now,
+                "details": details,
+                "orgs": sorted({owner_lender.owner, owner_lender.lender or ""} - {""}) if owner_lender else [],
+            }
+            note_out = queue_notification(
+                conn, f"{row.asset_id}:{row.alarm_type}", event, now, self._settings, rate_limited=False
+            )
+        self._publish([note_out] if note_out is not None else [])
+        return self.alarm(alarm_id)
+
     def alarm(self, alarm_id: str, *, viewer: str | None = None) -> dict[str, Any]:
         stmt = select(iot_alarms).where(iot_alarms.c.id == alarm_id)
         if viewer is not None:

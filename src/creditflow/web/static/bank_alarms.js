@@ -63,6 +63,22 @@
       return button;
     }
 
+    function clearButton(alarmId) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "clear secondary";
+      button.id = "clear-" + alarmId;
+      button.dataset.clear = alarmId;
+      button.textContent = "Clear…";
+      return button;
+    }
+
+    function markCleared(row) {
+      setStatus(row, "cleared");
+      const button = row.querySelector("button.clear");
+      if (button) button.remove();
+    }
+
     function addRow(event) {
       const row = document.createElement("tr");
       row.dataset.alarm = event.alarm_id;
@@ -73,7 +89,8 @@
       const details = td("details");
       details.appendChild(code(JSON.stringify(event.details)));
       const actions = td();
-      actions.appendChild(ackButton(event.alarm_id));
+      actions.className = "actions";
+      actions.append(ackButton(event.alarm_id), " ", clearButton(event.alarm_id));
       const asset = td();
       asset.appendChild(code(event.asset_id));
       const loan = td();
@@ -92,7 +109,8 @@
       if (event.action === "raise") {
         if (!row) addRow(event);
       } else if (row && event.action === "clear") {
-        setStatus(row, "cleared");
+        markCleared(row);
+        if (event.details) row.querySelector("td.details").replaceChildren(code(JSON.stringify(event.details)));
       } else if (row && event.action === "update") {
         row.querySelector("td.details").replaceChildren(code(JSON.stringify(event.details)));
       }
@@ -129,9 +147,34 @@
       }
     }
 
+    async function clearAlarm(button) {
+      const alarmId = button.dataset.clear;
+      const note = window.prompt("Why is alarm " + alarmId + " cleared? (recorded with your name)");
+      if (note === null) return;
+      button.disabled = true;
+      showProblem("");
+      try {
+        const alarm = await api("POST", "/v1/iot/alarms/" + encodeURIComponent(alarmId) + "/clear", { user: user, note: note });
+        const row = rowOf(alarmId);
+        if (row) {
+          markCleared(row);
+          row.dataset.acknowledged = "yes";
+          row.querySelector("td.ack-by").textContent = alarm.ack_by;
+          const ack = row.querySelector("button.ack");
+          if (ack) ack.remove();
+          row.querySelector("td.details").replaceChildren(code(JSON.stringify(alarm.details)));
+        }
+      } catch (error) {
+        button.disabled = false;
+        showProblem("Could not clear alarm " + alarmId + ": " + error.message);
+      }
+    }
+
     rows.addEventListener("click", function (event) {
-      const button = event.target.closest("button.ack");
-      if (button) acknowledge(button);
+      const ack = event.target.closest("button.ack");
+      if (ack) acknowledge(ack);
+      const clear = event.target.closest("button.clear");
+      if (clear) clearAlarm(clear);
     });
 
     function connect() {
