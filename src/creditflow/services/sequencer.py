@@ -267,11 +267,19 @@ class Sequencer:
             return
         self._frontier = frontier
         self._cache.keep(state, frontier.size)
+        self._learn_keys(state)
         for sub, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 sub.future.set_exception(outcome)
             else:
                 sub.future.set_result(outcome)
+
+    def _learn_keys(self, state: MemoryState) -> None:
+        """Remember every public key the batch saw, for `_preverify`: keys registered through the log
+        itself reach the writer's state (and its cache) without ever being read by `_load_keys`."""
+        for keys in state.party_keys.values():
+            for key in keys.values():
+                self._public_keys[(key.org_id, key.key_id)] = key.public_key
 
     def _load_state(self, conn: Connection, batch: list[_Submission], size: int) -> MemoryState:
         """Everything the batch may read: from the cache of the last commit if the log has not moved
