@@ -16,8 +16,11 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/creditflow demo
 
+# Two workers, one per core: much of the suite waits on fsync, PostgreSQL, the broker or the browser.
+# A test file stays on one worker (its module fixtures are built once). TEST_WORKERS=0 runs in-process.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadfile
 
 # Benchmarks print JSON; slow soak tests (marked `slow`) run here, not in CI. pytest's "no tests" (5) is fine here.
 bench: $(STAMP)
