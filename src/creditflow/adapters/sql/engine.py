@@ -14,7 +14,6 @@ from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-SQLITE_POOL_SIZE = 40
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -34,18 +33,9 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database or ""
-        pool: dict[str, int] = {}
         if database and database != ":memory:":
             Path(database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-            pool = {"pool_size": max(pool_size, SQLITE_POOL_SIZE), "max_overflow": pool_size}
-        # A pool as large as anyio's worker-thread limit (40): each request thread can keep an open
-        # connection. With SQLAlchemy's default (5, and overflow connections closed on return) a busy
-        # server opened a new SQLite connection, and ran the pragmas below, for most requests.
-        engine = create_engine(
-            url,
-            connect_args={"check_same_thread": False, "timeout": 30},
-            **pool,
-        )
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
