@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
-import threading
 import uuid
 import warnings
 from collections.abc import Callable
@@ -516,25 +515,3 @@ def test_custodied_keys_survive_a_restart(store_url: str, clock: ManualClock) ->
         piece = issue_accepted(again, holder="steel")
         assert again.queries.piece(piece).state == PieceState.ACTIVE
         again.verify()
-
-
-def test_the_writer_leaves_the_signature_arithmetic_to_the_submitter(
-    sqlite_app: App, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The single writer is the ledger's bottleneck, so each signature is checked in the submitting
-    thread and the writer only looks the verified pair up. That must hold for keys registered through
-    the log itself (the usual case), which the writer never reads back from the database."""
-    from creditflow.services import sequencer as sequencer_module
-
-    onboard(sqlite_app)
-    root = issue_accepted(sqlite_app)
-    calls: list[str] = []
-    real = sequencer_module.verify_signature
-
-    def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        calls.append(threading.current_thread().name)
-        return real(public_key, message, signature)
-
-    monkeypatch.setattr(sequencer_module, "verify_signature", counting)
-    sqlite_app.ledger.transfer("factory", root, "steel", 1_000)
-    assert calls and "creditflow-sequencer" not in calls, calls

@@ -29,11 +29,11 @@ from creditflow.config import Settings
 from creditflow.domain import operations as ops
 from creditflow.domain.certificates import Certificate, Context, Effects, Piece
 from creditflow.domain.errors import Conflict, DomainError, Unavailable
-from creditflow.domain.parties import PLATFORM, Party, PartyKey
+from creditflow.domain.parties import Party, PartyKey
 from creditflow.domain.state import MemoryState
 from creditflow.ledger import merkle
-from creditflow.ledger.entries import SignedOperation, Verify, entry_bytes, step
-from creditflow.ledger.signing import Signer, verify_signature
+from creditflow.ledger.entries import SignedOperation, entry_bytes, step
+from creditflow.ledger.signing import Signer
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
 from creditflow.services.clock import Clock
 
@@ -77,8 +77,6 @@ class _Submission:
     signed: SignedOperation
     precheck: Precheck | None
     future: Future[Receipt]
-    # (public key, signature) pairs already verified over ``signed.message`` in the submitting thread
-    verified: frozenset[tuple[bytes, bytes]] = frozenset()
 
 
 class SequencerClosed(RuntimeError):
@@ -161,10 +159,6 @@ class Sequencer:
         self._projections = tuple(projections)
         self._log_signer = log_signer
         self._platform_keys = dict(platform_keys)
-        # Public keys by (signer, key_id), for checking signatures before the writer sees them. The bytes
-        # of a key id never change (rotation adds a new key id), so a stale entry is never wrong: at
-        # worst the writer does the arithmetic itself.
-        self._public_keys: dict[tuple[str, str], bytes] = {(PLATFORM, k): v for k, v in platform_keys.items()}
         self._clock = clock
         self._batch_max = settings.sequencer_batch_max
         self._timeout_s = settings.sequencer_timeout_s
@@ -188,25 +182,12 @@ class Sequencer:
             raise SequencerClosed("the sequencer is closed")
         self._ensure_thread()
         future: Future[Receipt] = Future()
-        submission = _Submission(signed, precheck, future, self._preverify(signed))
+        submission = _Submission(signed, precheck, future)
         try:
             self._queue.put(submission, block=block, timeout=self._timeout_s if block else None)
         except queue.Full as exc:
             raise Unavailable("the ledger is overloaded; retry later", code="ledger_busy") from exc
         return future
-
-    def _preverify(self, signed: SignedOperation) -> frozenset[tuple[bytes, bytes]]:
-        """Do the Ed25519 arithmetic in the submitting thread, where it runs beside the writer (libsodium
-        releases the GIL): the single writer is the bottleneck, and verification was 40 % of its time.
-        Nothing is decided here. The writer still picks the key valid at the entry's position and
-        refuses a bad signature; it only skips re-verifying a (key, signature) pair that was verified
-        over this very message. A pair that fails here is simply not recorded."""
-        verified = []
-        for block in signed.sigs:
-            public = self._public_keys.get((block.signer, block.key_id))
-            if public is not None and verify_signature(public, signed.message, block.sig):
-                verified.append((public, block.sig))
-        return frozenset(verified)
 
     def submit(self, signed: SignedOperation, precheck: Precheck | None = None) -> Receipt:
         """Submit and wait for the commit. Raises the operation's `DomainError` if it was refused."""
@@ -267,19 +248,11 @@ class Sequencer:
             return
         self._frontier = frontier
         self._cache.keep(state, frontier.size)
-        self._learn_keys(state)
         for sub, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 sub.future.set_exception(outcome)
             else:
                 sub.future.set_result(outcome)
-
-    def _learn_keys(self, state: MemoryState) -> None:
-        """Remember every public key the batch saw, for `_preverify`: keys registered through the log
-        itself reach the writer's state (and its cache) without ever being read by `_load_keys`."""
-        for keys in state.party_keys.values():
-            for key in keys.values():
-                self._public_keys[(key.org_id, key.key_id)] = key.public_key
 
     def _load_state(self, conn: Connection, batch: list[_Submission], size: int) -> MemoryState:
         """Everything the batch may read: from the cache of the last commit if the log has not moved
@@ -325,10 +298,7 @@ class Sequencer:
         return state
 
     def _load_keys(self, conn: Connection, party_ids: set[str]) -> list[PartyKey]:
-        keys = store.load_keys(conn, party_ids) if party_ids else []
-        for key in keys:
-            self._public_keys[(key.org_id, key.key_id)] = key.public_key
-        return keys
+        return store.load_keys(conn, party_ids) if party_ids else []
 
     def _commit(
         self, batch: list[_Submission]
@@ -370,7 +340,7 @@ class Sequencer:
                 try:
                     # The ledger's own rules answer first (a spent piece is "already spent", whatever else
                     # is wrong); only then the off-ledger checks, whose writes a savepoint can undo.
-                    effects = step(signed, state, ctx, self._platform_keys, _verifier(sub.verified))
+                    effects = step(signed, state, ctx, self._platform_keys)
                     if sub.precheck is not None:
                         with conn.begin_nested():
                             sub.precheck(conn, state)
@@ -462,14 +432,3 @@ class Sequencer:
             events=events,
             tree_head=head,
         )
-
-
-def _verifier(verified: frozenset[tuple[bytes, bytes]]) -> Verify:
-    """`verify_signature`, answering at once for pairs the submitter already verified over this message."""
-    if not verified:
-        return verify_signature
-
-    def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        return (public_key, signature) in verified or verify_signature(public_key, message, signature)
-
-    return verify
