@@ -67,9 +67,24 @@ class VerifyReport:
         }
 
 
+def _agrees(stored: Mapping[Any, Mapping[str, Any]], derived: Mapping[Any, Mapping[str, Any]]) -> bool:
+    """The fast answer for the usual case: every row there, every derived column equal."""
+    if stored.keys() != derived.keys():
+        return False
+    for k, columns in derived.items():
+        row = stored[k]
+        for column, value in columns.items():
+            if row.get(column) != value:
+                return False
+    return True
+
+
 def _compare(
     table: str, key: str, stored: Mapping[Any, Mapping[str, Any]], derived: Mapping[Any, Mapping[str, Any]]
 ) -> None:
+    """Raise for the first disagreeing row in key order (so a report names the same row every time)."""
+    if _agrees(stored, derived):
+        return
     for k in sorted(set(stored) | set(derived), key=str):
         where = f"{table} row {key}={k}"
         if k not in derived:
@@ -81,6 +96,13 @@ def _compare(
                 raise VerificationFailure(
                     where, f"column {column} is {stored[k].get(column)!r} but the log says {value!r}"
                 )
+
+
+def _dicts(result: Any) -> Iterator[dict[str, Any]]:
+    """Rows as plain dicts: several times cheaper than ``Row._mapping`` for the read-model tables."""
+    names = list(result.keys())
+    for row in result:
+        yield dict(zip(names, row, strict=True))
 
 
 def verify_database(
@@ -184,13 +206,13 @@ def verify_database(
         _compare(
             "pieces",
             "id",
-            {r.id: {**r._mapping, "frozen": bool(r.frozen)} for r in stream(select(pieces), 5000)},
+            {r["id"]: {**r, "frozen": bool(r["frozen"])} for r in _dicts(stream(select(pieces), 5000))},
             {k: store.piece_to_row(p) for k, p in state.pieces.items()},
         )
         _compare(
             "piece_events",
             "(piece_id, seq)",
-            {(r.piece_id, r.seq): dict(r._mapping) for r in conn.execute(select(piece_events))},
+            {(r["piece_id"], r["seq"]): r for r in _dicts(stream(select(piece_events), 5000))},
             {(e.piece_id, e.seq): store.event_to_row(e) for e in state.events},
         )
 
