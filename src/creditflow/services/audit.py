@@ -67,39 +67,34 @@ class VerifyReport:
         }
 
 
-def _agrees(stored: Mapping[Any, Mapping[str, Any]], derived: Mapping[Any, Mapping[str, Any]]) -> bool:
-    """The fast answer for the usual case: every row there, every derived column equal."""
-    if stored.keys() != derived.keys():
-        return False
-    for k, columns in derived.items():
-        row = stored[k]
-        for column, value in columns.items():
-            if row.get(column) != value:
-                return False
-    return True
+def _disagreement(
+    k: Any, stored: Mapping[Any, Mapping[str, Any]], derived: Mapping[Any, Mapping[str, Any]]
+) -> str | None:
+    """What is wrong with row ``k`` of the read model against what the log derives, or None."""
+    if k not in derived:
+        return "is in the read model but the log never created it"
+    if k not in stored:
+        return "is missing from the read model"
+    row = stored[k]
+    for column, value in derived[k].items():
+        if row.get(column) != value:
+            return f"column {column} is {row.get(column)!r} but the log says {value!r}"
+    return None
 
 
 def _compare(
     table: str, key: str, stored: Mapping[Any, Mapping[str, Any]], derived: Mapping[Any, Mapping[str, Any]]
 ) -> None:
-    """Raise for the first disagreeing row in key order (so a report names the same row every time)."""
-    if _agrees(stored, derived):
-        return
-    for k in sorted(set(stored) | set(derived), key=str):
-        where = f"{table} row {key}={k}"
-        if k not in derived:
-            raise VerificationFailure(where, "is in the read model but the log never created it")
-        if k not in stored:
-            raise VerificationFailure(where, "is missing from the read model")
-        for column, value in derived[k].items():
-            if stored[k].get(column) != value:
-                raise VerificationFailure(
-                    where, f"column {column} is {stored[k].get(column)!r} but the log says {value!r}"
-                )
+    """Raise for the first disagreeing row in key order, so a report names the same row every time (the
+    keys are sorted only when something disagrees: most runs find nothing)."""
+    bad = [(k, why) for k in stored.keys() | derived.keys() if (why := _disagreement(k, stored, derived))]
+    if bad:
+        k, why = min(bad, key=lambda item: str(item[0]))
+        raise VerificationFailure(f"{table} row {key}={k}", why)
 
 
 def _dicts(result: Any) -> Iterator[dict[str, Any]]:
-    """Rows as plain dicts: several times cheaper than ``Row._mapping`` for the read-model tables."""
+    """Rows as plain dicts, cheaper than ``Row._mapping`` (the pieces and events tables are as long as the log)."""
     names = list(result.keys())
     for row in result:
         yield dict(zip(names, row, strict=True))
@@ -185,22 +180,22 @@ def verify_database(
         _compare(
             "parties",
             "org_id",
-            {r.org_id: dict(r._mapping) for r in conn.execute(select(parties))},
+            {r["org_id"]: r for r in _dicts(conn.execute(select(parties)))},
             {k: store.party_to_row(p) for k, p in state.parties.items()},
         )
         _compare(
             "party_keys",
             "(org_id, key_id)",
             {
-                (r.org_id, r.key_id): {**r._mapping, "public_key": bytes(r.public_key)}
-                for r in conn.execute(select(party_keys))
+                (r["org_id"], r["key_id"]): {**r, "public_key": bytes(r["public_key"])}
+                for r in _dicts(conn.execute(select(party_keys)))
             },
             {(k.org_id, k.key_id): store.key_to_row(k) for keys in state.party_keys.values() for k in keys.values()},
         )
         _compare(
             "certificates",
             "id",
-            {r.id: dict(r._mapping) for r in conn.execute(select(certificates))},
+            {r["id"]: r for r in _dicts(conn.execute(select(certificates)))},
             {k: store.certificate_to_row(c) for k, c in state.certificates.items()},
         )
         _compare(

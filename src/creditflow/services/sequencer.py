@@ -279,7 +279,7 @@ class Sequencer:
         parties = [cache.parties[i] for i in party_ids if i in cache.parties]
         parties += store.load_parties(conn, party_ids - cache.parties.keys())
         keys = [k for i in party_ids if i in cache.keys for k in cache.keys[i]]
-        keys += self._load_keys(conn, party_ids - cache.keys.keys())
+        keys += store.load_keys(conn, party_ids - cache.keys.keys())
         state = MemoryState(keep_events=False)
         state.load(pieces, certs, parties, keys)
         return state
@@ -294,11 +294,8 @@ class Sequencer:
         if roots:
             pieces += store.load_pieces(conn, roots)
         state = MemoryState(keep_events=False)
-        state.load(pieces, certs, store.load_parties(conn, party_ids), self._load_keys(conn, party_ids))
+        state.load(pieces, certs, store.load_parties(conn, party_ids), store.load_keys(conn, party_ids))
         return state
-
-    def _load_keys(self, conn: Connection, party_ids: set[str]) -> list[PartyKey]:
-        return store.load_keys(conn, party_ids) if party_ids else []
 
     def _commit(
         self, batch: list[_Submission]

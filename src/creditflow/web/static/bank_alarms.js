@@ -123,8 +123,8 @@
       item.textContent = when(event.ts_ms) + " loan " + event.loan_id + ": " + event.from_band + " → " + event.to_band +
         (event.ltv_bps === null ? " (no collateral value)" : " at LTV " + (event.ltv_bps / 100).toFixed(2) + " %") +
         " (" + event.cause + ")";
-      const placeholder = list.querySelector("li.empty");
-      if (placeholder) placeholder.remove();
+      const emptyNote = list.querySelector("li.empty");
+      if (emptyNote) emptyNote.remove();
       list.prepend(item);
     }
 
