@@ -16,6 +16,7 @@ from browser_harness import PASSWORD, chromium, chromium_paths, live_server, scr
 from conftest import make_settings, onboard  # onboarding writes the auditor's log entries
 from creditflow.bootstrap import App, build
 from creditflow.domain.collateral import make_message
+from creditflow.ledger.signing import Signer
 
 PATHS = chromium_paths()
 pytestmark = pytest.mark.skipif(PATHS is None, reason="needs the Debian chromium and chromium-driver packages")
@@ -150,3 +151,25 @@ def test_an_inclusion_proof_is_checked_in_the_browser(site: tuple[str, App], bro
     assert check(tamper=True) == "failed"
     assert browser.find_element(By.ID, "proof-status").text == "FAILED"
     screenshot(browser, "21-audit-proof-tampered")
+
+    # The signed tree head's Ed25519 signature, checked by Chromium's Web Crypto under the pinned log key;
+    # then under another key, which must fail both the head and a correct proof.
+    def check_head() -> str:
+        browser.find_element(By.ID, "check-sth-signature").click()
+        box = browser.find_element(By.ID, "sth-browser-check")
+        WebDriverWait(browser, 10).until(lambda d: box.get_attribute("data-status") in ("verified", "failed", "error"))
+        return str(box.get_attribute("data-status"))
+
+    assert check_head() == "verified", browser.find_element(By.ID, "sth-browser-check").text
+    pinned = browser.find_element(By.ID, "sth-pinned-key")
+    real_key = pinned.get_attribute("value")
+    pinned.clear()
+    pinned.send_keys(Signer.generate("other").public_key.hex())
+    assert check_head() == "failed"
+    assert check(tamper=False) == "failed"
+    assert browser.find_element(By.ID, "proof-signature").text == f"tree head {size}: INVALID"
+    screenshot(browser, "22-audit-signature-under-another-key")
+    pinned.clear()
+    pinned.send_keys(str(real_key))
+    assert check(tamper=False) == "verified"
+    assert browser.find_element(By.ID, "proof-signature").text == f"tree head {size}: valid"

@@ -20,7 +20,8 @@ from web_helpers import add_user, sign_in
 
 from conftest import issue_accepted
 from creditflow.bootstrap import App
-from creditflow.ledger.tree_head import TreeHead
+from creditflow.ledger.signing import Signer
+from creditflow.ledger.tree_head import TreeHead, sign_tree_head
 from creditflow.web import pages_auditor
 from creditflow.web.templating import STATIC
 
@@ -60,6 +61,8 @@ def test_log_page_shows_the_latest_signed_tree_head(web: TestClient, world: App)
     assert f'id="sth-key-id">{head.key_id}<' in page
     assert f'id="sth-log-key" class="wrap">{world.log_signer.public_key.hex()}<' in page
     assert 'id="sth-signature-check" data-valid="yes"' in page
+    # The pinned key the browser checks signatures against starts as this server's log key.
+    assert re.search(rf'id="sth-pinned-key"[^>]*value="{world.log_signer.public_key.hex()}"', page)
     # The proof checker: its script, inputs, buttons and result element.
     assert '<script src="/ui/static/audit_proofs.js" defer></script>' in page
     for element_id in (
@@ -78,6 +81,9 @@ def test_log_page_shows_the_latest_signed_tree_head(web: TestClient, world: App)
         "proof-leaf-hash",
         "proof-inputs",
         "proof-steps",
+        "proof-signature",
+        "check-sth-signature",
+        "sth-browser-check",
     ):
         assert f'id="{element_id}"' in page, element_id
     js = web.get("/ui/static/audit_proofs.js")
@@ -178,6 +184,60 @@ def test_the_pages_proof_checker_recomputes_roots_and_fails_on_tampering(world: 
             )
             assert (row["old"], row["root"]) == (doc["old_tree_head"]["root_hash"], doc["new_tree_head"]["root_hash"])
     assert sum(1 for r in out["inclusion"] if not r["verified"]) == len(inclusion) * 2 * 2  # tampered + wrong root
+
+
+SIGNATURE_SCRIPT = r"""
+const proofs = require(process.argv[2]);
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+(async () => {
+  const out = { messages: [], checks: [] };
+  for (const head of input.messages) out.messages.push(proofs.toHex(proofs.treeHeadMessage(head)));
+  for (const [head, key] of input.checks) {
+    try { out.checks.push(await proofs.verifyTreeHead(head, key)); } catch (e) { out.checks.push("error: " + e.message); }
+  }
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's JavaScript")
+def test_the_page_checks_tree_head_signatures_as_the_ledger_does(world: App, tmp_path: Path) -> None:
+    """The page rebuilds the signed bytes itself (CJ1 of the head) and checks Ed25519 with Web Crypto: the
+    bytes must be the ledger's own, byte for byte, also for key ids that need escaping, and any change to
+    a signed member, the signature or the key must fail."""
+    issue_accepted(world)
+    head = world.proofs.latest_head()
+    key = world.log_signer.public_key.hex()
+    odd = [
+        sign_tree_head(Signer.generate(key_id), 7, bytes(range(32)), 1_795_739_804_188)
+        for key_id in ('say "hi"', "back\\slash", "tab\tnew\nline\x01\x1f", "中文-é", " ")
+    ]
+    good = head.to_json()
+    other_key = Signer.generate("other").public_key.hex()
+    changed = [
+        {**good, "tree_size": good["tree_size"] + 1},
+        {**good, "ts_ms": good["ts_ms"] + 1},
+        {**good, "root_hash": ("1" if good["root_hash"][0] == "0" else "0") + good["root_hash"][1:]},
+        {**good, "key_id": good["key_id"] + "x"},
+        {**good, "signature": ("1" if good["signature"][0] == "0" else "0") + good["signature"][1:]},
+    ]
+    checks = [[good, key], *([c, key] for c in changed), [good, other_key], [good, "zz"], [good, key[:-2]]]
+    script = tmp_path / "sig.js"
+    script.write_text(SIGNATURE_SCRIPT)
+    run = subprocess.run(
+        ["node", str(script), str(PROOFS_JS)],
+        input=json.dumps({"messages": [h.to_json() for h in [head, *odd]], "checks": checks}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["messages"] == [h.message().hex() for h in [head, *odd]]
+    assert out["checks"][0] is True
+    assert out["checks"][1 : 1 + len(changed) + 1] == [False] * (len(changed) + 1)
+    assert out["checks"][-2:] == ["error: log public key is not hex", "error: log public key must be 32 bytes"]
 
 
 # --- exports ----------------------------------------------------------------------------------------------

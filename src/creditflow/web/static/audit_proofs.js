@@ -229,9 +229,44 @@
     };
   }
 
+  // --- signed tree heads ----------------------------------------------------------------------------------
+  // The bytes the log key signs (creditflow.ledger.tree_head.TreeHead.message): a context string, then the
+  // CJ1 canonical JSON of the five members, keys in byte order, no whitespace. For these members CJ1 and
+  // JSON.stringify escape strings alike, and the integers are far below 2^53.
+  const STH_CONTEXT = "creditflow/sth/v1\u0000";
+  function integerText(value, what) {
+    if (!Number.isSafeInteger(value) || value < 0) throw new Error(what + " must be a non-negative integer");
+    return String(value);
+  }
+  function treeHeadMessage(head) {
+    if (typeof head.key_id !== "string") throw new Error("key_id must be a string");
+    hash32(head.root_hash, "root_hash");
+    const body = '{"key_id":' + JSON.stringify(head.key_id) + ',"root_hash":' + JSON.stringify(head.root_hash) +
+      ',"tree_size":' + integerText(head.tree_size, "tree_size") + ',"ts_ms":' + integerText(head.ts_ms, "ts_ms") +
+      ',"v":' + integerText(head.v, "v") + "}";
+    return new TextEncoder().encode(STH_CONTEXT + body);
+  }
+  // True when ``head.signature`` is the Ed25519 signature of the head under ``publicKeyHex`` (Web Crypto;
+  // Chromium 137+, Firefox 129+, Safari 17+, node 20). Throws when the input or the browser cannot tell.
+  async function verifyTreeHead(head, publicKeyHex) {
+    const c = root.crypto;
+    if (!c || !c.subtle) throw new Error("this browser has no Web Crypto (crypto.subtle)");
+    const publicKey = fromHex(publicKeyHex, "log public key");
+    if (publicKey.length !== 32) throw new Error("log public key must be 32 bytes");
+    const signature = fromHex(head.signature, "signature");
+    const message = treeHeadMessage(head);
+    let key;
+    try {
+      key = await c.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+    } catch (error) {
+      throw new Error("this browser cannot check Ed25519 signatures (" + error.message + ")");
+    }
+    return c.subtle.verify({ name: "Ed25519" }, key, signature, message);
+  }
+
   const exported = {
     sha256, sha256Pure, setHashMode, hashImplementation, fromHex, toHex, leafHash, nodeHash,
-    rootFromInclusion, rootsFromConsistency, checkInclusion, checkConsistency,
+    rootFromInclusion, rootsFromConsistency, checkInclusion, checkConsistency, treeHeadMessage, verifyTreeHead,
   };
   if (typeof module !== "undefined" && module.exports) module.exports = exported;
   root.creditflowProofs = exported;
@@ -255,6 +290,7 @@
     text("proof-old-roots", result.kind === "consistency" ? (result.recomputedOldRoot || "-") + " / " + result.expectedOldRoot : "-");
     text("proof-leaf-hash", result.leafHash);
     text("proof-hash-impl", result.hashing);
+    text("proof-signature", result.signature);
     text("proof-reason", result.reason);
     const inputs = { kind: result.kind, tree_size: result.treeSize, path: result.path };
     if (result.kind === "inclusion") { inputs.leaf_index = result.leafIndex; inputs.leaf_hash = result.leafHash; }
@@ -283,6 +319,58 @@
     }
   }
 
+  function pinnedKey() {
+    return document.getElementById("sth-pinned-key").value.trim();
+  }
+
+  // A root is only worth something if the log signed it: check the signature of every tree head whose root
+  // the proof was checked against, under the key in the "log public key" field (the one the auditor pinned).
+  async function withSignatures(result, heads) {
+    const notes = [];
+    for (const head of heads) {
+      let ok = false;
+      let why = null;
+      try {
+        ok = await verifyTreeHead(head, pinnedKey());
+        if (!ok) why = "the signature of tree head " + head.tree_size + " does not verify under the log key";
+      } catch (error) {
+        why = error.message;
+      }
+      notes.push("tree head " + head.tree_size + ": " + (ok ? "valid" : "INVALID"));
+      result.steps.push("Ed25519 signature of tree head " + head.tree_size + " under the log key: " + (ok ? "valid" : "INVALID (" + why + ")"));
+      if (!ok && result.verified) {
+        result.verified = false;
+        result.reason = why;
+      }
+    }
+    result.signature = notes.join("; ");
+    return result;
+  }
+
+  async function checkShownHead() {
+    const box = document.getElementById("sth-browser-check");
+    const card = document.getElementById("sth");
+    const head = {
+      v: 1,
+      tree_size: Number(card.dataset.treeSize),
+      root_hash: card.dataset.rootHash,
+      ts_ms: Number(document.getElementById("sth-time").dataset.tsMs),
+      key_id: document.getElementById("sth-key-id").textContent.trim(),
+      signature: document.getElementById("sth-signature").textContent.trim(),
+    };
+    box.dataset.status = "checking";
+    box.textContent = "checking…";
+    try {
+      const ok = await verifyTreeHead(head, pinnedKey());
+      box.dataset.status = ok ? "verified" : "failed";
+      box.textContent = ok ? "valid: checked in this browser (Web Crypto Ed25519) under the key above"
+        : "INVALID: the signature does not verify under the key above";
+    } catch (error) {
+      box.dataset.status = "error";
+      box.textContent = "could not check: " + error.message;
+    }
+  }
+
   async function inclusion(tamper) {
     const sth = await getJson("/v1/log/tree-head");
     const index = document.getElementById("proof-leaf-index").value.trim();
@@ -291,8 +379,8 @@
     const doc = await getJson("/v1/log/proofs/inclusion?leaf_index=" + encodeURIComponent(index) +
       "&tree_size=" + encodeURIComponent(size));
     // The root to reach: the latest STH's when the proof is for that size, else the head the proof carries.
-    const expected = doc.tree_head.tree_size === sth.tree_size ? sth.root_hash : doc.tree_head.root_hash;
-    return checkInclusion(doc, expected, { tamper: tamper });
+    const head = doc.tree_head.tree_size === sth.tree_size ? sth : doc.tree_head;
+    return withSignatures(await checkInclusion(doc, head.root_hash, { tamper: tamper }), [head]);
   }
 
   async function consistency(tamper) {
@@ -303,8 +391,10 @@
     const newSize = wanted || String(sth.tree_size);
     const doc = await getJson("/v1/log/proofs/consistency?old_size=" + encodeURIComponent(oldSize) +
       "&new_size=" + encodeURIComponent(newSize));
-    const newRoot = doc.new_tree_head.tree_size === sth.tree_size ? sth.root_hash : doc.new_tree_head.root_hash;
-    return checkConsistency(doc, kept || doc.old_tree_head.root_hash, newRoot, { tamper: tamper });
+    const newHead = doc.new_tree_head.tree_size === sth.tree_size ? sth : doc.new_tree_head;
+    const result = await checkConsistency(doc, kept || doc.old_tree_head.root_hash, newHead.root_hash, { tamper: tamper });
+    // A root the auditor kept is their own evidence; otherwise the old root is only as good as its signature.
+    return withSignatures(result, kept ? [newHead] : [doc.old_tree_head, newHead]);
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -312,5 +402,7 @@
     const consistencyForm = document.getElementById("consistency-form");
     if (inclusionForm) inclusionForm.addEventListener("submit", (e) => { e.preventDefault(); run(inclusion); });
     if (consistencyForm) consistencyForm.addEventListener("submit", (e) => { e.preventDefault(); run(consistency); });
+    const sthForm = document.getElementById("sth-check-form");
+    if (sthForm) sthForm.addEventListener("submit", (e) => { e.preventDefault(); checkShownHead(); });
   });
 })(typeof window !== "undefined" ? window : globalThis);
