@@ -102,16 +102,23 @@ def test_accept_transfer_part_and_finance_the_rest(site: tuple[str, App, str], b
     assert change.amount_minor == 400_000 * YUAN
     screenshot(browser, "33-supplier-transferred")
 
-    # Finance the change at the bank.
+    # Finance the change at the bank: see the offer first (nothing signed yet), then accept it.
     browser.get(f"{url}/ui/supplier/pieces/{change.id}")
     Select(browser.find_element(By.ID, "f-product_id")).select_by_value("prd-1")
     form = browser.find_element(By.ID, "finance-form")
-    browser.find_element(By.ID, "finance-submit").click()
+    browser.find_element(By.ID, "finance-quote").click()
     wait_for_new_page(browser, form)
+    offered = browser.find_element(By.ID, "offer-cash").text
+    assert offered.endswith("CNY") and offered != "400,000.00 CNY"  # discounted: interest and fees come off
+    assert app.queries.pieces_by_holder("bank").items == []
+    screenshot(browser, "34-supplier-offer")
+    offer_form = browser.find_element(By.ID, "offer-form")
+    browser.find_element(By.ID, "finance-accept").click()
+    wait_for_new_page(browser, offer_form)
     verdict = browser.find_element(By.ID, "financing-request")
     assert verdict.get_attribute("data-status") == "approved", browser.find_element(By.TAG_NAME, "main").text
     cash = browser.find_element(By.ID, "quote-cash").text
-    assert cash.endswith("CNY") and cash != "400,000.00 CNY"  # discounted: interest and fees came off
+    assert cash == offered  # financed at exactly the terms offered
     bank_pieces = app.queries.pieces_by_holder("bank").items
     assert [p.amount_minor for p in bank_pieces] == [400_000 * YUAN]
-    screenshot(browser, "34-supplier-financed")
+    screenshot(browser, "35-supplier-financed")

@@ -146,15 +146,36 @@ def test_issue_finance_and_clear_over_http(trade_app: App, clock: ManualClock) -
             )
         )
         assert over["approved"] is False and [r["code"] for r in over["reasons"]] == ["bank_limit_exceeded"]
+        # the offer first: the quote, nothing recorded; accepting it with other terms in mind signs nothing
+        asked = {"bank": "bank", "product_id": product["id"], "amount_minor": 250_000 * YUAN}
+        offer = _ok(client.post(f"/v1/pieces/{parts[1]}/finance/offer", json=asked, headers=h["factory"]))
+        assert offer["approved"] is True and offer["reasons"] == [], offer
+        declined_offer = _ok(
+            client.post(
+                f"/v1/pieces/{parts[1]}/finance/offer",
+                json={"bank": "bank", "product_id": product["id"]},
+                headers=h["factory"],
+            )
+        )
+        assert (declined_offer["approved"], declined_offer["reasons"]) == (False, over["reasons"])
+        cash = offer["quote"]["disbursement_minor"]
+        stale = client.post(
+            f"/v1/pieces/{parts[1]}/finance",
+            json={**asked, "expect_disbursement_minor": cash + 1},
+            headers=h["factory"],
+        )
+        assert stale.status_code == 409 and stale.json()["code"] == "terms_changed", stale.text
+        assert len(_ok(client.get("/v1/financing/requests", headers=h["factory"]))["items"]) == 1  # the decline
         deal = _ok(
             client.post(
                 f"/v1/pieces/{parts[1]}/finance",
-                json={"bank": "bank", "product_id": product["id"], "amount_minor": 250_000 * YUAN},
+                json={**asked, "expect_disbursement_minor": cash},
                 headers=h["factory"],
             )
         )
         assert deal["approved"] is True, deal
         quote = deal["quote"]
+        assert quote == offer["quote"]
         # 250,000.00 at 3.50 % for 90 days ACT/360 = 2,187.50 interest; fee 5 bps = 125.00
         assert (quote["days"], quote["interest_minor"], quote["fees_minor"]) == (90, 218_750, 12_500)
         assert quote["interest_minor"] + quote["fees_minor"] + quote["disbursement_minor"] == 250_000 * YUAN

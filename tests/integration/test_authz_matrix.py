@@ -197,6 +197,16 @@ MATRIX: list[Row] = [
     ),
     row(
         "POST",
+        "/v1/pieces/{piece_id}/finance/offer",
+        lambda w, s, r: Req(
+            f"/v1/pieces/{piece_for(s, r)}/finance/offer",
+            json={"bank": s.bank, "product_id": s.product_id, "amount_minor": 1_000_000},
+        ),
+        "403 ok ok 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
         "/v1/pieces/{piece_id}/finance",
         lambda w, s, r: Req(
             f"/v1/pieces/{piece_for(s, r)}/finance",

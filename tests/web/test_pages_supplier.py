@@ -300,6 +300,74 @@ def test_finance_part_of_a_piece_and_see_the_quote(
     assert 'data-status="approved"' in listing
 
 
+def _offer(page: str) -> dict[str, str]:
+    return dict(re.findall(r'<td class="num[^"]*" id="offer-(\w+)">([^<]+)</td>', page))
+
+
+def _yuan(minor: int) -> str:
+    return f"{minor // 100:,}.{minor % 100:02d} CNY"
+
+
+def test_see_the_offer_then_accept_it_and_changed_terms_are_not_signed(
+    web: TestClient, world: App, factory: dict[str, Any], product: str
+) -> None:
+    """A supplier sees the cash before committing: the offer writes nothing; accepting it finances at
+    exactly those terms; if the terms moved in between (the core enterprise was re-rated, so the rate
+    changed), nothing is signed and the new offer is shown instead."""
+    graded = world.financing.create_product(
+        "bank", "graded discounting", {"AAA": {365: 450}, "AA": {365: 600}}, fee_bps=10, fee_fixed_minor=500
+    ).id
+    piece_url = f"/ui/supplier/pieces/{factory['piece']}/finance"
+    asked = {"csrf_token": factory["csrf"], "product_id": graded, "finance_amount": "400,000.00"}
+    before = table_rows(world, WATCHED)
+    page = web.post(piece_url, data={**asked, "step": "quote"})
+    days = (MATURITY - START.date()).days
+    expected = quote(40_000_000, 450, days, fee_bps=10, fee_fixed_minor=500)
+    assert page.status_code == 200 and 'id="offer" data-approved="yes"' in page.text
+    assert _offer(page.text) == {
+        "face": "400,000.00 CNY",
+        "rate": "4.50 %",
+        "days": str(days),
+        "interest": _yuan(expected.interest_minor),
+        "fees": _yuan(expected.fees_minor),
+        "cash": _yuan(expected.disbursement_minor),
+    }
+    assert f'name="expect_disbursement_minor" value="{expected.disbursement_minor}"' in page.text
+    assert table_rows(world, WATCHED) == before  # an offer commits nothing
+
+    # Re-rated before the supplier accepts: the old acceptance would sign other terms. Refused, nothing
+    # written, the new offer shown.
+    world.financing.set_rating("xcmg", "AA")
+    stale = {**asked, "step": "request", "expect_disbursement_minor": str(expected.disbursement_minor)}
+    page = web.post(piece_url, data=stale)
+    later = quote(40_000_000, 600, days, fee_bps=10, fee_fixed_minor=500)
+    assert page.status_code == 409 and "the terms changed since the offer you accepted" in html.unescape(page.text)
+    assert _offer(page.text)["rate"] == "6.00 %"
+    assert _offer(page.text)["cash"] == _yuan(later.disbursement_minor) != _yuan(expected.disbursement_minor)
+    assert table_rows(world, WATCHED) == before
+
+    # Accepting the new offer finances at exactly its terms.
+    page = web.post(piece_url, data={**stale, "expect_disbursement_minor": str(later.disbursement_minor)})
+    assert page.status_code == 200 and "The bank approved your request." in page.text
+    shown = dict(re.findall(r'<td class="num[^"]*" id="quote-(\w+)">([^<]+)</td>', page.text))
+    assert shown["cash"] == _yuan(later.disbursement_minor)
+    assert [p.amount_minor for p in live_pieces(world, "bank")] == [40_000_000]
+
+
+def test_an_offer_the_bank_would_decline_lists_every_reason_and_writes_nothing(
+    web: TestClient, world: App, factory: dict[str, Any], product: str
+) -> None:
+    before = table_rows(world, WATCHED)
+    page = web.post(  # the whole piece is over the bank's limit for this core enterprise
+        f"/ui/supplier/pieces/{factory['piece']}/finance",
+        data={"csrf_token": factory["csrf"], "product_id": product, "step": "quote"},
+    )
+    assert page.status_code == 200 and 'id="offer" data-approved="no"' in page.text
+    assert re.findall(r'<li data-code="([^"]+)">', page.text) == ["bank_limit_exceeded"]
+    assert 'id="finance-accept"' not in page.text
+    assert table_rows(world, WATCHED) == before
+
+
 BAD_FINANCING = [
     ({"product_id": ""}, "product_id", "invalid_input", 422),
     ({"product_id": "prd-none"}, "product_id", "product_not_found", 404),

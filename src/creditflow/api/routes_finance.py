@@ -82,7 +82,7 @@ class BlacklistIn(RequestBody):
     reason: str = Field(min_length=1, max_length=200)
 
 
-class FinanceIn(RequestBody):
+class OfferIn(RequestBody):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={"examples": [{"bank": "icbc", "product_id": "prd-1", "amount_minor": 40_000_000}]},
@@ -90,6 +90,27 @@ class FinanceIn(RequestBody):
     bank: OrgId
     product_id: str = Field(min_length=1, max_length=64)
     amount_minor: AmountMinor | None = Field(None, description="omit to finance the whole piece")
+
+
+class FinanceIn(OfferIn):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"bank": "icbc", "product_id": "prd-1", "amount_minor": 40_000_000},
+                {
+                    "bank": "icbc",
+                    "product_id": "prd-1",
+                    "amount_minor": 40_000_000,
+                    "expect_disbursement_minor": 39_359_500,
+                },
+            ]
+        },
+    )
+    expect_disbursement_minor: AmountMinor | None = Field(
+        None,
+        description="the cash of an offer you accept: if the terms changed since, nothing is signed (409 terms_changed)",
+    )
 
 
 class AccountIn(RequestBody):
@@ -129,6 +150,15 @@ class Outcome(BaseModel):
 class ReasonOut(BaseModel):
     code: str
     message: str
+
+
+class OfferOut(BaseModel):
+    """What the bank's policy would answer now: approved or not, every reason to decline, and the quote of
+    the terms that would apply (where the product has a rate for them). Nothing is recorded."""
+
+    approved: bool
+    reasons: list[ReasonOut]
+    quote: dict[str, int] | None
 
 
 class ProductOut(BaseModel):
@@ -313,11 +343,32 @@ def blacklist(body: BlacklistIn, app: AppDep, who: Caller) -> dict[str, str]:
     return {"bank": who.org_id, "org_id": body.org_id}
 
 
+@router.post("/v1/pieces/{piece_id}/finance/offer", response_model=OfferOut, responses=_W)
+def finance_offer(piece_id: str, body: OfferIn, app: AppDep, who: Caller) -> OfferOut:
+    """The bank's offer for all or part of the caller's piece, before committing: the quote (rate, days
+    ACT/360, interest, fees, cash) or every reason it would decline. Nothing is signed or recorded."""
+    piece = visible_piece(app, who, piece_id)
+    decision = app.financing.offer(who.org_id, piece.id, body.bank, body.product_id, body.amount_minor)
+    return OfferOut(
+        approved=decision.approved,
+        reasons=[ReasonOut(**r.to_json()) for r in decision.reasons],
+        quote=decision.quote.to_json() if decision.quote else None,
+    )
+
+
 @router.post("/v1/pieces/{piece_id}/finance", response_model=Outcome, responses=_W)
 def finance(piece_id: str, body: FinanceIn, app: AppDep, who: Caller) -> Outcome:
-    """Ask a bank to finance all or part of the caller's piece; the bank's policy answers at once."""
+    """Ask a bank to finance all or part of the caller's piece; the bank's policy answers at once. With
+    ``expect_disbursement_minor`` from an accepted offer, changed terms are refused, not signed."""
     piece = visible_piece(app, who, piece_id)
-    outcome = app.financing.request(who.org_id, piece.id, body.bank, body.product_id, body.amount_minor)
+    outcome = app.financing.request(
+        who.org_id,
+        piece.id,
+        body.bank,
+        body.product_id,
+        body.amount_minor,
+        expect_disbursement_minor=body.expect_disbursement_minor,
+    )
     return Outcome.model_validate(outcome.to_json())
 
 

@@ -34,7 +34,7 @@ from creditflow.adapters.sql.finance_tables import (
 )
 from creditflow.adapters.sql.tables import payables
 from creditflow.config import Settings
-from creditflow.domain.certificates import CHINA_TZ, Effects, PieceState, derive_id
+from creditflow.domain.certificates import CHINA_TZ, Certificate, Effects, Piece, PieceState, derive_id
 from creditflow.domain.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from creditflow.domain.financing import (
     RATINGS,
@@ -59,6 +59,20 @@ CreditHook = Callable[[str, int], CreditView | None]
 """(holder org id, amount in fen) -> the data-credit model's view, or None when it has nothing to say."""
 RestrictionHook = Callable[[str], str | None]
 """holder org id -> why new financing is stopped (e.g. an open margin call), or None."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Assessment:
+    """A financing request judged: the product, the moment, the amount, the piece and its certificate,
+    and the policy's decision."""
+
+    product: Product
+    now_ms: int
+    today: dt.date
+    amount_minor: int
+    piece: Piece
+    cert: Certificate
+    decision: Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,11 +301,8 @@ class FinancingService:
         )
         return facts, p, cert
 
-    def request(
-        self, holder: str, piece_id: str, bank: str, product_id: str, amount_minor: int | None = None
-    ) -> FinancingOutcome:
-        started = time.perf_counter()
-        request_id = str(uuid.uuid4())
+    def _assess(self, holder: str, piece_id: str, bank: str, product_id: str, amount_minor: int | None) -> _Assessment:
+        """The bank's policy applied to the piece as it stands now (a read; nothing recorded here)."""
         product = self.product(product_id)
         if product.bank != bank:
             raise InvalidInput(f"product {product_id} is not offered by {bank}", field="product_id")
@@ -304,7 +315,45 @@ class FinancingService:
                 facts_amount = found[0].amount_minor if found else 0
             check_amount_minor(facts_amount)
             facts, piece, cert = self._facts(conn, holder, piece_id, bank, facts_amount, today)
-        decision = decide(facts, product)
+        return _Assessment(product, now, today, facts_amount, piece, cert, decide(facts, product))
+
+    def offer(
+        self, holder: str, piece_id: str, bank: str, product_id: str, amount_minor: int | None = None
+    ) -> Decision:
+        """What `request` would answer now (the quote, or every reason to decline), so a holder sees the
+        cash before committing. No request, agreement or ledger entry is written; the credit hook's look-up
+        is recorded as any credit decision is."""
+        return self._assess(holder, piece_id, bank, product_id, amount_minor).decision
+
+    def request(
+        self,
+        holder: str,
+        piece_id: str,
+        bank: str,
+        product_id: str,
+        amount_minor: int | None = None,
+        *,
+        expect_disbursement_minor: int | None = None,
+    ) -> FinancingOutcome:
+        """Ask for financing; approved, it is one ledger operation signed by holder and bank. With
+        ``expect_disbursement_minor`` (the cash of an `offer` the holder accepted), terms that changed since
+        (another day, a new rate) are refused with ``terms_changed`` instead of being signed."""
+        started = time.perf_counter()
+        request_id = str(uuid.uuid4())
+        assessed = self._assess(holder, piece_id, bank, product_id, amount_minor)
+        product, now, today = assessed.product, assessed.now_ms, assessed.today
+        facts_amount, piece, cert, decision = assessed.amount_minor, assessed.piece, assessed.cert, assessed.decision
+        if (
+            decision.approved
+            and expect_disbursement_minor is not None
+            and decision.quote is not None
+            and decision.quote.disbursement_minor != expect_disbursement_minor
+        ):
+            raise Conflict(
+                "the terms changed since the offer you accepted: see the new offer",
+                code="terms_changed",
+                field="expect_disbursement_minor",
+            )
         if not decision.approved:
             return self._declined(
                 request_id, holder, piece_id, bank, product_id, facts_amount, decision, decision.reasons, now, started

@@ -281,10 +281,16 @@ def finance(
     csrf_token: Token = "",
     product_id: Text = "",
     finance_amount: Text = "",
+    step: Text = "request",
+    expect_disbursement_minor: Text = "",
 ) -> Response:
-    """Ask the bank offering ``product_id`` to finance the piece (blank amount: the whole piece). The
-    bank's policy answers at once; the answer, approved with its quote or declined with its reasons, is
-    on the request's page."""
+    """Finance the piece (blank amount: the whole piece) at the bank offering ``product_id``.
+
+    ``step=quote`` shows the bank's offer (cash, rate, days, interest, fees, or every reason it would
+    decline) and commits nothing; accepting it posts ``step=request`` with the offered cash, and terms that
+    changed in between are refused (``terms_changed``) with the new offer shown. ``step=request`` without an
+    offer asks at once. The answer, approved with its quote or declined with its reasons, is on the
+    request's page."""
     check_csrf(user, csrf_token)
     app = app_of(request)
     values = {"product_id": product_id, "finance_amount": finance_amount}
@@ -294,8 +300,26 @@ def finance(
             raise InvalidInput("choose a bank's financing product", field="product_id")
         product = app.financing.product(product_id.strip())
         amount_minor = parse_major(finance_amount, field="finance_amount") if finance_amount.strip() else None
-        outcome = app.financing.request(user.org_id, piece.id, product.bank, product.id, amount_minor)
+        if step == "quote":
+            offer = app.financing.offer(user.org_id, piece.id, product.bank, product.id, amount_minor)
+            return _piece_page(request, user, piece.id, values=values, offer=offer, offer_product=product)
+        expected = int(expect_disbursement_minor) if expect_disbursement_minor.isdigit() else None
+        outcome = app.financing.request(
+            user.org_id, piece.id, product.bank, product.id, amount_minor, expect_disbursement_minor=expected
+        )
     except DomainError as error:
+        if error.code == "terms_changed":
+            offer = app.financing.offer(user.org_id, piece_id, product.bank, product.id, amount_minor)
+            return _piece_page(
+                request,
+                user,
+                piece_id,
+                status=error.status,
+                values=values,
+                offer=offer,
+                offer_product=product,
+                **page_error(error, "finance"),
+            )
         return _refused(request, user, piece_id, error, "finance", **values)
     verdict = "approved" if outcome.approved else "declined"
     return done(f"/ui/supplier/financing/{outcome.request_id}", f"The bank {verdict} your request.")
