@@ -300,26 +300,25 @@ def finance(
             raise InvalidInput("choose a bank's financing product", field="product_id")
         product = app.financing.product(product_id.strip())
         amount_minor = parse_major(finance_amount, field="finance_amount") if finance_amount.strip() else None
-        if step == "quote":
+
+        def with_offer(status: int = 200, **context: Any) -> HTMLResponse:
             offer = app.financing.offer(user.org_id, piece.id, product.bank, product.id, amount_minor)
-            return _piece_page(request, user, piece.id, values=values, offer=offer, offer_product=product)
-        expected = int(expect_disbursement_minor) if expect_disbursement_minor.isdigit() else None
-        outcome = app.financing.request(
-            user.org_id, piece.id, product.bank, product.id, amount_minor, expect_disbursement_minor=expected
-        )
-    except DomainError as error:
-        if error.code == "terms_changed":
-            offer = app.financing.offer(user.org_id, piece_id, product.bank, product.id, amount_minor)
             return _piece_page(
-                request,
-                user,
-                piece_id,
-                status=error.status,
-                values=values,
-                offer=offer,
-                offer_product=product,
-                **page_error(error, "finance"),
+                request, user, piece.id, status=status, values=values, offer=offer, offer_product=product, **context
             )
+
+        if step == "quote":
+            return with_offer()
+        expected = int(expect_disbursement_minor) if expect_disbursement_minor.isdigit() else None
+        try:
+            outcome = app.financing.request(
+                user.org_id, piece.id, product.bank, product.id, amount_minor, expect_disbursement_minor=expected
+            )
+        except DomainError as error:
+            if error.code != "terms_changed":
+                raise
+            return with_offer(error.status, **page_error(error, "finance"))
+    except DomainError as error:
         return _refused(request, user, piece_id, error, "finance", **values)
     verdict = "approved" if outcome.approved else "declined"
     return done(f"/ui/supplier/financing/{outcome.request_id}", f"The bank {verdict} your request.")
