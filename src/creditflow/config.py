@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     sequencer_batch_max: int = Field(512, ge=1, le=10000, description="operations committed in one group commit")
     sequencer_queue_max: int = Field(20000, ge=1, description="submissions waiting; full means back-pressure")
     sequencer_timeout_s: float = Field(30.0, gt=0, description="longest a submitter waits for its commit")
+    sequencer_preverify: bool | None = Field(
+        None,
+        description="check signatures on a second thread ahead of the writer; unset: on for SQLite, off for "
+        "PostgreSQL (measured: +40 % ops/s on SQLite, -7 % on PostgreSQL, whose driver thread contends for the GIL)",
+    )
 
     request_max_bytes: int = Field(256 * 1024, ge=1024, description="largest HTTP request body")
     idempotency_retention_days: int = Field(7, ge=1)

@@ -36,6 +36,10 @@ def metrics(app: AppDep) -> str:
         "# HELP creditflow_ledger_ops_total Operations committed to the log by this process.",
         "# TYPE creditflow_ledger_ops_total counter",
         f"creditflow_ledger_ops_total {s.ops_committed}",
+        "# HELP creditflow_ledger_preverified_total Committed operations whose signatures were checked ahead "
+        "of the writer.",
+        "# TYPE creditflow_ledger_preverified_total counter",
+        f"creditflow_ledger_preverified_total {s.ops_preverified}",
         "# HELP creditflow_ledger_batches_total Group commits by this process.",
         "# TYPE creditflow_ledger_batches_total counter",
         f"creditflow_ledger_batches_total {s.batches_committed}",

@@ -29,11 +29,11 @@ from creditflow.config import Settings
 from creditflow.domain import operations as ops
 from creditflow.domain.certificates import Certificate, Context, Effects, Piece
 from creditflow.domain.errors import Conflict, DomainError, Unavailable
-from creditflow.domain.parties import Party, PartyKey
+from creditflow.domain.parties import PLATFORM, Party, PartyKey
 from creditflow.domain.state import MemoryState
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import SignedOperation, entry_bytes, step
-from creditflow.ledger.signing import Signer
+from creditflow.ledger.signing import Signer, verify_signature
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
 from creditflow.services.clock import Clock
 
@@ -77,6 +77,16 @@ class _Submission:
     signed: SignedOperation
     precheck: Precheck | None
     future: Future[Receipt]
+    # (public key, signature) pairs the pre-verifier found valid over this operation's message.
+    verified: frozenset[tuple[bytes, bytes]] = frozenset()
+    claimed: bool = False  # taken by the writer: too late to pre-verify
+
+    def verify(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        """`step`'s signature check: a pair the pre-verifier already checked over this very message is
+        not checked twice; anything else (a key it did not know, a failure) is checked here."""
+        if (public_key, signature) in self.verified and message == self.signed.message:
+            return True
+        return verify_signature(public_key, message, signature)
 
 
 class SequencerClosed(RuntimeError):
@@ -163,13 +173,24 @@ class Sequencer:
         self._batch_max = settings.sequencer_batch_max
         self._timeout_s = settings.sequencer_timeout_s
         self._queue: queue.Queue[_Submission | None] = queue.Queue(maxsize=settings.sequencer_queue_max)
+        # The same submissions, for the pre-verifier to work ahead of the writer (it never waits for it).
+        self._ahead: queue.SimpleQueue[_Submission | None] | None = None
+        preverify = settings.sequencer_preverify
+        if preverify is None:
+            preverify = engine.dialect.name == "sqlite"
+        if preverify:
+            self._ahead = queue.SimpleQueue()
+        # (signer, key_id) -> public key, as of the last commit; replaced whole (readers take a reference).
+        self._public_keys: dict[tuple[str, str], bytes] = {(PLATFORM, k): v for k, v in platform_keys.items()}
         self._frontier: merkle.CompactRange | None = None
         self._cache = _StateCache()
         self._thread: threading.Thread | None = None
+        self._verifier: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
         self.batches_committed = 0
         self.ops_committed = 0
+        self.ops_preverified = 0  # committed operations whose signatures the pre-verifier had checked
 
     # --- submitting ------------------------------------------------------------------------------
 
@@ -187,6 +208,8 @@ class Sequencer:
             self._queue.put(submission, block=block, timeout=self._timeout_s if block else None)
         except queue.Full as exc:
             raise Unavailable("the ledger is overloaded; retry later", code="ledger_busy") from exc
+        if self._ahead is not None:
+            self._ahead.put(submission)
         return future
 
     def submit(self, signed: SignedOperation, precheck: Precheck | None = None) -> Receipt:
@@ -200,18 +223,67 @@ class Sequencer:
     def close(self) -> None:
         with self._start_lock:
             self._closed = True
-            thread = self._thread
+            thread, verifier = self._thread, self._verifier
         if thread is not None:
             self._queue.put(None)
             thread.join()
+        if verifier is not None and self._ahead is not None:
+            self._ahead.put(None)
+            verifier.join()
 
     def _ensure_thread(self) -> None:
         if self._thread is not None:
             return
         with self._start_lock:
             if self._thread is None:
+                if self._ahead is not None:
+                    self._verifier = threading.Thread(target=self._prepare, name="creditflow-preverify", daemon=True)
+                    self._verifier.start()
                 self._thread = threading.Thread(target=self._run, name="creditflow-sequencer", daemon=True)
                 self._thread.start()
+
+    # --- the pre-verifier ------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        """Check the signatures of waiting submissions under the keys the last commit knew, ahead of the
+        writer: libsodium releases the GIL, so the Ed25519 arithmetic runs on the other core while the
+        writer works. The writer never waits for this: what it takes before it was pre-verified, it
+        checks itself. And this decides nothing: the writer still resolves each signer's key at the
+        entry's position in `step` and checks there whatever was not pre-verified under exactly that
+        key (an unknown key, a failure), so a stale key table can only cost time."""
+        assert self._ahead is not None
+        while True:
+            sub = self._ahead.get()
+            if sub is None:
+                return
+            if not sub.claimed:
+                self._preverify(sub)
+
+    def _preverify(self, sub: _Submission) -> None:
+        keys = self._public_keys
+        signed = sub.signed
+        try:
+            message = signed.message
+            sub.verified = frozenset(
+                (public, block.sig)
+                for block in signed.sigs
+                if (public := keys.get((block.signer, block.key_id))) is not None
+                and verify_signature(public, message, block.sig)
+            )
+        except Exception:  # pragma: no cover - the writer checks it again and answers the submitter
+            log.debug("pre-verification of %s skipped", signed.op.op_id, exc_info=True)
+
+    def _learn_keys(self, state: MemoryState) -> None:
+        """After a commit: the public keys the batch read or registered, for the pre-verifier."""
+        known = self._public_keys
+        fresh = {
+            (org_id, key.key_id): key.public_key
+            for org_id, keys in state.party_keys.items()
+            for key in keys.values()
+            if known.get((org_id, key.key_id)) != key.public_key
+        }
+        if fresh:
+            self._public_keys = {**known, **fresh}
 
     # --- the writer ------------------------------------------------------------------------------
 
@@ -220,6 +292,7 @@ class Sequencer:
             first = self._queue.get()
             if first is None:
                 return
+            first.claimed = True
             batch = [first]
             stop = False
             while len(batch) < self._batch_max:
@@ -230,6 +303,7 @@ class Sequencer:
                 if item is None:
                     stop = True
                     break
+                item.claimed = True
                 batch.append(item)
             self._process(batch)
             if stop:
@@ -248,6 +322,7 @@ class Sequencer:
             return
         self._frontier = frontier
         self._cache.keep(state, frontier.size)
+        self._learn_keys(state)
         for sub, outcome in zip(batch, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 sub.future.set_exception(outcome)
@@ -337,7 +412,7 @@ class Sequencer:
                 try:
                     # The ledger's own rules answer first (a spent piece is "already spent", whatever else
                     # is wrong); only then the off-ledger checks, whose writes a savepoint can undo.
-                    effects = step(signed, state, ctx, self._platform_keys)
+                    effects = step(signed, state, ctx, self._platform_keys, sub.verify)
                     if sub.precheck is not None:
                         with conn.begin_nested():
                             sub.precheck(conn, state)
@@ -382,6 +457,9 @@ class Sequencer:
             )
         self.batches_committed += 1
         self.ops_committed += seq - size
+        self.ops_preverified += sum(
+            1 for sub, o in zip(batch, outcomes, strict=True) if sub.verified and isinstance(o, Receipt)
+        )
         final = [
             Receipt(o.seq, o.op_id, o.op_type, o.ts_ms, o.leaf_hash, seq, o.result) if isinstance(o, Receipt) else o
             for o in outcomes
