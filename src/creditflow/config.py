@@ -80,6 +80,11 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    otel_telemetry: bool = Field(
+        False,
+        description="FastAPI's OpenTelemetry spans, metrics and logs (they need a provider configured in the "
+        "process); off: /metrics is the platform's own, and no request pays for looking up providers",
+    )
 
     # API hardening (docs/adr/0013-rate-limits-and-cors.md)
     rate_limit_per_s: float = Field(

@@ -24,7 +24,9 @@ from typing import Any
 
 import anyio
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -39,7 +41,7 @@ from .idempotency import IdempotencyMiddleware, read_body, replaying
 from .problems import PROBLEM_JSON, CatchAllMiddleware, problem
 from .ratelimit import RateLimiter
 from .routes import build_router
-from .security import STATE_KEY
+from .security import SECURITY_SCHEMES, STATE_KEY, caller
 
 DESCRIPTION = """\
 Digital debt certificates on a verifiable ledger.
@@ -119,6 +121,11 @@ class BodyLimitMiddleware:
         await self.app(scope, replaying(body, receive), send)
 
 
+def _takes(dependant: Dependant, dependency: Any) -> bool:
+    """Whether an endpoint depends on ``dependency``, directly or through another dependency."""
+    return any(d.call is dependency or _takes(d, dependency) for d in dependant.dependencies)
+
+
 def _openapi(api: FastAPI) -> dict[str, Any]:
     """The OpenAPI document, with error responses under ``application/problem+json``."""
     if api.openapi_schema is None:
@@ -140,6 +147,18 @@ def _openapi(api: FastAPI) -> dict[str, Any]:
                         if body.get("schema", {}).get("$ref", "").endswith("/HTTPValidationError"):
                             body["schema"] = {"$ref": "#/components/schemas/ProblemOut"}
                         content[PROBLEM_JSON] = body
+        secured = {
+            (route.path_format, method.lower())
+            for route in iter_route_contexts(api.routes)
+            if isinstance(route.original_route, APIRoute) and _takes(route.original_route.dependant, caller)
+            for method in route.methods or ()
+        }
+        for path, operations in schema.get("paths", {}).items():
+            for method, operation in operations.items():
+                if (path, method) in secured:
+                    operation["security"] = [{name: []} for name in SECURITY_SCHEMES]
+        if secured:
+            schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
         components = schema.get("components", {}).get("schemas", {})
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
@@ -188,6 +207,7 @@ def create_app(app: App, *, rate_limiter: RateLimiter | None = None) -> FastAPI:
         # network, so the reference is /openapi.json and the page /ui/api-reference.
         docs_url=None,
         redoc_url=None,
+        telemetry=None if app.settings.otel_telemetry else {"tracing": False, "metrics": False, "logs": False},
     )
     setattr(api.state, STATE_KEY, app)
     problems.install(api)

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import anyio
 from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from creditflow.bootstrap import App
 from creditflow.domain.errors import Forbidden, Unauthenticated
@@ -26,9 +25,13 @@ SESSION_COOKIE = "cf_session"  # set by the sign-in page (creditflow.web); HttpO
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-# Declared for the OpenAPI document (the "Authorize" button); the checking is ours.
-_bearer = HTTPBearer(auto_error=False, scheme_name="bearer", description="Authorization: Bearer cf_...")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, scheme_name="apiKey", description="X-API-Key: cf_...")
+# For the OpenAPI document (the "Authorize" button): `create_app` lists these as the security of every
+# operation that takes `Caller`. They are not FastAPI security dependencies: those would be solved on
+# every request only to be ignored, since `caller` reads the headers itself.
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer cf_..."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: cf_..."},
+}
 
 
 async def get_app(request: Request) -> App:
@@ -52,12 +55,7 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
     return api_key.strip() if api_key and api_key.strip() else None
 
 
-async def caller(
-    request: Request,
-    app: AppDep,
-    _bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    _api_key_value: Annotated[str | None, Depends(_api_key)],
-) -> Principal:
+async def caller(request: Request, app: AppDep) -> Principal:
     """Authenticate the request (401 ``unauthenticated`` if there is no valid key). A key seen before is
     answered from memory on the event loop; a new one is looked up in a worker thread."""
     principal = getattr(request.state, "principal", None)
