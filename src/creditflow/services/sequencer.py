@@ -8,6 +8,11 @@ and commits. Only then are the submitters answered: an acknowledged operation is
 operation that failed its rules left no trace. A failed commit fails the whole batch and nothing is
 acknowledged.
 
+On SQLite a second thread, the pre-verifier, checks the waiting submissions' Ed25519 signatures ahead of
+the writer (libsodium releases the GIL); the writer uses a verdict only for the exact key, signature and
+message it was reached for, never waits for it, and still decides which key is valid where (see
+`Sequencer._prepare`).
+
 Across processes the head-row lock (PostgreSQL ``FOR UPDATE``, SQLite ``BEGIN IMMEDIATE``) keeps one
 appender at a time, so several API workers may each run a sequencer against the same database.
 """
