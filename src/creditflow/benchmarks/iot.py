@@ -297,7 +297,7 @@ def run_iot_bench(
     messages: int = 15_000,
     latency_rate: int = 1_000,
     latency_seconds: int = 5,
-    ramp_rates: tuple[int, ...] = (1_000, 2_000, 3_000, 4_000, 5_000, 6_000),
+    ramp_rates: tuple[int, ...] = (1_000, 2_000, 3_000, 4_000, 5_000, 6_000, 8_000, 10_000),
 ) -> dict[str, Any]:
     result: dict[str, Any] = {
         "benchmark": "iot",
