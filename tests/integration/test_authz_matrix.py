@@ -195,25 +195,18 @@ MATRIX: list[Row] = [
         "403 ok ok 403 403",
         "404 404 404 403 403",
     ),
-    row(
-        "POST",
-        "/v1/pieces/{piece_id}/finance/offer",
-        lambda w, s, r: Req(
-            f"/v1/pieces/{piece_for(s, r)}/finance/offer",
-            json={"bank": s.bank, "product_id": s.product_id, "amount_minor": 1_000_000},
-        ),
-        "403 ok ok 403 403",
-        "404 404 404 403 403",
-    ),
-    row(
-        "POST",
-        "/v1/pieces/{piece_id}/finance",
-        lambda w, s, r: Req(
-            f"/v1/pieces/{piece_for(s, r)}/finance",
-            json={"bank": s.bank, "product_id": s.product_id, "amount_minor": 1_000_000},
-        ),
-        "403 ok ok 403 403",
-        "404 404 404 403 403",
+    *(
+        row(
+            "POST",
+            f"/v1/pieces/{{piece_id}}/{action}",
+            lambda w, s, r, action=action: Req(
+                f"/v1/pieces/{piece_for(s, r)}/{action}",
+                json={"bank": s.bank, "product_id": s.product_id, "amount_minor": 1_000_000},
+            ),
+            "403 ok ok 403 403",
+            "404 404 404 403 403",
+        )
+        for action in ("finance/offer", "finance")
     ),
     row(
         "POST",

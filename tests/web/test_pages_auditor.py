@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -101,6 +102,24 @@ def test_the_proof_endpoints_the_page_calls_accept_the_session_cookie(web: TestC
 
 # --- the proof checker's JavaScript, run under node --------------------------------------------------------
 
+
+def run_node(tmp_path: Path, script: str, payload: dict[str, Any]) -> Any:
+    """Run ``script`` under node with the page's audit_proofs.js as its argument and ``payload`` as JSON on
+    stdin; its JSON output."""
+    path = tmp_path / "check.js"
+    path.write_text(script)
+    run = subprocess.run(
+        ["node", str(path), str(PROOFS_JS)],
+        input=json.dumps(payload),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 NODE_SCRIPT = r"""
 const proofs = require(process.argv[2]);
 const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
@@ -141,18 +160,7 @@ def test_the_pages_proof_checker_recomputes_roots_and_fails_on_tampering(world: 
     inclusion = [world.proofs.inclusion(i, n) for n in (1, 2, 7, 8, size) if n <= size for i in {0, n // 2, n - 1}]
     consistency = [world.proofs.consistency(m, n) for m, n in ((1, 2), (3, 7), (4, 8), (6, 8), (5, size), (size, size))]
     sha = ["", "00", "61" * 55, "62" * 56, "63" * 64, "64" * 1000]
-    script = tmp_path / "check.js"
-    script.write_text(NODE_SCRIPT)
-    run = subprocess.run(
-        ["node", str(script), str(PROOFS_JS)],
-        input=json.dumps({"sha": sha, "inclusion": inclusion, "consistency": consistency}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    out = run_node(tmp_path, NODE_SCRIPT, {"sha": sha, "inclusion": inclusion, "consistency": consistency})
     # Both SHA-256 implementations (WebCrypto under node, and the pure-JS fallback) agree with hashlib.
     expected_sha = [hashlib.sha256(bytes.fromhex(h)).hexdigest() for h in sha]
     assert out["sha"] == expected_sha * 2
@@ -222,18 +230,7 @@ def test_the_page_checks_tree_head_signatures_as_the_ledger_does(world: App, tmp
         {**good, "signature": ("1" if good["signature"][0] == "0" else "0") + good["signature"][1:]},
     ]
     checks = [[good, key], *([c, key] for c in changed), [good, other_key], [good, "zz"], [good, key[:-2]]]
-    script = tmp_path / "sig.js"
-    script.write_text(SIGNATURE_SCRIPT)
-    run = subprocess.run(
-        ["node", str(script), str(PROOFS_JS)],
-        input=json.dumps({"messages": [h.to_json() for h in [head, *odd]], "checks": checks}),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    out = run_node(tmp_path, SIGNATURE_SCRIPT, {"messages": [h.to_json() for h in [head, *odd]], "checks": checks})
     assert out["messages"] == [h.message().hex() for h in [head, *odd]]
     assert out["checks"][0] is True
     assert out["checks"][1 : 1 + len(changed) + 1] == [False] * (len(changed) + 1)

@@ -346,6 +346,11 @@ def test_see_the_offer_then_accept_it_and_changed_terms_are_not_signed(
     assert _offer(page.text)["cash"] == _yuan(later.disbursement_minor) != _yuan(expected.disbursement_minor)
     assert table_rows(world, WATCHED) == before
 
+    # A hidden field that is not an offer's cash is refused, not taken as "no offer".
+    page = web.post(piece_url, data={**stale, "expect_disbursement_minor": "39,000"})
+    assert page.status_code == 422 and "not a whole number of fen" in html.unescape(page.text)
+    assert table_rows(world, WATCHED) == before
+
     # Accepting the new offer finances at exactly its terms.
     page = web.post(piece_url, data={**stale, "expect_disbursement_minor": str(later.disbursement_minor)})
     assert page.status_code == 200 and "The bank approved your request." in page.text

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
@@ -61,8 +61,7 @@ RestrictionHook = Callable[[str], str | None]
 """holder org id -> why new financing is stopped (e.g. an open margin call), or None."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Assessment:
+class _Assessment(NamedTuple):
     """A financing request judged: the product, the moment, the amount, the piece and its certificate,
     and the policy's decision."""
 
@@ -340,9 +339,9 @@ class FinancingService:
         (another day, a new rate) are refused with ``terms_changed`` instead of being signed."""
         started = time.perf_counter()
         request_id = str(uuid.uuid4())
-        assessed = self._assess(holder, piece_id, bank, product_id, amount_minor)
-        product, now, today = assessed.product, assessed.now_ms, assessed.today
-        facts_amount, piece, cert, decision = assessed.amount_minor, assessed.piece, assessed.cert, assessed.decision
+        product, now, today, facts_amount, piece, cert, decision = self._assess(
+            holder, piece_id, bank, product_id, amount_minor
+        )
         if (
             decision.approved
             and expect_disbursement_minor is not None

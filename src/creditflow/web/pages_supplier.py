@@ -309,7 +309,11 @@ def finance(
 
         if step == "quote":
             return with_offer()
-        expected = int(expect_disbursement_minor) if expect_disbursement_minor.isdigit() else None
+        expected = None
+        if expect_disbursement_minor.strip():  # the offer's cash, from the form's hidden field
+            if not expect_disbursement_minor.strip().isdigit():
+                raise InvalidInput("the accepted offer's cash is not a whole number of fen", field="finance_amount")
+            expected = int(expect_disbursement_minor)
         try:
             outcome = app.financing.request(
                 user.org_id, piece.id, product.bank, product.id, amount_minor, expect_disbursement_minor=expected
