@@ -30,10 +30,12 @@ bench: $(STAMP)
 	$(BIN)/creditflow bench credit --json | tee bench-credit.json
 	$(BIN)/creditflow bench iot --mqtt mqtt://127.0.0.1:1883 --json | tee bench-iot.json
 
+# ruff, mypy, and the architecture contracts in pyproject ([tool.importlinter]; lint/ holds our own contract type).
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench lint
+	$(BIN)/ruff format --check src tests bench lint
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info

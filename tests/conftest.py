@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, create_engine, select, text
 
-from creditflow.adapters.sql.engine import make_engine, migrate
 from creditflow.bootstrap import App, build
 from creditflow.config import Settings
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.clock import ManualClock
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.engine import make_engine, migrate
+from creditflow.kernel.uscc import make_uscc
 
 PG_URL = os.environ.get("CREDITFLOW_TEST_PG_URL")
 START = dt.datetime(2026, 3, 2, 9, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))
@@ -178,7 +178,7 @@ def web(world: App) -> Iterator[Any]:
     """A browser-like client for the web pages (cookies kept) on the app with the demo's cast."""
     from fastapi.testclient import TestClient
 
-    from creditflow.api.app import create_app
+    from creditflow.http.app import create_app
 
     with TestClient(create_app(world), base_url="http://127.0.0.1") as client:
         yield client

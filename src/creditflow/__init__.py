@@ -1,6 +1,6 @@
 """creditflow: supply-chain finance on a verifiable ledger.
 
-Public surface: the `creditflow` command (`creditflow.cli`), the HTTP API (`creditflow.api`), and the
+Public surface: the `creditflow` command (`creditflow.cli.main`), the HTTP API (`creditflow.http`), and the
 pure, database-free verifier (`creditflow.ledger.verifier`) that outsiders use to check proofs.
 """
 

@@ -6,30 +6,30 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from creditflow.adapters.sql import ledger_store as store
-from creditflow.adapters.sql.engine import make_engine, migrate
+from creditflow.collateral.settings import IotSettings
+from creditflow.collateral.system import IotSystem
 from creditflow.config import Settings
-from creditflow.domain.errors import NotFound
-from creditflow.domain.parties import PLATFORM
+from creditflow.credit.service import CreditService
+from creditflow.financing.clearing import ClearingService
+from creditflow.financing.network import NetworkService
+from creditflow.financing.service import FinancingService, release_bank_limits
+from creditflow.identity.access import Access
+from creditflow.identity.sessions import WebSessions
+from creditflow.kernel.clock import Clock, SystemClock
+from creditflow.kernel.engine import make_engine, migrate
+from creditflow.kernel.errors import NotFound
+from creditflow.ledger import store
+from creditflow.ledger.audit import VerifyReport, verify_database
+from creditflow.ledger.custody import Custody
+from creditflow.ledger.model.parties import PLATFORM
+from creditflow.ledger.proofs import Proofs
+from creditflow.ledger.queries import Queries
+from creditflow.ledger.sequencer import Sequencer
+from creditflow.ledger.service import LedgerService, release_void_payables
 from creditflow.ledger.signing import Signer
-from creditflow.services.access import Access
-from creditflow.services.audit import VerifyReport, verify_database
-from creditflow.services.clearing import ClearingService
-from creditflow.services.clock import Clock, SystemClock
-from creditflow.services.confirmation import ConfirmationService
-from creditflow.services.credit import CreditService
-from creditflow.services.custody import Custody
-from creditflow.services.financing import FinancingService, release_bank_limits
-from creditflow.services.iot_settings import IotSettings
-from creditflow.services.iot_system import IotSystem
-from creditflow.services.ledger import LedgerService, release_void_payables
-from creditflow.services.network import NetworkService
-from creditflow.services.proofs import Proofs
-from creditflow.services.queries import Queries
-from creditflow.services.sequencer import Sequencer
-from creditflow.services.sessions import WebSessions
-from creditflow.services.trade import TradeService
-from creditflow.services.trade_rules import release_trade_reservations
+from creditflow.trade.confirmation import ConfirmationService
+from creditflow.trade.rules import release_trade_reservations
+from creditflow.trade.service import TradeService
 
 LOG_KEY_ID = "log-1"
 

@@ -19,9 +19,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from creditflow.scoring.settings import CreditSettings
-from creditflow.services.iot_settings import IotSettings
-from creditflow.web.settings import WebSettings
+from creditflow.collateral.settings import IotSettings
+from creditflow.credit.settings import CreditSettings
+from creditflow.identity.settings import WebSettings
 
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import uvicorn
 
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
+from creditflow.http.app import create_app
 
 PASSWORD = "correct horse battery 9"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"

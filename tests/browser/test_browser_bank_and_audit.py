@@ -15,7 +15,7 @@ from browser_harness import PASSWORD, chromium, chromium_paths, live_server, scr
 
 from conftest import make_settings, onboard  # onboarding writes the auditor's log entries
 from creditflow.bootstrap import App, build
-from creditflow.domain.collateral import make_message
+from creditflow.collateral.model import make_message
 from creditflow.ledger.signing import Signer
 
 PATHS = chromium_paths()

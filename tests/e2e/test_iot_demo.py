@@ -8,7 +8,7 @@ import io
 from rich.console import Console
 
 from creditflow.bootstrap import App
-from creditflow.simulate.iot import run_iot_demo
+from creditflow.tools.simulate.iot import run_iot_demo
 
 
 def test_the_night_at_the_warehouse(sqlite_app: App) -> None:

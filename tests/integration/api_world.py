@@ -21,11 +21,11 @@ from typing import Any
 from sqlalchemy import insert
 
 from conftest import USCC
-from creditflow.adapters.sql.credit_tables import credit_decisions
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.iot_registry import AssetSpec
+from creditflow.collateral.model import AssetKind, DeviceKind, make_message
+from creditflow.collateral.registry import AssetSpec
+from creditflow.credit.tables import credit_decisions
+from creditflow.kernel.uscc import make_uscc
 
 ROLE_ORDER = ("core_enterprise", "supplier", "bank", "auditor", "operator")
 CAST = {

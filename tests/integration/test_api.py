@@ -13,15 +13,16 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import START_MS, USCC, issue_accepted, onboard
-from creditflow.adapters.sql.tables import idempotency_keys, ledger_entries
-from creditflow.api.app import create_app
-from creditflow.api.idempotency import request_digest
 from creditflow.bootstrap import App
-from creditflow.domain.uscc import make_uscc
+from creditflow.http.app import create_app
+from creditflow.http.idempotency import request_digest
+from creditflow.identity.tables import idempotency_keys
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.uscc import make_uscc
 from creditflow.ledger.entries import sign_operation
 from creditflow.ledger.signing import Signer
+from creditflow.ledger.tables import ledger_entries
 from creditflow.ledger.verifier import check_consistency_document, check_inclusion_document
-from creditflow.services.clock import ManualClock
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its test client; the project pins httpx (which still works).

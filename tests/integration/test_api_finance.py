@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from conftest import START, USCC, make_settings, onboard
-from creditflow.adapters.payments import pain001
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App, build
-from creditflow.services.clock import ManualClock
+from creditflow.financing import pain001
+from creditflow.http.app import create_app
+from creditflow.kernel.clock import ManualClock
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")

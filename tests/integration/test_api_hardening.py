@@ -19,13 +19,13 @@ import uvicorn
 from pydantic import ValidationError
 
 from conftest import make_settings, onboard
-from creditflow.api.app import create_app
-from creditflow.api.ratelimit import RateLimiter
-from creditflow.api.redaction import RedactingFilter, redact
 from creditflow.bootstrap import App, build
 from creditflow.config import Settings
-from creditflow.services.clock import ManualClock
-from creditflow.services.queries import decode_cursor, encode_cursor
+from creditflow.http.app import create_app
+from creditflow.http.ratelimit import RateLimiter
+from creditflow.http.redaction import RedactingFilter, redact
+from creditflow.kernel.clock import ManualClock
+from creditflow.ledger.queries import decode_cursor, encode_cursor
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")

@@ -13,9 +13,9 @@ import pytest
 import uvicorn
 
 from conftest import USCC, onboard
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
-from creditflow.domain.uscc import make_uscc
+from creditflow.http.app import create_app
+from creditflow.kernel.uscc import make_uscc
 from creditflow.ledger.entries import sign_operation
 from creditflow.ledger.signing import Signer
 

@@ -7,10 +7,10 @@ import warnings
 from pathlib import Path
 
 from conftest import START_MS, issue_accepted, make_settings, onboard
-from creditflow.api.app import create_app
 from creditflow.bootstrap import build
-from creditflow.domain.certificates import PieceState
-from creditflow.services.clock import ManualClock
+from creditflow.http.app import create_app
+from creditflow.kernel.clock import ManualClock
+from creditflow.ledger.model.certificates import PieceState
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")

@@ -31,10 +31,10 @@ from typing import Any
 import pytest
 from api_world import ROLE_ORDER, Side, World, build_world, json_of, uscc_of
 
-from creditflow.api.app import create_app
-from creditflow.api.ratelimit import RateLimiter
 from creditflow.bootstrap import App
-from creditflow.domain.uscc import make_uscc
+from creditflow.http.app import create_app
+from creditflow.http.ratelimit import RateLimiter
+from creditflow.kernel.uscc import make_uscc
 from creditflow.ledger.entries import sign_operation
 
 with warnings.catch_warnings():
@@ -609,7 +609,7 @@ def _verdict(response: Any, row: Row) -> str:
 def matrix_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, TestClient]]:
     from conftest import START_MS, make_settings
     from creditflow.bootstrap import build
-    from creditflow.services.clock import ManualClock
+    from creditflow.kernel.clock import ManualClock
 
     url = f"sqlite:///{tmp_path_factory.mktemp('authz') / 'cf.db'}"
     app: App

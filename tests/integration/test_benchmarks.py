@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from creditflow.benchmarks.api import run_api_bench
-from creditflow.benchmarks.ledger import _store_run
+from creditflow.tools.bench.api import run_api_bench
+from creditflow.tools.bench.ledger import _store_run
 
 
 def test_the_store_run_commits_every_operation_and_verifies(store_url: str) -> None:

@@ -20,23 +20,15 @@ from lxml import etree
 from sqlalchemy import Table, select
 
 from conftest import START, USCC, make_settings, onboard, table_rows
-from creditflow.adapters.payments import pain001
-from creditflow.adapters.sql.finance_tables import (
-    bank_limits,
-    clearing_runs,
-    credit_lines,
-    financing_agreements,
-    invoice_usage,
-    payments,
-    piece_trade_refs,
-    settlement_accounts,
-)
-from creditflow.adapters.sql.tables import certificates, ledger_entries, payables, pieces
 from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import CertificateState, PieceState
-from creditflow.domain.errors import Conflict, DomainError, InvalidInput
-from creditflow.services.clock import ManualClock
-from creditflow.services.trade import TradeService
+from creditflow.financing import pain001
+from creditflow.financing.tables import bank_limits, clearing_runs, financing_agreements, payments, settlement_accounts
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import Conflict, DomainError, InvalidInput
+from creditflow.ledger.model.certificates import CertificateState, PieceState
+from creditflow.ledger.tables import certificates, ledger_entries, pieces
+from creditflow.trade.service import TradeService
+from creditflow.trade.tables import credit_lines, invoice_usage, payables, piece_trade_refs
 
 MATURITY = dt.date(2026, 9, 1)
 TZ = START.tzinfo

@@ -19,11 +19,11 @@ import pytest
 from sqlalchemy import func, select
 
 from conftest import START_MS, issue_accepted, make_settings, onboard
-from creditflow.adapters.sql.tables import ledger_entries, log_head
 from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import CertificateState, PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.services.clock import ManualClock
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.ledger.model.certificates import CertificateState, PieceState
+from creditflow.ledger.tables import ledger_entries, log_head
 
 THREADS = 20
 RECIPIENTS = ["steel", "ore", "other", "bank"]

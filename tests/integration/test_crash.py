@@ -20,11 +20,11 @@ import pytest
 from sqlalchemy import select
 
 from conftest import START_MS, issue_accepted, make_settings, onboard
-from creditflow.adapters.sql.engine import make_engine
-from creditflow.adapters.sql.tables import ledger_entries
 from creditflow.bootstrap import build
-from creditflow.services.audit import verify_database
-from creditflow.services.clock import ManualClock
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.engine import make_engine
+from creditflow.ledger.audit import verify_database
+from creditflow.ledger.tables import ledger_entries
 
 ACKS_BEFORE_KILL = 300
 
@@ -40,7 +40,7 @@ CHILD = textwrap.dedent(
     from conftest import make_settings  # the same settings as the tests (fast key derivation)
 
     from creditflow.bootstrap import build
-    from creditflow.services.clock import ManualClock
+    from creditflow.kernel.clock import ManualClock
 
     app = build(make_settings(url), clock=ManualClock(start_ms))
     out = threading.Lock()

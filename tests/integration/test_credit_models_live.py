@@ -15,13 +15,13 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-import creditflow.adapters.sql.credit_tables  # noqa: F401  (registers the credit tables on the shared metadata)
-from creditflow.adapters.sql.credit_tables import credit_decisions, credit_models
+import creditflow.credit.tables  # noqa: F401  (registers the credit tables on the shared metadata)
 from creditflow.bootstrap import App
-from creditflow.scoring.decisions import decide, knockouts
-from creditflow.scoring.scorer import matrix, world_vectors
-from creditflow.scoring.simulate import World, simulate
-from creditflow.services.credit import CreditService
+from creditflow.credit.decisions import decide, knockouts
+from creditflow.credit.scorer import matrix, world_vectors
+from creditflow.credit.service import CreditService
+from creditflow.credit.simulate import World, simulate
+from creditflow.credit.tables import credit_decisions, credit_models
 
 SMALL = {"num_boost_round": 60}
 TRAIN = simulate(600, 5)
@@ -155,7 +155,7 @@ def test_training_on_imported_data_is_the_model_of_that_data(app: App) -> None:
 def test_cli_trains_on_imported_files_and_reports_the_challenger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from creditflow.cli import cli
+    from creditflow.cli.main import cli
 
     monkeypatch.setenv("CREDITFLOW_KDF_OPSLIMIT", "1")
     monkeypatch.setenv("CREDITFLOW_KDF_MEMLIMIT_BYTES", str(8 * 1024 * 1024))

@@ -15,16 +15,16 @@ from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-import creditflow.adapters.sql.credit_tables  # noqa: F401  (registers the credit tables on the shared metadata)
+import creditflow.credit.tables  # noqa: F401  (registers the credit tables on the shared metadata)
 from conftest import onboard
-from creditflow.adapters.sql.credit_tables import credit_decisions, credit_observations
-from creditflow.adapters.sql.tables import metadata
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
-from creditflow.cli_credit import credit_cli
-from creditflow.domain.errors import NotFound
-from creditflow.scoring.simulate import simulate
-from creditflow.services.credit import CreditService
+from creditflow.cli.credit import credit_cli
+from creditflow.credit.service import CreditService
+from creditflow.credit.simulate import simulate
+from creditflow.credit.tables import credit_decisions, credit_observations
+from creditflow.http.app import create_app
+from creditflow.kernel.errors import NotFound
+from creditflow.migrations.schema import metadata
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")
@@ -37,8 +37,8 @@ TRAIN = simulate(600, 5)
 @pytest.fixture
 def credit(app: App) -> CreditService:
     service = CreditService(app.engine, app.settings, app.clock)
-    from creditflow.scoring.artefacts import build_artefact
-    from creditflow.scoring.scorer import matrix, world_vectors
+    from creditflow.credit.artefacts import build_artefact
+    from creditflow.credit.scorer import matrix, world_vectors
 
     service.store_model(build_artefact(matrix(world_vectors(TRAIN)), TRAIN.bad.astype(int), params=SMALL, seed=3))
     return service
@@ -78,7 +78,7 @@ def test_decision_from_stored_data_records_snapshot_model_and_hash(credit: Credi
         )
         assert stored["reasons"] and all(r["message"] for r in stored["reasons"])
         # the stored features are exactly what the pipeline computes from the world itself
-        from creditflow.scoring.features import compute_features
+        from creditflow.credit.features import compute_features
 
         direct = compute_features(world.firms[i], world.observations(i), world.as_of(i))
         assert direct.digest() == record.feature_hash
@@ -99,8 +99,8 @@ def test_hook_has_the_financing_shape(credit: CreditService) -> None:
 
 
 def test_training_is_reproducible_and_versioned(app: App) -> None:
-    from creditflow.scoring.artefacts import build_artefact
-    from creditflow.scoring.scorer import matrix, world_vectors
+    from creditflow.credit.artefacts import build_artefact
+    from creditflow.credit.scorer import matrix, world_vectors
 
     world = simulate(300, 12)
     X, y = matrix(world_vectors(world)), world.bad.astype(int)

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import creditflow.adapters.sql.trade_tables  # noqa: F401  (registers the trade tables on the shared metadata)
+import creditflow.trade.tables  # noqa: F401  (registers the trade tables on the shared metadata)
 from creditflow.bootstrap import App
-from creditflow.cli_erp import erp_cli
+from creditflow.cli.trade import erp_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "erp"

@@ -14,16 +14,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, select
 
-import creditflow.adapters.sql.trade_tables  # noqa: F401  (registers the trade tables on the shared metadata)
+import creditflow.trade.tables  # noqa: F401  (registers the trade tables on the shared metadata)
 from conftest import USCC
-from creditflow.adapters.sql.tables import metadata
-from creditflow.adapters.sql.trade_tables import trade_documents, trade_lines
-from creditflow.api import routes_erp
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
-from creditflow.domain.errors import InvalidInput, NotFound
-from creditflow.domain.trade import DocKind, MatchStatus
-from creditflow.services.trade import ImportReport, TradeService
+from creditflow.http.api import trade as routes_erp
+from creditflow.http.app import create_app
+from creditflow.kernel.errors import InvalidInput, NotFound
+from creditflow.migrations.schema import metadata
+from creditflow.trade.documents import DocKind, MatchStatus
+from creditflow.trade.service import ImportReport, TradeService
+from creditflow.trade.tables import trade_documents, trade_lines
 
 with warnings.catch_warnings():
     # Starlette 1.x prefers httpx2 for its test client; the project pins httpx (which still works).

@@ -19,27 +19,19 @@ import pytest
 from sqlalchemy import Table, select
 
 from conftest import START, USCC, make_settings, onboard, table_rows
-from creditflow.adapters.sql import ledger_store as store
-from creditflow.adapters.sql.finance_tables import (
-    bank_limits,
-    clearing_runs,
-    credit_lines,
-    financing_agreements,
-    financing_requests,
-    invoice_usage,
-    payments,
-    piece_trade_refs,
-)
-from creditflow.adapters.sql.tables import certificates, ledger_entries, payables, pieces
 from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.domain.financing import CreditView, Product
+from creditflow.financing.policy import CreditView, Product
+from creditflow.financing.service import FinancingOutcome, agreement_digest
+from creditflow.financing.tables import bank_limits, clearing_runs, financing_agreements, financing_requests, payments
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.ledger import store
 from creditflow.ledger.entries import parse_entry
+from creditflow.ledger.model.certificates import PieceState
 from creditflow.ledger.signing import verify_signature
-from creditflow.services.clock import ManualClock
-from creditflow.services.financing import FinancingOutcome, agreement_digest
-from creditflow.services.trade import TradeService
+from creditflow.ledger.tables import certificates, ledger_entries, pieces
+from creditflow.trade.service import TradeService
+from creditflow.trade.tables import credit_lines, invoice_usage, payables, piece_trade_refs
 
 MATURITY = dt.date(2026, 9, 1)
 MATURITY_MS = int(dt.datetime(2026, 9, 1, 9, 0, tzinfo=START.tzinfo).timestamp() * 1000)

@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from conftest import onboard
-from creditflow.api import routes_iot
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import make_message
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.iot_settings import IotSettings
-from creditflow.services.iot_system import IotSystem
+from creditflow.collateral.model import make_message
+from creditflow.collateral.settings import IotSettings
+from creditflow.collateral.system import IotSystem
+from creditflow.http.api import collateral as routes_iot
+from creditflow.http.app import create_app
+from creditflow.kernel.uscc import make_uscc
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 import pytest
 
-from creditflow.adapters.mqtt import MqttIngest
-from creditflow.benchmarks.iot import _run_publisher
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import AssetKind, DeviceKind
-from creditflow.services.iot_registry import AssetSpec
-from creditflow.services.iot_settings import IotSettings
-from creditflow.services.iot_system import IotSystem
+from creditflow.collateral.model import AssetKind, DeviceKind
+from creditflow.collateral.mqtt import MqttIngest
+from creditflow.collateral.registry import AssetSpec
+from creditflow.collateral.settings import IotSettings
+from creditflow.collateral.system import IotSystem
+from creditflow.tools.bench.iot import _run_publisher
 
 MQTT_URL = os.environ.get("CREDITFLOW_TEST_MQTT_URL")
 NORMAL_RATE = 100  # msg/s: a site of a few hundred devices reporting every few seconds

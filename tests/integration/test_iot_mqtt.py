@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from creditflow.adapters.mqtt import MqttIngest, MqttPublisher, telemetry_topic
-from creditflow.adapters.sql.iot_tables import iot_alarms, iot_readings
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
-from creditflow.services.clock import ManualClock
-from creditflow.services.iot_registry import AssetSpec
-from creditflow.services.iot_settings import IotSettings
-from creditflow.services.iot_system import IotSystem
+from creditflow.collateral.model import AssetKind, DeviceKind, make_message
+from creditflow.collateral.mqtt import MqttIngest, MqttPublisher, telemetry_topic
+from creditflow.collateral.registry import AssetSpec
+from creditflow.collateral.settings import IotSettings
+from creditflow.collateral.system import IotSystem
+from creditflow.collateral.tables import iot_alarms, iot_readings
+from creditflow.kernel.clock import ManualClock
 
 MQTT_URL = os.environ.get("CREDITFLOW_TEST_MQTT_URL")
 pytestmark = pytest.mark.skipif(not MQTT_URL, reason="needs the MQTT broker: set CREDITFLOW_TEST_MQTT_URL (CI does)")
@@ -79,7 +79,7 @@ def _worker(db_url: str, prefix: str, group: str, seconds: float) -> subprocess.
         [
             sys.executable,
             "-m",
-            "creditflow.cli_iot",
+            "creditflow.cli.collateral",
             "ingest",
             "--db",
             db_url,

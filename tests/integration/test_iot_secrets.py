@@ -11,14 +11,14 @@ from alembic import command
 from sqlalchemy import select, update
 
 from conftest import make_settings
-from creditflow.adapters.sql.engine import alembic_config, make_engine
-from creditflow.adapters.sql.iot_tables import iot_devices, iot_webhooks
 from creditflow.bootstrap import App, build
-from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
-from creditflow.services.clock import ManualClock
-from creditflow.services.iot_registry import AssetSpec
-from creditflow.services.iot_settings import IotSettings
-from creditflow.services.iot_system import IotSystem
+from creditflow.collateral.model import AssetKind, DeviceKind, make_message
+from creditflow.collateral.registry import AssetSpec
+from creditflow.collateral.settings import IotSettings
+from creditflow.collateral.system import IotSystem
+from creditflow.collateral.tables import iot_devices, iot_webhooks
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.engine import alembic_config, make_engine
 
 
 def _lot(iot: IotSystem, *devices: str) -> dict[str, bytes]:

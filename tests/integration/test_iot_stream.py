@@ -15,10 +15,10 @@ import pytest
 import uvicorn
 
 from conftest import onboard
-from creditflow.api.app import create_app
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
-from creditflow.services.iot_registry import AssetSpec
+from creditflow.collateral.model import AssetKind, DeviceKind, make_message
+from creditflow.collateral.registry import AssetSpec
+from creditflow.http.app import create_app
 
 
 @pytest.fixture

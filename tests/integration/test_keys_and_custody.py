@@ -20,7 +20,16 @@ import pytest
 from sqlalchemy import select
 
 from conftest import ROLES, START_MS, issue_accepted, make_settings, onboard, table_rows
-from creditflow.adapters.sql.tables import (
+from creditflow.bootstrap import App, build
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.kernel.uscc import make_uscc
+from creditflow.ledger.custody import WrongPassphrase
+from creditflow.ledger.entries import SignatureBlock, SignedOperation, parse_entry, sign_operation
+from creditflow.ledger.model.certificates import PieceState
+from creditflow.ledger.model.parties import PLATFORM
+from creditflow.ledger.signing import Signer, op_message, verify_signature
+from creditflow.ledger.tables import (
     certificates,
     custody_keys,
     custody_meta,
@@ -29,20 +38,11 @@ from creditflow.adapters.sql.tables import (
     merkle_nodes,
     parties,
     party_keys,
-    payables,
     piece_events,
     pieces,
     tree_heads,
 )
-from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.domain.parties import PLATFORM
-from creditflow.domain.uscc import make_uscc
-from creditflow.ledger.entries import SignatureBlock, SignedOperation, parse_entry, sign_operation
-from creditflow.ledger.signing import Signer, op_message, verify_signature
-from creditflow.services.clock import ManualClock
-from creditflow.services.custody import WrongPassphrase
+from creditflow.trade.tables import payables
 
 YUAN = 100
 FACE = 1_000_000 * YUAN

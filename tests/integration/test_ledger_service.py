@@ -17,7 +17,14 @@ import pytest
 from sqlalchemy import Table, select
 
 from conftest import ROLES, START_MS, USCC, issue_accepted, onboard, table_rows
-from creditflow.adapters.sql.tables import (
+from creditflow.bootstrap import App
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.kernel.money import MAX_AMOUNT_MINOR
+from creditflow.kernel.uscc import make_uscc
+from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece, PieceState
+from creditflow.ledger.queries import Liability, TierValue
+from creditflow.ledger.tables import (
     certificates,
     custody_keys,
     ledger_entries,
@@ -25,18 +32,11 @@ from creditflow.adapters.sql.tables import (
     merkle_nodes,
     parties,
     party_keys,
-    payables,
     piece_events,
     pieces,
     tree_heads,
 )
-from creditflow.bootstrap import App
-from creditflow.domain.certificates import Certificate, CertificateState, Piece, PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.domain.money import MAX_AMOUNT_MINOR
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.clock import ManualClock
-from creditflow.services.queries import Liability, TierValue
+from creditflow.trade.tables import payables
 
 YUAN = 100
 FACE = 1_000_000 * YUAN

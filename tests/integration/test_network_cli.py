@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from conftest import START_MS, issue_accepted, make_settings, onboard
 from creditflow.bootstrap import build
-from creditflow.cli import cli
-from creditflow.services.clock import ManualClock
+from creditflow.cli.main import cli
+from creditflow.kernel.clock import ManualClock
 
 
 @pytest.fixture(autouse=True)

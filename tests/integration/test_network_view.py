@@ -18,9 +18,9 @@ import pytest
 
 from conftest import START, USCC, make_settings, onboard
 from creditflow.bootstrap import App, build
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.clock import ManualClock
-from creditflow.services.trade import TradeService
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.uscc import make_uscc
+from creditflow.trade.service import TradeService
 
 MATURITY = dt.date(2026, 9, 1)
 TZ = START.tzinfo

@@ -17,14 +17,14 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import make_settings
-from creditflow.adapters.sql import ledger_store as store
-from creditflow.benchmarks.ledger import Workload
 from creditflow.bootstrap import App, build
-from creditflow.domain.errors import DomainError
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.ledger import store
 from creditflow.ledger.entries import SignedOperation, sign_operation
+from creditflow.ledger.sequencer import Receipt, _Submission
 from creditflow.ledger.signing import Signer
-from creditflow.services.clock import ManualClock
-from creditflow.services.sequencer import Receipt, _Submission
+from creditflow.tools.bench.ledger import Workload
 
 BATCH = 8
 

@@ -19,19 +19,19 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from conftest import issue_accepted, onboard
-from creditflow.adapters.sql.tables import ledger_entries, log_head, tree_heads
 from creditflow.bootstrap import App
-from creditflow.cli import cli
+from creditflow.cli.main import cli
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import sign_operation
+from creditflow.ledger.sequencer import Receipt
 from creditflow.ledger.signing import Signer
+from creditflow.ledger.tables import ledger_entries, log_head, tree_heads
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
 from creditflow.ledger.verifier import (
     VerificationFailure,
     check_consistency_document,
     check_inclusion_document,
 )
-from creditflow.services.sequencer import Receipt
 
 CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
 

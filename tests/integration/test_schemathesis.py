@@ -39,11 +39,11 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from conftest import PG_URL, START_MS, _pg_database, make_settings
-from creditflow.api.app import create_app
-from creditflow.api.ratelimit import RateLimiter
-from creditflow.api.routes import build_router
 from creditflow.bootstrap import build
-from creditflow.services.clock import ManualClock
+from creditflow.http.api import build_router
+from creditflow.http.app import create_app
+from creditflow.http.ratelimit import RateLimiter
+from creditflow.kernel.clock import ManualClock
 
 MAX_EXAMPLES = 8
 IDEMPOTENCY_KEY = "Idempotency-Key"

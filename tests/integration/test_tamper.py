@@ -23,26 +23,26 @@ from sqlalchemy import Connection, create_engine, delete, insert, select, text, 
 from typer.testing import CliRunner
 
 from conftest import PG_URL, START_MS, issue_accepted, make_settings, onboard
-from creditflow.adapters.sql.engine import normalise_url
-from creditflow.adapters.sql.ledger_store import NODE_LEVEL_FACTOR
-from creditflow.adapters.sql.tables import (
+from creditflow.bootstrap import App, build
+from creditflow.cli.main import cli
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.engine import normalise_url
+from creditflow.ledger import merkle
+from creditflow.ledger.audit import verify_database
+from creditflow.ledger.store import NODE_LEVEL_FACTOR
+from creditflow.ledger.tables import (
     certificates,
     ledger_entries,
     log_head,
     merkle_nodes,
     parties,
     party_keys,
-    payables,
     piece_events,
     pieces,
     tree_heads,
 )
-from creditflow.bootstrap import App, build
-from creditflow.cli import cli
-from creditflow.ledger import merkle
 from creditflow.ledger.verifier import VerificationFailure
-from creditflow.services.audit import verify_database
-from creditflow.services.clock import ManualClock
+from creditflow.trade.tables import payables
 
 CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
 

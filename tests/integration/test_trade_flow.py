@@ -19,22 +19,14 @@ import pytest
 from sqlalchemy import Table, event, select
 
 from conftest import START, USCC, make_settings, onboard, table_rows
-from creditflow.adapters.sql.finance_tables import (
-    bank_limits,
-    clearing_runs,
-    credit_lines,
-    financing_agreements,
-    invoice_usage,
-    payable_approvals,
-    payments,
-    piece_trade_refs,
-)
-from creditflow.adapters.sql.tables import certificates, ledger_entries, payables, pieces
 from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import CertificateState, PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.services.clock import ManualClock
-from creditflow.services.trade import TradeService
+from creditflow.financing.tables import bank_limits, clearing_runs, financing_agreements, payments
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.ledger.model.certificates import CertificateState, PieceState
+from creditflow.ledger.tables import certificates, ledger_entries, pieces
+from creditflow.trade.service import TradeService
+from creditflow.trade.tables import credit_lines, invoice_usage, payable_approvals, payables, piece_trade_refs
 
 MATURITY = dt.date(2026, 9, 1)
 MATURITY_MS = int(dt.datetime(2026, 9, 1, 9, 0, tzinfo=START.tzinfo).timestamp() * 1000)

@@ -8,9 +8,9 @@ import datetime as dt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditflow.scoring.features import compute_features
-from creditflow.scoring.simulate import simulate
-from creditflow.scoring.sources import SOURCES, Observation
+from creditflow.credit.features import compute_features
+from creditflow.credit.simulate import simulate
+from creditflow.credit.sources import SOURCES, Observation
 
 WORLD = simulate(30, 3)
 METRICS = [(s.name, m.name) for s in SOURCES.values() for m in s.metrics]

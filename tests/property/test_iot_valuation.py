@@ -7,7 +7,7 @@ from fractions import Fraction
 from hypothesis import given
 from hypothesis import strategies as st
 
-from creditflow.domain.collateral import (
+from creditflow.collateral.model import (
     BAND_ORDER,
     LtvBand,
     LtvBands,

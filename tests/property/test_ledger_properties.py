@@ -32,28 +32,28 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from sqlalchemy import func, inspect, select, update
 
 from conftest import ROLES, START_MS, USCC, make_settings, onboard
-from creditflow.adapters.sql.tables import (
+from creditflow.bootstrap import App, build
+from creditflow.kernel.clock import ManualClock
+from creditflow.kernel.errors import DomainError
+from creditflow.kernel.uscc import make_uscc
+from creditflow.ledger import merkle
+from creditflow.ledger.audit import verify_database
+from creditflow.ledger.entries import sign_operation
+from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, PieceState
+from creditflow.ledger.sequencer import Receipt
+from creditflow.ledger.tables import (
     certificates,
     ledger_entries,
     log_head,
     merkle_nodes,
-    metadata,
     parties,
     party_keys,
     piece_events,
     pieces,
     tree_heads,
 )
-from creditflow.bootstrap import App, build
-from creditflow.domain.certificates import CHINA_TZ, CertificateState, PieceState
-from creditflow.domain.errors import DomainError
-from creditflow.domain.uscc import make_uscc
-from creditflow.ledger import merkle
-from creditflow.ledger.entries import sign_operation
 from creditflow.ledger.verifier import VerificationFailure
-from creditflow.services.audit import verify_database
-from creditflow.services.clock import ManualClock
-from creditflow.services.sequencer import Receipt
+from creditflow.migrations.schema import metadata
 
 # Shrinking a failure replays whole runs on a real database; Hypothesis allows itself five minutes for it,
 # as long as pytest's own timeout. One minute still gives a short example and leaves time to report it.

@@ -1,4 +1,4 @@
-"""The certificate rules (`creditflow.domain.certificates.apply`), told as stories on an in-memory ledger.
+"""The certificate rules (`creditflow.ledger.model.certificates.apply`), told as stories on an in-memory ledger.
 
 No database, no clock: a `Book` applies one operation per step at a log position and a time it moves by
 hand, folds the effects into a `MemoryState`, and checks after every step that each certificate still
@@ -16,8 +16,11 @@ from typing import Any
 
 import pytest
 
-from creditflow.domain import operations as ops
-from creditflow.domain.certificates import (
+from creditflow.kernel.errors import DomainError, InvalidInput
+from creditflow.kernel.money import MAX_AMOUNT_MINOR
+from creditflow.kernel.uscc import make_uscc
+from creditflow.ledger.model import operations as ops
+from creditflow.ledger.model.certificates import (
     CHINA_TZ,
     Certificate,
     CertificateState,
@@ -29,11 +32,8 @@ from creditflow.domain.certificates import (
     apply,
     derive_id,
 )
-from creditflow.domain.errors import DomainError, InvalidInput
-from creditflow.domain.money import MAX_AMOUNT_MINOR
-from creditflow.domain.parties import PLATFORM, Party, PartyKey, Role
-from creditflow.domain.state import MemoryState
-from creditflow.domain.uscc import make_uscc
+from creditflow.ledger.model.parties import PLATFORM, Party, PartyKey, Role
+from creditflow.ledger.model.state import MemoryState
 
 YUAN = 100
 DAY_MS = 86_400_000

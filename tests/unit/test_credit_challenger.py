@@ -13,16 +13,16 @@ import numpy as np
 import pandas as pd  # type: ignore[import-untyped]
 import pytest
 
-from creditflow.scoring import metrics
-from creditflow.scoring.artefacts import ChallengerArtefact, build_challenger_artefact, load_artefact
-from creditflow.scoring.decisions import load_policy
-from creditflow.scoring.features import FEATURES
-from creditflow.scoring.models import Challenger, WoeScorecard, train_challenger
-from creditflow.scoring.monitoring import challenger_report
-from creditflow.scoring.scorer import matrix, world_vectors
-from creditflow.scoring.simulate import simulate
-from creditflow.scoring.sources import FileRefused, parse_applications
-from creditflow.scoring.training import out_of_time_validation
+from creditflow.credit import metrics
+from creditflow.credit.artefacts import ChallengerArtefact, build_challenger_artefact, load_artefact
+from creditflow.credit.decisions import load_policy
+from creditflow.credit.features import FEATURES
+from creditflow.credit.models import Challenger, WoeScorecard, train_challenger
+from creditflow.credit.monitoring import challenger_report
+from creditflow.credit.scorer import matrix, world_vectors
+from creditflow.credit.simulate import simulate
+from creditflow.credit.sources import FileRefused, parse_applications
+from creditflow.credit.training import out_of_time_validation
 
 TRAIN = simulate(600, 5)
 TEST = simulate(300, 6)
@@ -72,8 +72,8 @@ def test_challenger_artefact_round_trips_and_is_versioned() -> None:
 def test_shadow_decision_uses_the_same_policy_on_the_challengers_numbers(
     fitted: tuple[Challenger, WoeScorecard],
 ) -> None:
-    from creditflow.scoring.artefacts import build_artefact
-    from creditflow.scoring.scorer import Scorer
+    from creditflow.credit.artefacts import build_artefact
+    from creditflow.credit.scorer import Scorer
 
     _, card = fitted
     champion = build_artefact(X_TRAIN, Y_TRAIN, params={"num_boost_round": 40}, seed=1)

@@ -10,11 +10,11 @@ import math
 import numpy as np
 import pytest
 
-from creditflow.scoring.decisions import APPROVE, DECLINE, REFER, Policy, decide, limit_minor, load_policy, rate_bps
-from creditflow.scoring.features import FEATURES, SPECS, compute_features
-from creditflow.scoring.monitoring import psi, reference_bins, shares
-from creditflow.scoring.sentiment import score_text
-from creditflow.scoring.sources import FirmProfile, Observation, parse_file
+from creditflow.credit.decisions import APPROVE, DECLINE, REFER, Policy, decide, limit_minor, load_policy, rate_bps
+from creditflow.credit.features import FEATURES, SPECS, compute_features
+from creditflow.credit.monitoring import psi, reference_bins, shares
+from creditflow.credit.sentiment import score_text
+from creditflow.credit.sources import FirmProfile, Observation, parse_file
 
 AS_OF = dt.date(2025, 6, 10)
 FIRM = FirmProfile("shop-1", "Shop", dt.date(2020, 1, 1), "apparel")
@@ -91,7 +91,7 @@ def test_policy_is_validated() -> None:
 def load_policy_text() -> str:
     from importlib import resources
 
-    return resources.files("creditflow.scoring").joinpath("policy", "credit_policy.json").read_text(encoding="utf-8")
+    return resources.files("creditflow.credit").joinpath("policy", "credit_policy.json").read_text(encoding="utf-8")
 
 
 def test_psi_zero_on_same_population_and_alarms_on_a_shift() -> None:
@@ -148,8 +148,8 @@ def test_features_do_not_depend_on_the_order_of_the_rows() -> None:
     features (and their hash) are the same whatever the order."""
     import random
 
-    from creditflow.scoring.features import compute_features_from_rows
-    from creditflow.scoring.simulate import simulate
+    from creditflow.credit.features import compute_features_from_rows
+    from creditflow.credit.simulate import simulate
 
     world = simulate(300, 4)
     rng = random.Random(1)

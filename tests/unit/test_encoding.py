@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditflow.ledger.encoding import EncodingError, decode, encode
+from creditflow.kernel.encoding import EncodingError, decode, encode
 
 INT_MIN = -(2**63)
 INT_MAX = 2**63 - 1

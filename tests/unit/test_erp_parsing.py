@@ -10,7 +10,10 @@ from typing import Any
 
 import pytest
 
-from creditflow.adapters.erp.parsing import (
+from creditflow.kernel.errors import InvalidInput
+from creditflow.kernel.uscc import make_uscc
+from creditflow.trade.documents import DocKind, GoodsReceipt, Invoice, PurchaseOrder
+from creditflow.trade.erp import (
     Column,
     ColumnResolver,
     ParsedFile,
@@ -20,9 +23,6 @@ from creditflow.adapters.erp.parsing import (
     parse_money_minor,
     parse_tax_rate_pct,
 )
-from creditflow.domain.errors import InvalidInput
-from creditflow.domain.trade import DocKind, GoodsReceipt, Invoice, PurchaseOrder
-from creditflow.domain.uscc import make_uscc
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "erp"
 SAMPLES = Path(__file__).resolve().parents[2] / "samples" / "erp"
@@ -520,7 +520,7 @@ def test_json_documents_read_exactly() -> None:
 
 
 def test_json_and_csv_of_the_same_document_have_the_same_digest() -> None:
-    from creditflow.domain.trade import document_digest
+    from creditflow.trade.documents import document_digest
 
     row1 = f'INV-9,2026/3/10,{B},{S},PO-1,1,cylinder,100,1250,"125,000.00",0.13,16250,141250'
     row2 = f"INV-9,2026年3月10日,{B},{S},PO-1,2,seal,500,38.60,1.93万元,13%,2509.00,21809"

@@ -1,4 +1,4 @@
-"""Discounting arithmetic and the bank's automatic policy (`creditflow.domain.financing`).
+"""Discounting arithmetic and the bank's automatic policy (`creditflow.financing.policy`).
 
 Every amount is integer fen; the oracle for rounding is integer arithmetic (half-up of an exact
 fraction), written independently of the `Decimal` code under test.
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from creditflow.domain.financing import (
+from creditflow.financing.policy import (
     CreditView,
     FinancingFacts,
     Product,
@@ -396,7 +396,7 @@ def test_decision_is_approved_exactly_when_there_is_no_reason(
 
 
 def test_a_riskier_holder_pays_a_spread_only_where_the_bank_has_recourse() -> None:
-    from creditflow.domain.financing import CreditView, FinancingFacts, Product, decide
+    from creditflow.financing.policy import CreditView, FinancingFacts, Product, decide
 
     rates = {"AA": {30: 300, 90: 350, 180: 380, 365: 420}}
     facts = FinancingFacts(

@@ -7,7 +7,7 @@ from typing import Any
 
 from paho.mqtt.client import PUBACK
 
-from creditflow.adapters.mqtt.client import _Acks
+from creditflow.collateral.mqtt import _Acks
 
 
 class FakeClient:

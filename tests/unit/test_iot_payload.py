@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from creditflow.domain.collateral import (
+from creditflow.collateral.model import (
     DeviceKind,
     Rejected,
     RejectReason,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from creditflow.domain.collateral import AssetKind, DeviceKind
-from creditflow.domain.iot_rules import (
+from creditflow.collateral.model import AssetKind, DeviceKind
+from creditflow.collateral.rules import (
     AFTER_HOURS,
     CROP_DROUGHT,
     CROP_FROST,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditflow.domain.errors import InvalidInput
-from creditflow.domain.money import (
+from creditflow.kernel.errors import InvalidInput
+from creditflow.kernel.money import (
     MAX_AMOUNT_MINOR,
     check_amount_minor,
     check_currency,

@@ -1,4 +1,4 @@
-"""ISO 20022 pain.001.001.09 payment files (`creditflow.adapters.payments.pain001`).
+"""ISO 20022 pain.001.001.09 payment files (`creditflow.financing.pain001`).
 
 Files are checked against the official schema that the ``sepaxml`` package ships, and read back with
 lxml to check what a bank would read: counts, control sums and amounts written exactly from fen.
@@ -15,8 +15,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
 
-from creditflow.adapters.payments import pain001
-from creditflow.adapters.payments.pain001 import Account, CreditTransfer, PaymentFileInvalid
+from creditflow.financing import pain001
+from creditflow.financing.pain001 import Account, CreditTransfer, PaymentFileInvalid
 
 NS = {"p": pain001.NAMESPACE}
 CORE = Account("徐州工程机械集团有限公司", "6222020200110001", "ICBKCNBJ")

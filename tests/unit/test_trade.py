@@ -11,7 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditflow.domain.trade import (
+from creditflow.kernel.encoding import encode
+from creditflow.kernel.uscc import make_uscc
+from creditflow.trade.documents import (
     DEFAULT_TAX_RATES_PCT,
     GoodsReceipt,
     Invoice,
@@ -33,8 +35,6 @@ from creditflow.domain.trade import (
     validate_invoice,
     validate_purchase_order,
 )
-from creditflow.domain.uscc import make_uscc
-from creditflow.ledger.encoding import encode
 
 BUYER = make_uscc("91320300134780001")
 SELLER = make_uscc("91320300134780002")

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from creditflow.domain.errors import InvalidInput
-from creditflow.domain.uscc import ALPHABET, WEIGHTS, check_character, make_uscc, validate_uscc
+from creditflow.kernel.errors import InvalidInput
+from creditflow.kernel.uscc import ALPHABET, WEIGHTS, check_character, make_uscc, validate_uscc
 
 # Published codes: the example of GB 32100-2015 and two well-known companies' codes.
 REAL_CODES = ["91350100M000100Y43", "914403001922038216", "91330100799655058B"]

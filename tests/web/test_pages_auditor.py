@@ -21,10 +21,10 @@ from web_helpers import add_user, sign_in
 
 from conftest import issue_accepted
 from creditflow.bootstrap import App
+from creditflow.http.pages import auditor as pages_auditor
+from creditflow.http.templating import STATIC
 from creditflow.ledger.signing import Signer
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
-from creditflow.web import pages_auditor
-from creditflow.web.templating import STATIC
 
 AUDIT_PAGES = ["/ui/audit", "/ui/audit/exports"]
 PROOFS_JS = STATIC / "audit_proofs.js"

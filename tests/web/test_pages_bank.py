@@ -15,10 +15,10 @@ from web_helpers import add_user, sign_in
 
 from conftest import issue_accepted
 from creditflow.bootstrap import App
-from creditflow.domain.collateral import AssetKind, DeviceKind, make_message
-from creditflow.domain.uscc import make_uscc
-from creditflow.services.iot_registry import AssetSpec
-from creditflow.web.pages_bank import parse_yuan
+from creditflow.collateral.model import AssetKind, DeviceKind, make_message
+from creditflow.collateral.registry import AssetSpec
+from creditflow.http.pages.bank import parse_yuan
+from creditflow.kernel.uscc import make_uscc
 
 RATES = {"AAA": {30: 300, 90: 350, 180: 400, 365: 450}}
 FENCE = [[34.20, 117.10], [34.20, 117.12], [34.22, 117.12], [34.22, 117.10]]
@@ -240,9 +240,9 @@ def test_credit_form_says_what_is_wrong_and_needs_its_csrf_token(web: TestClient
 
 
 def test_credit_decision_shows_outcome_and_reason_codes(web: TestClient, world: App) -> None:
-    from creditflow.scoring.artefacts import build_artefact
-    from creditflow.scoring.scorer import matrix, world_vectors
-    from creditflow.scoring.simulate import simulate
+    from creditflow.credit.artefacts import build_artefact
+    from creditflow.credit.scorer import matrix, world_vectors
+    from creditflow.credit.simulate import simulate
 
     train = simulate(120, 5)
     world.credit.store_model(
@@ -273,7 +273,7 @@ def test_amounts_in_yuan_become_exact_fen(text: str, fen: int) -> None:
 
 @pytest.mark.parametrize("text", ["", "0", "0.00", "1.234", "-5", "1e3", "abc", "1.2.3"])
 def test_bad_amounts_are_refused(text: str) -> None:
-    from creditflow.domain.errors import InvalidInput
+    from creditflow.kernel.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
         parse_yuan(text, "requested")

@@ -16,10 +16,9 @@ from test_pages_supplier import banner, sign_in_to_account
 from web_helpers import add_user, sign_in
 
 from conftest import issue_accepted, table_rows
-from creditflow.adapters.sql.finance_tables import payable_approvals
-from creditflow.adapters.sql.tables import payables
 from creditflow.bootstrap import App
-from creditflow.web.pages_core import SANKEY_HOLDERS_PER_TIER, sankey_data
+from creditflow.http.pages.core import SANKEY_HOLDERS_PER_TIER, sankey_data
+from creditflow.trade.tables import payable_approvals, payables
 
 CORE_PAGES = ("/ui/core", "/ui/core/payables", "/ui/core/certificates", "/ui/core/network")
 

@@ -18,18 +18,13 @@ from fastapi.testclient import TestClient
 from web_helpers import PASSWORD, add_user, sign_in, sign_in_form_token
 
 from conftest import START, USCC, issue_accepted, make_settings, onboard, table_rows
-from creditflow.adapters.sql.finance_tables import (
-    bank_limits,
-    financing_agreements,
-    financing_requests,
-    invoice_usage,
-    piece_trade_refs,
-)
-from creditflow.adapters.sql.tables import certificates, ledger_entries, piece_events, pieces
 from creditflow.bootstrap import App, build
-from creditflow.domain.financing import quote
-from creditflow.services.clock import ManualClock
-from creditflow.services.trade import TradeService
+from creditflow.financing.policy import quote
+from creditflow.financing.tables import bank_limits, financing_agreements, financing_requests
+from creditflow.kernel.clock import ManualClock
+from creditflow.ledger.tables import certificates, ledger_entries, piece_events, pieces
+from creditflow.trade.service import TradeService
+from creditflow.trade.tables import invoice_usage, piece_trade_refs
 
 WATCHED = (
     ledger_entries,
@@ -480,7 +475,7 @@ def test_my_pieces_are_paginated_with_cursor_links(web: TestClient, world: App, 
 
 @pytest.fixture
 def tweb(sqlite_url: str, clock: ManualClock) -> Iterator[tuple[TestClient, App]]:
-    from creditflow.api.app import create_app
+    from creditflow.http.app import create_app
 
     with build(make_settings(sqlite_url, enforce_trade_rules=True), clock=clock) as app:
         onboard(app)

@@ -10,9 +10,9 @@ from sqlalchemy import select
 from web_helpers import PASSWORD, add_user, sign_in, sign_in_form_token
 
 from conftest import issue_accepted
-from creditflow.adapters.sql.finance_tables import users
 from creditflow.bootstrap import App
-from creditflow.domain.errors import InvalidInput
+from creditflow.identity.tables import users
+from creditflow.kernel.errors import InvalidInput
 
 
 def test_password_is_stored_as_an_argon2id_hash_only(world: App) -> None:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from creditflow.domain import operations
-from creditflow.domain.certificates import Context, Effects, StateView, apply
-from creditflow.domain.errors import BadSignature, InvalidInput
-from creditflow.domain.parties import PLATFORM
-from creditflow.ledger.encoding import EncodingError, decode, encode
+from creditflow.kernel.encoding import EncodingError, decode, encode
+from creditflow.kernel.errors import BadSignature, InvalidInput
+from creditflow.ledger.model import operations
+from creditflow.ledger.model.certificates import Context, Effects, StateView, apply
+from creditflow.ledger.model.parties import PLATFORM
 from creditflow.ledger.signing import OP_CONTEXT, op_message, verify_signature
 
 ENTRY_VERSION = 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from creditflow.ledger.encoding import encode
+from creditflow.kernel.encoding import encode
 
 OP_CONTEXT = b"creditflow/op/v1\x00"
 STH_CONTEXT = b"creditflow/sth/v1\x00"
@@ -35,7 +35,7 @@ except ImportError:  # pragma: no cover - exercised by the pure-Python verifier 
 
 
 class Signer:
-    """An Ed25519 private key in memory. Keys at rest are encrypted (see `creditflow.services.custody`)."""
+    """An Ed25519 private key in memory. Keys at rest are encrypted (see `creditflow.ledger.custody`)."""
 
     def __init__(self, seed: bytes, key_id: str):
         if len(seed) != 32:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from creditflow.ledger.encoding import encode
+from creditflow.kernel.encoding import encode
 from creditflow.ledger.signing import STH_CONTEXT, Signer, verify_signature
 
 STH_VERSION = 1

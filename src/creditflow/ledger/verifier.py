@@ -18,11 +18,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditflow.domain.certificates import Context
-from creditflow.domain.errors import DomainError
-from creditflow.domain.state import MemoryState
+from creditflow.kernel.errors import DomainError
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import Entry, parse_entry, step
+from creditflow.ledger.model.certificates import Context
+from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.signing import verify_signature
 from creditflow.ledger.tree_head import TreeHead
 

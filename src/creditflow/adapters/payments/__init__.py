@@ -1,1 +1,0 @@
-"""Payment files for banks (ISO 20022)."""

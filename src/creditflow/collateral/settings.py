@@ -1,0 +1,128 @@
+"""Every limit of the IoT-collateral capability, named, with a default.
+
+`IotSettings.from_settings` reads ``iot_*`` fields from `creditflow.config.Settings` where they exist
+(their names are these names with an ``iot_`` prefix), so moving them into `Settings` is a small change.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from creditflow.collateral.model import LtvBands
+from creditflow.collateral.rules import CropProfile, RuleParams
+
+if TYPE_CHECKING:  # config may nest IotSettings (Settings.iot): no import cycle
+    from creditflow.config import Settings
+
+
+class IotSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # ingest
+    queue_max: int = Field(50_000, ge=1, description="messages waiting for the writer; full = back-pressure")
+    batch_max: int = Field(1_000, ge=1, le=20_000, description="messages written in one transaction")
+    batch_linger_ms: float = Field(
+        2.0,
+        ge=0,
+        le=100,
+        description="when the writer finds fewer than batch_max messages waiting, it lets more arrive for this "
+        "long before writing (fewer, larger transactions; adds at most this to latency); 0 = write at once",
+    )
+    enqueue_timeout_s: float = Field(10.0, gt=0, description="longest a producer blocks on a full queue")
+    message_max_bytes: int = Field(4_096, ge=256, description="largest telemetry message")
+    values_max: int = Field(16, ge=1, le=64, description="most metrics in one message")
+    http_batch_max: int = Field(1_000, ge=1, description="most messages in one HTTP batch")
+    clock_skew_max_ms: int = Field(5 * 60_000, ge=0, description="device vs receive time beyond this is flagged")
+    dead_letter_payload_max_bytes: int = Field(2_048, ge=64, description="bytes of a rejected payload kept")
+    device_cache_max: int = Field(100_000, ge=1, description="devices whose secrets are held in memory")
+    tick_interval_ms: int = Field(1_000, ge=50, description="how often the offline sweep runs")
+    mqtt_topic_prefix: str = Field("creditflow/v1", min_length=1, description="devices publish under it")
+    mqtt_share_group: str = Field("creditflow-ingest", min_length=1, description="MQTT shared-subscription group")
+    mqtt_receive_max: int = Field(
+        8_000,
+        ge=1,
+        le=65_535,
+        description="unacknowledged QoS 1 messages in flight per connection (MQTT 5 Receive Maximum). The broker "
+        "holds at most its max_queued_messages (Mosquitto: 1000) beyond this and drops the rest, so this window is "
+        "what absorbs an ingest stall: window x connections / rate seconds of it lose nothing",
+    )
+    mqtt_keepalive_s: int = Field(30, ge=5)
+
+    # rules
+    outbound_tolerance_bps: int = Field(100, ge=0, le=10_000, description="weight drop tolerated, of expected")
+    outbound_tolerance_g: int = Field(50_000, ge=0, description="weight drop tolerated, absolute floor (g)")
+    motion_window_ms: int = Field(10 * 60_000, ge=0, description="camera motion this close raises confidence")
+    clear_holdoff_ms: int = Field(5 * 60_000, ge=0, description="back in range this long before an alarm clears")
+    heartbeat_ms: int = Field(60_000, ge=1_000, description="devices report at least this often")
+    offline_missed_heartbeats: int = Field(3, ge=1, le=100, description="silent this many heartbeats = offline")
+    business_hours: tuple[int, int] = Field((7, 19), description="local [start, end) hours; movement outside is MAJOR")
+    utc_offset_minutes: int = Field(480, ge=-720, le=840, description="local time of sites (China: +08:00)")
+    move_speed_kmh: float = Field(3.0, ge=0)
+    move_distance_m: float = Field(50.0, ge=0)
+    crop_profiles: dict[str, CropProfile] = Field(
+        default_factory=lambda: {
+            "default": CropProfile(),
+            "tea": CropProfile(
+                soil_moisture_min_pct=25.0, soil_moisture_max_pct=80.0, frost_c=0.0, heat_c=35.0, light_min_lux=3_000.0
+            ),
+        }
+    )
+
+    # valuation and LTV
+    ltv_bands_bps: dict[str, tuple[int, int, int]] = Field(
+        default_factory=lambda: {"default": (6_000, 7_000, 8_000)},
+        description="per commodity: warning, margin call, liquidation (bps)",
+    )
+    ltv_hysteresis_bps: int = Field(100, ge=0, le=2_000, description="LTV this far below a band to leave it")
+
+    # notifications
+    notify_min_interval_ms: int = Field(60_000, ge=0, description="one raise/update notification per alarm this often")
+    sse_queue_max: int = Field(1_000, ge=1, description="events buffered per dashboard stream; overflow disconnects")
+    sse_subscribers_max: int = Field(100, ge=1)
+    webhook_timeout_s: float = Field(5.0, gt=0)
+    webhook_batch_max: int = Field(100, ge=1, description="notifications delivered per dispatcher pass")
+    webhook_attempts_max: int = Field(8, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> IotSettings:
+        if "default" not in self.ltv_bands_bps:
+            raise ValueError("ltv_bands_bps needs a 'default' entry")
+        for values in self.ltv_bands_bps.values():
+            LtvBands(*values)
+        start, end = self.business_hours
+        if not 0 <= start < end <= 24:
+            raise ValueError("business_hours must be 0 <= start < end <= 24")
+        return self
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None, **overrides: Any) -> IotSettings:
+        values: dict[str, Any] = {}
+        nested = getattr(settings, "iot", None)
+        if isinstance(nested, IotSettings):  # wired as a nested block: Settings.iot (CREDITFLOW_IOT__QUEUE_MAX=...)
+            return nested.model_copy(update=overrides) if overrides else nested
+        if settings is not None:
+            for name in cls.model_fields:
+                if hasattr(settings, f"iot_{name}"):
+                    values[name] = getattr(settings, f"iot_{name}")
+        values.update(overrides)
+        return cls(**values)
+
+    def bands(self, key: str) -> LtvBands:
+        return LtvBands(*self.ltv_bands_bps.get(key, self.ltv_bands_bps["default"]))
+
+    def rule_params(self) -> RuleParams:
+        return RuleParams(
+            outbound_tolerance_bps=self.outbound_tolerance_bps,
+            outbound_tolerance_g=self.outbound_tolerance_g,
+            motion_window_ms=self.motion_window_ms,
+            clear_holdoff_ms=self.clear_holdoff_ms,
+            heartbeat_ms=self.heartbeat_ms,
+            offline_missed_heartbeats=self.offline_missed_heartbeats,
+            business_hours=self.business_hours,
+            utc_offset_minutes=self.utc_offset_minutes,
+            move_speed_kmh=self.move_speed_kmh,
+            move_distance_m=self.move_distance_m,
+            crop_profiles=dict(self.crop_profiles),
+        )

@@ -1,0 +1,706 @@
+"""Data credit use cases. Each command is one unit of work (one transaction): an import writes all its
+observations or none; a decision reads the firm's point-in-time history, decides, and records the
+decision with its feature snapshot, model version and feature hash in the same transaction -- and the
+active challenger's shadow decision of the same application (version, PD, outcome), never binding.
+
+Training stores the champion and the challenger together as the active pair, after out-of-time
+validation, from a simulated world or from data imported into the store plus a file of labelled past
+applications (each one's features computed as of its own application day).
+
+`credit_hook` has the shape `creditflow.financing.service.CreditHook`: certificate financing calls it
+for the holder, and gets None when the platform has no credit profile of that holder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+
+from creditflow.credit.artefacts import Artefact, ChallengerArtefact
+from creditflow.credit.decisions import PRODUCTS, CreditDecision, Policy, load_policy
+from creditflow.credit.features import FEATURES, FeatureVector, compute_features_from_rows
+from creditflow.credit.monitoring import challenger_report, outcome_report, stability_report
+from creditflow.credit.scorer import Scorer, matrix, world_vectors
+from creditflow.credit.settings import CreditSettings, from_settings
+from creditflow.credit.simulate import World
+from creditflow.credit.sources import (
+    FileRefused,
+    FirmProfile,
+    Observation,
+    RowError,
+    parse_applications,
+    parse_file,
+    read_rows,
+)
+from creditflow.credit.tables import (
+    credit_decisions,
+    credit_firms,
+    credit_imports,
+    credit_labels,
+    credit_models,
+    credit_observations,
+)
+from creditflow.credit.training import Trained, train_pair
+from creditflow.financing.policy import CreditView
+from creditflow.kernel.clock import Clock
+from creditflow.kernel.errors import InvalidInput, NotFound
+from creditflow.kernel.money import check_amount_minor
+from creditflow.ledger.model.certificates import CHINA_TZ
+
+# the two statements of one decision's read, built once (SQLAlchemy then reuses their compiled form)
+_FIRM_QUERY = select(
+    credit_firms.c.name,
+    credit_firms.c.founded_on,
+    credit_firms.c.industry,
+    credit_firms.c.blacklisted,
+    credit_firms.c.court_judgment,
+).where(credit_firms.c.org_id == bindparam("org_id"))
+_obs = credit_observations.c
+# the columns in `features.ObservationRow` order
+_HISTORY_QUERY = select(_obs.source, _obs.metric, _obs.period, _obs.available_on, _obs.value).where(
+    _obs.org_id == bindparam("org_id"), _obs.available_on < bindparam("as_of"), _obs.available_on >= bindparam("start")
+)
+
+
+@dataclass
+class ImportReport:
+    source: str
+    filename: str
+    rows: int
+    imported: int = 0
+    unchanged: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    file_error: str | None = None
+    import_id: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and self.file_error is None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "filename": self.filename,
+            "rows": self.rows,
+            "imported": self.imported,
+            "unchanged": self.unchanged,
+            "ok": self.ok,
+            "file_error": self.file_error,
+            "errors": [e.to_json() for e in self.errors],
+            "import_id": self.import_id,
+        }
+
+
+@dataclass
+class TrainReport:
+    """`CreditService.train_on_applications`: the models trained, or why nothing was."""
+
+    filename: str
+    rows: int
+    errors: list[RowError] = field(default_factory=list)
+    file_error: str | None = None
+    trained: Trained | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.trained is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "filename": self.filename,
+            "rows": self.rows,
+            "ok": self.ok,
+            "file_error": self.file_error,
+            "errors": [e.to_json() for e in self.errors],
+            **(self.trained.to_json() if self.trained is not None else {}),
+        }
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    id: str
+    org_id: str
+    decision: CreditDecision
+    model_version: str | None
+    feature_hash: str
+    features: dict[str, Any]
+    decision_ms: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "decision_id": self.id,
+            "org_id": self.org_id,
+            **self.decision.to_json(),
+            "model_version": self.model_version,
+            "feature_hash": self.feature_hash,
+            "features": self.features,
+            "decision_ms": round(self.decision_ms, 3),
+        }
+
+
+class CreditService:
+    def __init__(self, engine: Engine, settings: Any, clock: Clock, *, policy: Policy | None = None):
+        self.engine = engine
+        self.settings: CreditSettings = settings if isinstance(settings, CreditSettings) else from_settings(settings)
+        self.clock = clock
+        self.policy = policy or load_policy(self.settings.credit_policy_file)
+        self._scorer: Scorer | None = None
+
+    # --- data ------------------------------------------------------------------------------------
+
+    def import_file(self, source: str, data: bytes, filename: str) -> ImportReport:
+        s = self.settings
+        try:
+            parsed = parse_file(
+                source,
+                data,
+                filename,
+                max_bytes=s.credit_import_max_file_bytes,
+                max_rows=s.credit_import_max_rows,
+                max_text_chars=s.credit_sentiment_max_chars,
+            )
+        except FileRefused as exc:
+            if exc.field == "source":
+                raise InvalidInput(exc.message, field="source") from None
+            return ImportReport(source, filename, 0, file_error=exc.message)
+        report = ImportReport(source, filename, parsed.rows, errors=list(parsed.errors))
+        if parsed.errors:
+            return report
+        import_id = str(uuid.uuid4())
+        with self.engine.begin() as conn:
+            if source == "firms":
+                for firm in parsed.firms:
+                    self._upsert_firm(conn, firm)
+                report.imported = len(parsed.firms)
+            else:
+                new, unchanged, conflicts = self._diff(conn, parsed.observations)
+                if conflicts:
+                    report.errors = conflicts
+                    conn.rollback()
+                    return report
+                self._insert_observations(conn, new, import_id)
+                report.imported, report.unchanged = len(new), unchanged
+            conn.execute(
+                insert(credit_imports).values(
+                    id=import_id,
+                    source=source,
+                    filename=filename[:255],
+                    sha256=parsed.sha256,
+                    rows=parsed.rows,
+                    observations=report.imported,
+                    imported_ts_ms=self.clock.now_ms(),
+                )
+            )
+        report.import_id = import_id
+        return report
+
+    def _diff(self, conn: Connection, observations: list[Observation]) -> tuple[list[Observation], int, list[RowError]]:
+        orgs = sorted({o.org_id for o in observations})
+        existing: dict[tuple[str, str, str, dt.date, str], float] = {}
+        for chunk in range(0, len(orgs), 500):
+            rows = conn.execute(
+                select(
+                    credit_observations.c.org_id,
+                    credit_observations.c.source,
+                    credit_observations.c.metric,
+                    credit_observations.c.period,
+                    credit_observations.c.item_key,
+                    credit_observations.c.value,
+                ).where(credit_observations.c.org_id.in_(orgs[chunk : chunk + 500]))
+            )
+            for r in rows:
+                existing[(r.org_id, r.source, r.metric, r.period, r.item_key)] = r.value
+        new, unchanged, conflicts = [], 0, []
+        for n, o in enumerate(observations, start=1):
+            old = existing.get((o.org_id, o.source, o.metric, o.period, o.item_key))
+            if old is None:
+                new.append(o)
+            elif abs(old - o.value) <= 1e-9 * max(1.0, abs(old)):
+                unchanged += 1
+            else:
+                conflicts.append(
+                    RowError(
+                        n,
+                        o.metric,
+                        f"{o.org_id} {o.period} was imported before as {old:g}; "
+                        f"a correction must not silently rewrite history",
+                    )
+                )
+        return new, unchanged, conflicts
+
+    def _insert_observations(self, conn: Connection, observations: list[Observation], import_id: str) -> None:
+        rows = [
+            {
+                "org_id": o.org_id,
+                "source": o.source,
+                "metric": o.metric,
+                "period": o.period,
+                "item_key": o.item_key,
+                "available_on": o.available_on,
+                "value": o.value,
+                "note": o.note,
+                "import_id": import_id,
+            }
+            for o in observations
+        ]
+        for start in range(0, len(rows), 5000):
+            conn.execute(insert(credit_observations), rows[start : start + 5000])
+
+    def _upsert_firm(self, conn: Connection, firm: FirmProfile) -> None:
+        values = {
+            "name": firm.name,
+            "founded_on": firm.founded_on,
+            "industry": firm.industry,
+            "blacklisted": firm.blacklisted,
+            "court_judgment": firm.court_judgment,
+            "updated_ts_ms": self.clock.now_ms(),
+        }
+        done = conn.execute(update(credit_firms).where(credit_firms.c.org_id == firm.org_id).values(**values)).rowcount
+        if not done:
+            conn.execute(insert(credit_firms).values(org_id=firm.org_id, **values))
+
+    def load_world(
+        self, world: World, firms: list[int] | None = None, *, names: dict[int, tuple[str, str]] | None = None
+    ) -> list[str]:
+        """Store (some of) a simulated world's firms and observations, as if imported. Returns org ids."""
+        chosen = list(range(world.n)) if firms is None else firms
+        import_id = str(uuid.uuid4())
+        out = []
+        with self.engine.begin() as conn:
+            for i in chosen:
+                firm = world.firms[i]
+                obs = world.observations(i, until_month=int(world.apply_month[i]))
+                if names and i in names:
+                    org, name = names[i]
+                    firm = FirmProfile(org, name, firm.founded_on, firm.industry, firm.blacklisted, firm.court_judgment)
+                    obs = [
+                        Observation(org, o.source, o.metric, o.period, o.available_on, o.value, o.item_key, o.note)
+                        for o in obs
+                    ]
+                self._upsert_firm(conn, firm)
+                new, _, conflicts = self._diff(conn, obs)
+                if conflicts:
+                    raise InvalidInput(conflicts[0].message, field="world")
+                self._insert_observations(conn, new, import_id)
+                out.append(firm.org_id)
+            conn.execute(
+                insert(credit_imports).values(
+                    id=import_id,
+                    source="simulated",
+                    filename=f"simulate seed {world.seed}",
+                    sha256="",
+                    rows=len(chosen),
+                    observations=0,
+                    imported_ts_ms=self.clock.now_ms(),
+                )
+            )
+        return out
+
+    def features(self, org_id: str, as_of: dt.date, conn: Connection | None = None) -> FeatureVector | None:
+        """Point-in-time features from stored data; None when nothing is known about the firm.
+
+        Two prepared statements in one read transaction (the firm, then its observations available
+        before ``as_of`` within the look-back), and the rows go to the feature pipeline as they come:
+        no object per observation. Measured (docs/CREDIT_MODEL.md): one LEFT JOIN query instead was
+        slower, as it repeats and converts the firm's columns on every observation row."""
+        if conn is None:
+            with self.engine.connect().execution_options(read_only=True) as read:
+                return self.features(org_id, as_of, read)
+        start = dt.date(as_of.year - (self.settings.credit_lookback_months // 12) - 1, as_of.month, 1)
+        firm_row = conn.execute(_FIRM_QUERY, {"org_id": org_id}).first()
+        rows = conn.execute(_HISTORY_QUERY, {"org_id": org_id, "as_of": as_of, "start": start}).all()
+        if firm_row is None and not rows:
+            return None
+        firm = (
+            None
+            if firm_row is None
+            else FirmProfile(
+                org_id,
+                firm_row.name,
+                firm_row.founded_on,
+                firm_row.industry,
+                bool(firm_row.blacklisted),
+                bool(firm_row.court_judgment),
+            )
+        )
+        return compute_features_from_rows(firm, rows, as_of, org_id)
+
+    # --- models ------------------------------------------------------------------------------------
+
+    def train_on_world(
+        self,
+        world: World,
+        *,
+        seed: int | None = None,
+        activate: bool = True,
+        params: dict[str, Any] | None = None,
+        with_challenger: bool = True,
+        validate: bool = True,
+    ) -> Trained:
+        """Champion and challenger on a simulated world (validated out of time, then fitted on every firm)."""
+        vectors = world_vectors(world)
+        return self._train(
+            matrix(vectors),
+            world.bad.astype(int),
+            [fv.as_of for fv in vectors],
+            trained_on=f"simulated world: {world.n} firms, seed {world.seed}",
+            seed=seed,
+            activate=activate,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+        )
+
+    def train_on_applications(
+        self,
+        data: bytes,
+        filename: str,
+        *,
+        target: str = "bad_within_12m",
+        seed: int | None = None,
+        activate: bool = True,
+        params: dict[str, Any] | None = None,
+        with_challenger: bool = True,
+        validate: bool = True,
+    ) -> TrainReport:
+        """Champion and challenger on data imported into the store: a file of labelled past applications
+        (``org_id, applied_on, <target>``), each one's features computed point-in-time from the stored
+        data as of its application day, exactly as a decision on that day would have seen them.
+        A file with any bad row (or an applicant with no stored data) trains nothing and lists every bad row."""
+        s = self.settings
+        try:
+            rows = read_rows(
+                data, filename, max_bytes=s.credit_import_max_file_bytes, max_rows=s.credit_import_max_rows
+            )
+            applications, errors = parse_applications(rows, target)
+        except FileRefused as exc:
+            return TrainReport(filename, 0, file_error=exc.message)
+        report = TrainReport(filename, len(rows), errors=list(errors))
+        if errors:
+            return report
+        vectors: list[FeatureVector] = []
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            for n, a in enumerate(applications, start=1):
+                fv = self.features(a.org_id, a.applied_on, conn)
+                if fv is None:
+                    report.errors.append(
+                        RowError(n, "org_id", f"no credit data is stored for {a.org_id}: import its data first")
+                    )
+                else:
+                    vectors.append(fv)
+        if report.errors:
+            return report
+        y = np.array([a.bad for a in applications], dtype=int)
+        least = s.credit_evaluate_min_class_rows
+        if min(int(y.sum()), int((1 - y).sum())) < least:
+            report.file_error = (
+                f"{int(y.sum())} bad and {int((1 - y).sum())} good application(s); at least {least} of each are needed"
+            )
+            return report
+        report.trained = self._train(
+            matrix(vectors),
+            y,
+            [a.applied_on for a in applications],
+            trained_on=f"imported data: {len(applications)} labelled applications from {filename[:120]}",
+            seed=seed,
+            activate=activate,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+        )
+        return report
+
+    def _train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        days: list[dt.date],
+        *,
+        trained_on: str,
+        seed: int | None,
+        activate: bool,
+        params: dict[str, Any] | None,
+        with_challenger: bool,
+        validate: bool,
+    ) -> Trained:
+        s = self.settings
+        trained = train_pair(
+            X,
+            y,
+            days,
+            seed=s.credit_seed if seed is None else seed,
+            trained_on=trained_on,
+            params=params,
+            with_challenger=with_challenger,
+            validate=validate,
+            oot_fraction=s.credit_oot_fraction,
+            min_class_rows=s.credit_evaluate_min_class_rows,
+            psi_bins=s.credit_psi_bins,
+        )
+        self.store_pair(trained, activate=activate)
+        return trained
+
+    def store_pair(self, trained: Trained, *, activate: bool = True) -> None:
+        """Store champion and challenger in one transaction (and make them the active pair)."""
+        with self.engine.begin() as conn:
+            self._store(conn, trained.champion, activate)
+            if trained.challenger is not None:
+                self._store(conn, trained.challenger, activate)
+        if activate:
+            challenger = trained.challenger if trained.challenger is not None else self._active_challenger()
+            self._scorer = Scorer(trained.champion, self.policy, challenger)
+
+    def store_model(self, artefact: Artefact | ChallengerArtefact, *, activate: bool = True) -> None:
+        """Store one artefact (either kind); activating it retires the active one of its kind."""
+        with self.engine.begin() as conn:
+            self._store(conn, artefact, activate)
+        if activate:
+            self._scorer = None  # the next decision loads the active pair
+
+    def _store(self, conn: Connection, artefact: Artefact | ChallengerArtefact, activate: bool) -> None:
+        exists = conn.execute(
+            select(credit_models.c.version).where(credit_models.c.version == artefact.version)
+        ).first()
+        if exists is None:
+            conn.execute(
+                insert(credit_models).values(
+                    version=artefact.version,
+                    kind=artefact.kind,
+                    data_hash=artefact.data_hash,
+                    feature_hash=artefact.feature_hash,
+                    params_hash=artefact.params_hash,
+                    artefact=artefact.to_json(),
+                    metrics_json=json.dumps(artefact.metrics),
+                    active=False,
+                    created_ts_ms=self.clock.now_ms(),
+                )
+            )
+        if activate:
+            conn.execute(update(credit_models).where(credit_models.c.kind == artefact.kind).values(active=False))
+            conn.execute(update(credit_models).where(credit_models.c.version == artefact.version).values(active=True))
+
+    def _active(self, kind: str) -> str | None:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            text: str | None = conn.execute(
+                select(credit_models.c.artefact).where(credit_models.c.kind == kind, credit_models.c.active.is_(True))
+            ).scalar()
+        return text
+
+    def _active_challenger(self) -> ChallengerArtefact | None:
+        text = self._active("challenger")
+        return None if text is None else ChallengerArtefact.from_json(text)
+
+    def models(self) -> list[dict[str, Any]]:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = conn.execute(
+                select(
+                    credit_models.c.version,
+                    credit_models.c.kind,
+                    credit_models.c.active,
+                    credit_models.c.created_ts_ms,
+                    credit_models.c.metrics_json,
+                ).order_by(credit_models.c.created_ts_ms)
+            ).all()
+        return [
+            {
+                "version": r.version,
+                "kind": r.kind,
+                "active": bool(r.active),
+                "created_ts_ms": r.created_ts_ms,
+                "metrics": json.loads(r.metrics_json),
+            }
+            for r in rows
+        ]
+
+    def scorer(self) -> Scorer:
+        """The active champion (and challenger, if one is stored) with the policy: loaded once per process
+        (start-up cost, not part of a decision) and reused, as they never change once stored."""
+        if self._scorer is None:
+            text = self._active("champion")
+            if text is None:
+                raise NotFound("no credit model is active: run `creditflow credit train` first", code="model_not_found")
+            self._scorer = Scorer(Artefact.from_json(text), self.policy, self._active_challenger())
+        return self._scorer
+
+    # --- decisions ---------------------------------------------------------------------------------
+
+    def today(self) -> dt.date:
+        return dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, CHINA_TZ).date()
+
+    def decide(
+        self, org_id: str, requested_minor: int, product: str = "pure_credit", as_of: dt.date | None = None
+    ) -> DecisionRecord:
+        check_amount_minor(requested_minor, field="requested_minor")
+        if product not in PRODUCTS:
+            raise InvalidInput(f"product must be one of {', '.join(PRODUCTS)}", field="product")
+        scorer = self.scorer()  # loaded once per process (start-up cost, not part of a decision)
+        started = time.perf_counter()
+        day = as_of or self.today()
+        with self.engine.begin() as conn:
+            fv = self.features(org_id, day, conn)
+            if fv is None:
+                raise NotFound(
+                    f"no credit profile for {org_id!r}: import its data first",
+                    code="credit_profile_not_found",
+                    field="org_id",
+                )
+            decision, _scored = scorer.decide(fv, requested_minor, product)
+            record = DecisionRecord(
+                str(uuid.uuid4()), org_id, decision, scorer.artefact.version, fv.digest(), fv.snapshot(), 0.0
+            )
+            elapsed_us = int((time.perf_counter() - started) * 1e6)
+            # the challenger decides too, on the same features and policy; recorded, never binding
+            shadow = scorer.shadow(fv, requested_minor, product)
+            conn.execute(
+                insert(credit_decisions).values(
+                    id=record.id,
+                    org_id=org_id,
+                    product=product,
+                    outcome=decision.outcome,
+                    pd=decision.pd,
+                    score=decision.score,
+                    requested_minor=requested_minor,
+                    limit_minor=decision.limit_minor,
+                    granted_minor=decision.granted_minor,
+                    rate_bps=decision.rate_bps,
+                    reasons_json=json.dumps([r.to_json() for r in decision.reasons], ensure_ascii=False),
+                    knockouts_json=json.dumps(list(decision.knockouts)),
+                    policy_version=self.policy.version,
+                    policy_sha256=self.policy.sha256,
+                    model_version=record.model_version,
+                    feature_hash=record.feature_hash,
+                    features_json=json.dumps(record.features),
+                    as_of=day,
+                    decided_ts_ms=self.clock.now_ms(),
+                    decision_us=elapsed_us,
+                    challenger_version=None if shadow is None else scorer.challenger_version,
+                    challenger_pd=None if shadow is None else shadow.pd,
+                    challenger_outcome=None if shadow is None else shadow.outcome,
+                )
+            )
+        return DecisionRecord(
+            record.id,
+            org_id,
+            decision,
+            record.model_version,
+            record.feature_hash,
+            record.features,
+            (time.perf_counter() - started) * 1000,
+        )
+
+    def credit_hook(self, holder: str, amount_minor: int) -> CreditView | None:
+        """For certificate financing: the holder's credit view, or None without a profile or a model."""
+        if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor <= 0:
+            return None  # the financing policy itself reports the bad amount
+        try:
+            record = self.decide(holder, amount_minor, "certificate_financing")
+        except NotFound:  # no profile of this holder, or no active model
+            return None
+        d = record.decision
+        spread = 0
+        if d.pd is not None:
+            lgd = Decimal(str(self.policy.rate["lgd"]))
+            pd = Decimal(str(min(d.pd, 0.999)))
+            spread = int((lgd * pd / (1 - pd) * 10_000).to_integral_value(rounding=ROUND_HALF_UP))
+        return CreditView(
+            approve=d.outcome != "decline",
+            score=None if d.score is None else float(d.score),
+            pd=d.pd,
+            reasons=tuple(r.message for r in d.reasons),
+            risk_spread_bps=spread,
+        )
+
+    def decision(self, decision_id: str) -> dict[str, Any]:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            row = conn.execute(select(credit_decisions).where(credit_decisions.c.id == decision_id)).first()
+        if row is None:
+            raise NotFound(f"decision {decision_id!r} does not exist", code="decision_not_found", field="decision_id")
+        return {
+            "decision_id": row.id,
+            "org_id": row.org_id,
+            "product": row.product,
+            "outcome": row.outcome,
+            "pd": row.pd,
+            "score": row.score,
+            "requested_minor": row.requested_minor,
+            "limit_minor": row.limit_minor,
+            "granted_minor": row.granted_minor,
+            "rate_bps": row.rate_bps,
+            "reasons": json.loads(row.reasons_json),
+            "knockouts": json.loads(row.knockouts_json),
+            "policy_version": row.policy_version,
+            "model_version": row.model_version,
+            "feature_hash": row.feature_hash,
+            "features": json.loads(row.features_json),
+            "as_of": row.as_of.isoformat(),
+            "decision_ms": row.decision_us / 1000,
+            "challenger": None
+            if row.challenger_version is None
+            else {"version": row.challenger_version, "pd": row.challenger_pd, "outcome": row.challenger_outcome},
+        }
+
+    def label(self, decision_id: str, bad: bool) -> None:
+        self.decision(decision_id)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(credit_labels)
+                .where(credit_labels.c.decision_id == decision_id)
+                .values(bad=bad, labelled_ts_ms=self.clock.now_ms())
+            ).rowcount
+            if not done:
+                conn.execute(
+                    insert(credit_labels).values(decision_id=decision_id, bad=bad, labelled_ts_ms=self.clock.now_ms())
+                )
+
+    def monitor(self, since_ms: int = 0) -> dict[str, Any]:
+        """PSI of recent decisions' features and scores against the active model's training reference,
+        AUC/KS on the decisions labelled since, and the active challenger against the champion on the
+        decisions it shadow-scored (`monitoring.challenger_report`)."""
+        scorer = self.scorer()
+        d = credit_decisions.c
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = conn.execute(
+                select(
+                    d.id, d.pd, d.outcome, d.features_json, d.challenger_version, d.challenger_pd, d.challenger_outcome
+                ).where(d.decided_ts_ms >= since_ms, d.model_version == scorer.artefact.version)
+            ).all()
+            labels = dict(conn.execute(select(credit_labels.c.decision_id, credit_labels.c.bad)).all())
+        recent = {
+            n: np.array(
+                [np.nan if (v := json.loads(r.features_json)["values"].get(n)) is None else v for r in rows],
+                dtype=float,
+            )
+            for n in FEATURES
+        }
+        pds = np.array([r.pd for r in rows if r.pd is not None], dtype=float)
+        report = stability_report(
+            scorer.artefact.reference, recent, pds if len(pds) else None, self.settings.credit_psi_alarm
+        )
+        pairs = [(bool(labels[r.id]), r.pd) for r in rows if r.id in labels and r.pd is not None]
+        report["outcomes"] = outcome_report(
+            np.array([p[0] for p in pairs], dtype=bool), np.array([p[1] for p in pairs], dtype=float)
+        )
+        report["decisions"] = len(rows)
+        report["model_version"] = scorer.artefact.version
+        report["challenger"] = None
+        if scorer.challenger is not None:
+            shadowed = [r for r in rows if r.challenger_version == scorer.challenger.version]
+            report["challenger"] = {
+                "version": scorer.challenger.version,
+                **challenger_report(
+                    [r.outcome for r in shadowed],
+                    [r.pd for r in shadowed],
+                    [r.challenger_outcome for r in shadowed],
+                    [r.challenger_pd for r in shadowed],
+                    [None if r.id not in labels else bool(labels[r.id]) for r in shadowed],
+                ),
+            }
+        return report

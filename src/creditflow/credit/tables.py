@@ -1,0 +1,119 @@
+"""Off-ledger tables of the data-credit capability: firm profiles, source observations (point-in-time:
+each row knows the day it became available), imports, model artefacts, decisions with their feature
+snapshots, and labelled outcomes for monitoring.
+
+Registered on the shared `metadata`; migration 0005 creates exactly these, 0008 adds the challenger's
+shadow decision to `credit_decisions`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Date,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from creditflow.kernel.tables import ID, UUID, metadata
+
+credit_firms = Table(
+    "credit_firms",
+    metadata,
+    Column("org_id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("founded_on", Date, nullable=False),
+    Column("industry", String(64), nullable=False),
+    Column("blacklisted", Boolean, nullable=False),
+    Column("court_judgment", Boolean, nullable=False),
+    Column("updated_ts_ms", BigInteger, nullable=False),
+)
+
+credit_observations = Table(
+    "credit_observations",
+    metadata,
+    Column("org_id", ID, nullable=False),
+    Column("source", String(32), nullable=False),
+    Column("metric", String(64), nullable=False),
+    Column("period", Date, nullable=False),
+    Column("item_key", String(32), nullable=False),
+    Column("available_on", Date, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("note", Text),
+    Column("import_id", UUID, nullable=False),
+    PrimaryKeyConstraint("org_id", "source", "metric", "period", "item_key"),
+    # one decision reads one firm's history up to a day: (org_id, available_on) answers it from the index
+    Index("ix_credit_observations_org_available", "org_id", "available_on"),
+)
+
+credit_imports = Table(
+    "credit_imports",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("source", String(32), nullable=False),
+    Column("filename", String(255), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("rows", Integer, nullable=False),
+    Column("observations", Integer, nullable=False),
+    Column("imported_ts_ms", BigInteger, nullable=False),
+)
+
+credit_models = Table(
+    "credit_models",
+    metadata,
+    Column("version", String(16), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("data_hash", String(64), nullable=False),
+    Column("feature_hash", String(64), nullable=False),
+    Column("params_hash", String(64), nullable=False),
+    Column("artefact", Text, nullable=False),
+    Column("metrics_json", Text, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
+)
+
+credit_decisions = Table(
+    "credit_decisions",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("org_id", ID, nullable=False, index=True),
+    Column("product", String(32), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("pd", Float),
+    Column("score", Integer),
+    Column("requested_minor", BigInteger, nullable=False),
+    Column("limit_minor", BigInteger, nullable=False),
+    Column("granted_minor", BigInteger, nullable=False),
+    Column("rate_bps", Integer),
+    Column("reasons_json", Text, nullable=False),
+    Column("knockouts_json", Text, nullable=False),
+    Column("policy_version", String(64), nullable=False),
+    Column("policy_sha256", String(64), nullable=False),
+    Column("model_version", String(16)),
+    Column("feature_hash", String(64), nullable=False),
+    Column("features_json", Text, nullable=False),
+    Column("as_of", Date, nullable=False),
+    Column("decided_ts_ms", BigInteger, nullable=False),
+    Column("decision_us", BigInteger, nullable=False),
+    # the challenger's shadow decision (migration 0008): NULL without an active challenger
+    Column("challenger_version", String(16)),
+    Column("challenger_pd", Float),
+    Column("challenger_outcome", String(16)),
+    CheckConstraint("granted_minor >= 0 AND granted_minor <= limit_minor", name="granted_within_limit"),
+)
+
+credit_labels = Table(
+    "credit_labels",
+    metadata,
+    Column("decision_id", UUID, primary_key=True),
+    Column("bad", Boolean, nullable=False),
+    Column("labelled_ts_ms", BigInteger, nullable=False),
+)

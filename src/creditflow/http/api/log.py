@@ -1,0 +1,153 @@
+"""Health, reports and the transparency log: /healthz, /v1/issuers/.../liability, /v1/circulation, /v1/log/..."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import PlainTextResponse
+
+from creditflow.http.common import error_responses
+from creditflow.http.schemas import (
+    CirculationOut,
+    ConsistencyProofOut,
+    HealthOut,
+    InclusionProofOut,
+    LiabilityOut,
+    LogKeysOut,
+    TierOut,
+    TreeHeadOut,
+)
+from creditflow.http.security import AppDep, Caller, is_overseer
+from creditflow.kernel.errors import Forbidden
+from creditflow.ledger.entries import parse_entry
+from creditflow.ledger.model import operations as ops
+from creditflow.ledger.model.parties import Role
+
+router = APIRouter()
+
+
+@router.get("/metrics", tags=["health"], response_class=PlainTextResponse)
+def metrics(app: AppDep) -> str:
+    """Prometheus text format: the sequencer's counters and queue depth (no authentication)."""
+    s = app.sequencer
+    lines = [
+        "# HELP creditflow_ledger_ops_total Operations committed to the log by this process.",
+        "# TYPE creditflow_ledger_ops_total counter",
+        f"creditflow_ledger_ops_total {s.ops_committed}",
+        "# HELP creditflow_ledger_preverified_total Committed operations whose signatures were checked ahead "
+        "of the writer.",
+        "# TYPE creditflow_ledger_preverified_total counter",
+        f"creditflow_ledger_preverified_total {s.ops_preverified}",
+        "# HELP creditflow_ledger_batches_total Group commits by this process.",
+        "# TYPE creditflow_ledger_batches_total counter",
+        f"creditflow_ledger_batches_total {s.batches_committed}",
+        "# HELP creditflow_ledger_queue_depth Operations waiting for the sequencer.",
+        "# TYPE creditflow_ledger_queue_depth gauge",
+        f"creditflow_ledger_queue_depth {s.queue_depth}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+@router.get("/healthz", response_model=HealthOut, tags=["health"])
+def healthz(app: AppDep) -> HealthOut:
+    """Liveness and the size of the log (no authentication)."""
+    return HealthOut(status="ok", tree_size=app.proofs.latest_head().tree_size)
+
+
+@router.get(
+    "/v1/issuers/{org_id}/liability",
+    response_model=LiabilityOut,
+    responses=error_responses(401, 403, 404),
+    tags=["reports"],
+)
+def liability(org_id: str, app: AppDep, who: Caller) -> LiabilityOut:
+    """What a core enterprise owes on its certificates (the issuer itself, operator, auditor)."""
+    app.queries.party(org_id)
+    if not (is_overseer(who) or who.org_id == org_id):
+        raise Forbidden("only the issuer, the operator and the auditor see its liability", code="role_not_allowed")
+    result = app.queries.liability(org_id)
+    return LiabilityOut(
+        issuer=result.issuer,
+        outstanding_minor=result.outstanding_minor,
+        pending_minor=result.pending_minor,
+        certificates=result.certificates,
+    )
+
+
+@router.get(
+    "/v1/circulation",
+    response_model=CirculationOut,
+    responses=error_responses(401, 403),
+    tags=["reports"],
+)
+def circulation(
+    app: AppDep,
+    who: Caller,
+    issuer: Annotated[str | None, Query(max_length=64, description="default: your own, or all")] = None,
+) -> CirculationOut:
+    """Live value by tier: how far down the supply chain credit has flowed. A core enterprise sees its
+    own certificates; operator and auditor see any issuer, or all."""
+    if is_overseer(who):
+        target = issuer
+    elif who.role == Role.CORE_ENTERPRISE:
+        if issuer not in (None, who.org_id):
+            raise Forbidden("a core enterprise sees only its own circulation", code="role_not_allowed", field="issuer")
+        target = who.org_id
+    else:
+        raise Forbidden("only core enterprises, the operator and the auditor see circulation", code="role_not_allowed")
+    tiers = app.queries.circulation_by_tier(target)
+    return CirculationOut(
+        issuer=target,
+        tiers=[TierOut(tier=t.tier, amount_minor=t.amount_minor, pieces=t.pieces, holders=t.holders) for t in tiers],
+    )
+
+
+@router.get("/v1/log/keys", response_model=LogKeysOut, tags=["log"])
+def log_keys(app: AppDep) -> LogKeysOut:
+    """The public keys that sign tree heads (no authentication)."""
+    return LogKeysOut(log_keys=app.proofs.log_keys_json())
+
+
+@router.get("/v1/log/tree-head", response_model=TreeHeadOut, tags=["log"])
+def tree_head(app: AppDep) -> TreeHeadOut:
+    """The latest signed tree head (no authentication): keep it, and ask later for a consistency proof."""
+    return TreeHeadOut.model_validate(app.proofs.latest_head().to_json())
+
+
+@router.get(
+    "/v1/log/proofs/consistency",
+    response_model=ConsistencyProofOut,
+    responses=error_responses(422),
+    tags=["log"],
+)
+def consistency_proof(
+    app: AppDep,
+    old_size: Annotated[int, Query(description="the size of the tree head you hold")],
+    new_size: Annotated[int | None, Query(description="default: the current size")] = None,
+) -> ConsistencyProofOut:
+    """Proof that the log of ``new_size`` extends the one of ``old_size`` (no authentication)."""
+    return ConsistencyProofOut.model_validate(app.proofs.consistency(old_size, new_size))
+
+
+@router.get(
+    "/v1/log/proofs/inclusion",
+    response_model=InclusionProofOut,
+    responses=error_responses(401, 403, 404, 422),
+    tags=["log"],
+)
+def inclusion_proof(
+    app: AppDep,
+    who: Caller,
+    leaf_index: Annotated[int, Query(ge=0)],
+    tree_size: Annotated[int | None, Query(description="default: the current size")] = None,
+) -> InclusionProofOut:
+    """Proof that an entry is in the log, with the entry itself. Entries name parties and amounts, so
+    only the operator, the auditor and the entry's actor (or the organisation it registers) get it."""
+    document = app.proofs.inclusion(leaf_index, tree_size)
+    if not is_overseer(who):
+        op = parse_entry(bytes.fromhex(document["entry"])).signed.op
+        named = op.org_id if isinstance(op, ops.RegisterParty | ops.RotateKey) else None
+        if who.org_id not in (op.actor, named):
+            raise Forbidden("only the entry's actor, the operator and the auditor get this proof", code="not_actor")
+    return InclusionProofOut.model_validate(document)

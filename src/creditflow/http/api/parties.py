@@ -1,0 +1,130 @@
+"""Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Query
+
+from creditflow.http.common import error_responses
+from creditflow.http.schemas import (
+    ApiKeyIn,
+    ApiKeyOut,
+    DirectoryEntryOut,
+    MeOut,
+    OrganisationCreatedOut,
+    OrganisationIn,
+    Page,
+    ReceiptOut,
+    RotateKeyIn,
+)
+from creditflow.http.security import AppDep, Caller, require_role
+from creditflow.identity.access import TOKEN_PREFIX
+from creditflow.kernel.errors import Forbidden
+from creditflow.ledger.model.parties import Party, Role
+
+router = APIRouter(tags=["organisations"])
+
+
+def _org_fields(party: Party) -> dict[str, object]:
+    return {
+        "org_id": party.org_id,
+        "name": party.name,
+        "role": party.role,
+        "uscc": party.uscc,
+        "created_seq": party.created_seq,
+    }
+
+
+@router.get("/v1/me", response_model=MeOut, responses=error_responses(401), summary="The caller's organisation")
+def me(app: AppDep, who: Caller) -> MeOut:
+    """The caller's organisation."""
+    party = app.queries.party(who.org_id)
+    return MeOut.model_validate({**_org_fields(party), "api_key_id": who.key_id})
+
+
+@router.post(
+    "/v1/organisations",
+    status_code=201,
+    response_model=OrganisationCreatedOut,
+    responses=error_responses(401, 403, 409, 422),
+)
+def register_organisation(body: OrganisationIn, app: AppDep, who: Caller) -> OrganisationCreatedOut:
+    """Onboard an organisation (operator only) and hand out its first API key.
+
+    With ``public_key`` the organisation keeps its private key (self custody) and signs its own
+    operations for ``POST /v1/operations``; without, the platform creates and holds its key."""
+    require_role(who, Role.OPERATOR, what="register organisations")
+    public_key = bytes.fromhex(body.public_key) if body.public_key is not None else None
+    receipt = app.ledger.register_organisation(body.org_id, body.name, body.role, body.uscc, public_key=public_key)
+    api_key = app.access.create_key(body.org_id, label="first key")
+    party = app.queries.party(body.org_id)
+    return OrganisationCreatedOut.model_validate(
+        {
+            **_org_fields(party),
+            "custody": "self" if public_key is not None else "platform",
+            "api_key": api_key,
+            "receipt": receipt.to_json(),
+        }
+    )
+
+
+@router.get(
+    "/v1/organisations",
+    response_model=Page[DirectoryEntryOut],
+    responses=error_responses(401, 422),
+    summary="List organisations",
+)
+def directory(
+    app: AppDep,
+    who: Caller,
+    limit: Annotated[int | None, Query(description="page size")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[DirectoryEntryOut]:
+    """The directory of organisations (id, name, role), by org_id, for any authenticated caller."""
+    page = app.queries.parties_page(cursor=cursor, limit=limit)
+    return Page[DirectoryEntryOut](
+        items=[DirectoryEntryOut(org_id=p.org_id, name=p.name, role=p.role) for p in page.items],
+        next_cursor=page.next_cursor,
+    )
+
+
+@router.post(
+    "/v1/organisations/{org_id}/rotate-key",
+    response_model=ReceiptOut,
+    responses=error_responses(401, 403, 404, 409, 422),
+)
+def rotate_key(
+    org_id: str,
+    app: AppDep,
+    who: Caller,
+    body: Annotated[RotateKeyIn | None, Body()] = None,
+) -> ReceiptOut:
+    """Rotate an organisation's signing key (the organisation itself or the operator).
+
+    The current key signs the new one onto the ledger. With ``public_key`` the new key is the
+    organisation's own (self custody from now on); without, the platform makes and holds it. A
+    self-custody organisation rotates by submitting a signed ``rotate_key`` to ``/v1/operations``."""
+    if who.org_id != org_id and who.role != Role.OPERATOR:
+        raise Forbidden("only the organisation itself or the operator rotates its key", code="role_not_allowed")
+    app.queries.party(org_id)
+    public_key = bytes.fromhex(body.public_key) if body is not None and body.public_key is not None else None
+    receipt = app.ledger.rotate_key(org_id, new_public_key=public_key)
+    return ReceiptOut.model_validate(receipt.to_json())
+
+
+@router.post(
+    "/v1/api-keys",
+    status_code=201,
+    response_model=ApiKeyOut,
+    responses=error_responses(401, 422),
+)
+def create_api_key(
+    app: AppDep,
+    who: Caller,
+    body: Annotated[ApiKeyIn | None, Body()] = None,
+) -> ApiKeyOut:
+    """A new API key for the caller's organisation (shown once)."""
+    token = app.access.create_key(who.org_id, label=body.label if body is not None else "default")
+    key_id = token[len(TOKEN_PREFIX) :].split("_", 1)[0]
+    return ApiKeyOut(org_id=who.org_id, key_id=key_id, api_key=token)

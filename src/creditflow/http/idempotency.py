@@ -1,0 +1,286 @@
+"""Idempotent POSTs: ``Idempotency-Key: <1-200 characters>``.
+
+For an authenticated POST carrying the header, keyed by (organisation, key):
+
+1. the key is *reserved* first (a row with status 0 is inserted, in its own transaction), so two
+   concurrent requests with the same key never both execute: the loser of the insert reads the row;
+2. a row for the same request (SHA-256 of method, path, query and body) with a stored response is
+   replayed: same status, same body, plus ``Idempotent-Replayed: true``;
+3. a row for a different request is 409 ``idempotency_key_reused``; a row still at status 0 (its
+   first request is running) is 409 ``idempotency_in_progress``;
+4. after the request ran, its response (2xx, and 4xx problems too, which changed nothing and will
+   give the same answer) is stored before it is sent; a 5xx, a 429 or an exception deletes the
+   reservation so that the client may retry; except 503 ``ledger_timeout``, whose operation may still commit:
+   that key stays reserved (``idempotency_in_progress``) so that a retry can never run it twice.
+
+Rows older than ``idempotency_retention_days`` no longer count and are replaced on reuse. A reservation
+left by a process that died mid-request answers ``idempotency_in_progress`` until it expires: the
+request may or may not have run, and a second execution is the one thing this must never cause.
+
+The caller's rate limit (`creditflow.http.ratelimit`) is charged here, once the key is known and
+before anything is reserved; `caller` then finds the principal and does not charge it again.
+
+Requests without a key, non-POST requests and requests without a valid API key (they get their 401
+from the endpoint) pass straight through. Only SQLAlchemy Core is used, so this works on SQLite and
+PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import anyio.to_thread
+from sqlalchemy import Engine, and_, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from creditflow.bootstrap import App
+from creditflow.http.problems import LEDGER_TIMEOUT, PROBLEM_JSON, domain_problem, problem
+from creditflow.http.ratelimit import principal_wait, rate_limited
+from creditflow.http.security import token_from_headers
+from creditflow.identity.access import Principal
+from creditflow.identity.tables import idempotency_keys
+from creditflow.kernel.clock import Clock
+from creditflow.kernel.errors import Conflict, DomainError, Unauthenticated
+
+log = logging.getLogger("creditflow.api")
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_MAX = 200
+IN_PROGRESS = 0
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    status_code: int
+    body: str
+
+
+def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
+    h = hashlib.sha256()
+    for part in (method.upper().encode(), path.encode(), query, body):
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.digest()
+
+
+class IdempotencyStore:
+    """The ``idempotency_keys`` table. Blocking calls: run them in a worker thread."""
+
+    def __init__(self, engine: Engine, clock: Clock, retention_days: int):
+        self.engine = engine
+        self.clock = clock
+        self.retention_ms = retention_days * DAY_MS
+
+    def _insert(self, org_id: str, key: str, digest: bytes, now: int) -> bool:
+        values = {
+            "org_id": org_id,
+            "key": key,
+            "request_sha256": digest,
+            "status_code": IN_PROGRESS,
+            "response": "",
+            "created_ts_ms": now,
+        }
+        # INSERT .. ON CONFLICT DO NOTHING RETURNING: a row back means this request holds the key
+        # (rowcount is not reliable for it across drivers; RETURNING is, on PostgreSQL and SQLite >= 3.35).
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = (
+            dialect.insert(idempotency_keys).values(**values).on_conflict_do_nothing().returning(idempotency_keys.c.key)
+        )
+        with self.engine.begin() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def reserve(self, org_id: str, key: str, digest: bytes) -> StoredResponse | None:
+        """Reserve ``key`` for this request (None), or return the stored response to replay.
+        Raises `Conflict` for a key reused with another request or still in progress."""
+        where = and_(idempotency_keys.c.org_id == org_id, idempotency_keys.c.key == key)
+        for _ in range(3):
+            now = self.clock.now_ms()
+            if self._insert(org_id, key, digest, now):
+                return None
+            with self.engine.connect().execution_options(read_only=True) as conn:
+                row = conn.execute(select(idempotency_keys).where(where)).first()
+            if row is None:  # released by a failed first request meanwhile: try again
+                continue
+            if row.created_ts_ms < now - self.retention_ms:  # expired: no longer binding
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        delete(idempotency_keys).where(where, idempotency_keys.c.created_ts_ms == row.created_ts_ms)
+                    )
+                continue
+            if bytes(row.request_sha256) != digest:
+                raise Conflict(
+                    f"{HEADER} {key!r} was already used for a different request",
+                    code="idempotency_key_reused",
+                    field=HEADER,
+                )
+            if row.status_code == IN_PROGRESS:
+                break
+            return StoredResponse(row.status_code, row.response)
+        raise Conflict(
+            f"the first request with {HEADER} {key!r} is still being processed; retry shortly",
+            code="idempotency_in_progress",
+            field=HEADER,
+        )
+
+    def complete(self, org_id: str, key: str, status_code: int, body: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(idempotency_keys)
+                .where(idempotency_keys.c.org_id == org_id, idempotency_keys.c.key == key)
+                .values(status_code=status_code, response=body)
+            )
+
+    def release(self, org_id: str, key: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                delete(idempotency_keys).where(
+                    idempotency_keys.c.org_id == org_id,
+                    idempotency_keys.c.key == key,
+                    idempotency_keys.c.status_code == IN_PROGRESS,
+                )
+            )
+
+
+# --- ASGI helpers -------------------------------------------------------------------------------------
+
+
+async def read_body(receive: Receive, limit: int | None = None) -> bytes | None:
+    """Read the whole request body; None if it grows past ``limit`` bytes. Raises `ClientDisconnect`
+    if the client goes away first (a partial body must never be acted on, nor hashed for a key)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands out ``body`` once, then defers to the real one (disconnect events)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+class IdempotencyMiddleware:
+    def __init__(self, app: ASGIApp, *, creditflow: App):
+        self.app = app
+        self.creditflow = creditflow
+        self.store = IdempotencyStore(
+            creditflow.engine, creditflow.clock, creditflow.settings.idempotency_retention_days
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        key = headers.get(HEADER)
+        if key is None:
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        try:
+            token = token_from_headers(headers)
+            principal = await anyio.to_thread.run_sync(self.creditflow.access.authenticate, token)
+        except Unauthenticated:
+            await self.app(scope, receive, send)  # the endpoint answers 401
+            return
+        if not 1 <= len(key) <= KEY_MAX or not key.isprintable():
+            await problem(
+                422,
+                "invalid_input",
+                f"{HEADER} must be 1-{KEY_MAX} printable characters",
+                instance=path,
+                field=HEADER,
+            )(scope, receive, send)
+            return
+        wait = principal_wait(scope.get("app"), principal)  # charged here, not again by `caller`
+        if wait > 0:
+            await rate_limited(wait, path)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        body = await read_body(receive) or b""
+        digest = request_digest(scope["method"], path, scope.get("query_string", b""), body)
+        try:
+            stored = await anyio.to_thread.run_sync(self.store.reserve, principal.org_id, key, digest)
+        except DomainError as exc:
+            await domain_problem(exc, path)(scope, receive, send)
+            return
+        if stored is not None:
+            await _replay(stored)(scope, receive, send)
+            return
+        await self._execute(scope, replaying(body, receive), send, principal, key)
+
+    async def _execute(self, scope: Scope, receive: Receive, send: Send, principal: Principal, key: str) -> None:
+        messages: list[Message] = []
+        status = 500
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            messages.append(message)
+
+        async def release() -> None:
+            await anyio.to_thread.run_sync(self.store.release, principal.org_id, key)
+
+        try:
+            await self.app(scope, receive, capture)
+        except Exception:
+            await release()
+            raise
+        body = b"".join(m.get("body", b"") for m in messages if m["type"] == "http.response.body")
+        if (status >= 500 and not _outcome_unknown(status, body)) or status == 429:
+            await release()  # nothing happened and a retry may succeed: the key is free again
+        elif status < 500:
+            try:
+                await anyio.to_thread.run_sync(self.store.complete, principal.org_id, key, status, body.decode("utf-8"))
+            except Exception:  # the request ran; keep the reservation so that it is never run twice
+                log.exception("could not store the response for %s %r", principal.org_id, key)
+        for message in messages:
+            await send(message)
+
+
+def _outcome_unknown(status: int, body: bytes) -> bool:
+    """A ledger timeout may still commit: keep the reservation so that a retry cannot run it twice."""
+    if status != 503:
+        return False
+    try:
+        return bool(json.loads(body).get("code") == LEDGER_TIMEOUT)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _replay(stored: StoredResponse) -> Response:
+    media_type = PROBLEM_JSON if stored.status_code >= 400 else "application/json"
+    return Response(
+        content=stored.body.encode("utf-8"),
+        status_code=stored.status_code,
+        media_type=media_type,
+        headers={REPLAYED_HEADER: "true"},
+    )

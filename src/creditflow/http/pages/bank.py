@@ -1,0 +1,377 @@
+"""Bank pages: financing requests and decisions, the portfolio, collateral (loans with LTV gauges, margin
+calls, site plans with geofences and device status), live alarms, credit decisions with reason codes.
+
+Every handler calls the services the JSON API calls, with the signed-in bank's identity, and shows only
+what the API would show that bank: the requests it received, the agreements and exposure it holds, the
+collateral loans it granted and the alarms on the assets pledged to them.
+
+Two reads have no service method yet (the IoT services are being made per-organisation): the list of a
+lender's loan ids, and an asset's geofence and rule state (last GPS fix, devices judged offline). They are
+the small read-only queries in `_lender_loans` and `_asset_sites`, scoped to the bank's own loans; everything
+else about a loan, an asset, its devices and alarms comes from `CollateralService`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlalchemy import select
+
+from creditflow.bootstrap import App
+from creditflow.collateral.model import BAND_ORDER, LtvBand
+from creditflow.collateral.model import inside as point_inside
+from creditflow.collateral.tables import iot_assets, iot_loans
+from creditflow.http.api.collateral import iot_of
+from creditflow.http.api.credit import _may_ask, credit_service
+from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, form_error, render, role_pages
+from creditflow.identity.access import Principal
+from creditflow.identity.sessions import WebUser
+from creditflow.kernel.errors import DomainError, InvalidInput
+from creditflow.ledger.model.parties import Role
+
+router = APIRouter(include_in_schema=False)
+Bank = Annotated[WebUser, role_pages(Role.BANK)]
+
+HOME[Role.BANK] = "/ui/bank"
+NAV[Role.BANK].extend(
+    [
+        ("/ui/bank", "Financing"),
+        ("/ui/bank/portfolio", "Portfolio"),
+        ("/ui/bank/collateral", "Collateral"),
+        ("/ui/bank/alarms", "Alarms"),
+        ("/ui/bank/credit", "Credit decisions"),
+    ]
+)
+
+ALARM_PAGE_MAX = 200  # alarms listed per asset on the alarms page (newest first)
+CREDIT_PRODUCTS = ("pure_credit", "certificate_financing")
+_AMOUNT = re.compile(r"^(\d{1,15})(?:\.(\d{1,2}))?$")
+
+
+# --- financing -----------------------------------------------------------------------------------------
+
+
+@router.get("/ui/bank")
+def financing(request: Request, user: Bank) -> HTMLResponse:
+    """Requests the bank received (as ``GET /v1/financing/requests``), newest first, with decline reasons."""
+    app = app_of(request)
+    requests = sorted(
+        app.financing.requests(user.org_id, as_bank=True), key=lambda r: (r["requested_ts_ms"], r["id"]), reverse=True
+    )
+    approved = [r for r in requests if r["status"] == "approved"]
+    return render(
+        request,
+        "bank/financing.html",
+        requests=requests,
+        approved_count=len(approved),
+        declined_count=len(requests) - len(approved),
+        approved_minor=sum(r["amount_minor"] for r in approved),
+        products=app.financing.products(user.org_id),
+    )
+
+
+# --- portfolio -----------------------------------------------------------------------------------------
+
+
+@router.get("/ui/bank/portfolio")
+def portfolio(request: Request, user: Bank) -> HTMLResponse:
+    """Financed pieces (agreements), live exposure per core enterprise, and what is owed on overdue ones."""
+    app = app_of(request)
+    agreements = app.financing.agreements(bank=user.org_id)
+    exposure = [r for r in app.network.exposure() if r["bank"] == user.org_id]
+    owed = [r for r in app.clearing.owed_report(None) if user.org_id in (r["holder"], r["recourse_to"])]
+    return render(
+        request,
+        "bank/portfolio.html",
+        agreements=agreements,
+        face_minor=sum(a["face_minor"] for a in agreements),
+        disbursed_minor=sum(a["disbursement_minor"] for a in agreements),
+        interest_minor=sum(a["interest_minor"] for a in agreements),
+        exposure=exposure,
+        exposure_minor=sum(r["exposure_minor"] for r in exposure),
+        owed=owed,
+    )
+
+
+# --- collateral ----------------------------------------------------------------------------------------
+
+
+def _lender_loans(app: App, who: Principal) -> list[tuple[str, str]]:
+    """(loan id, LTV bands key) of the loans the bank granted: what ``GET /v1/iot/loans/{id}`` shows it."""
+    stmt = (
+        select(iot_loans.c.id, iot_loans.c.bands_key).where(iot_loans.c.lender == who.org_id).order_by(iot_loans.c.id)
+    )
+    with app.engine.connect().execution_options(read_only=True) as conn:
+        return [(r.id, r.bands_key) for r in conn.execute(stmt)]
+
+
+def _loans(app: App, who: Principal) -> list[dict[str, Any]]:
+    """The bank's collateral loans as ``GET /v1/iot/loans/{id}`` answers them, with their LTV bands."""
+    iot = iot_of(app)
+    loans = []
+    for loan_id, bands_key in _lender_loans(app, who):
+        loan = iot.collateral.loan(loan_id)
+        bands = iot.settings.bands(bands_key)
+        loan["bands"] = {
+            "warning_bps": bands.warning_bps,
+            "margin_call_bps": bands.margin_call_bps,
+            "liquidation_bps": bands.liquidation_bps,
+        }
+        loans.append(loan)
+    return loans
+
+
+@dataclass(frozen=True, slots=True)
+class Marker:
+    """A device on a site plan: where it is drawn and what state it is in."""
+
+    device_id: str
+    kind: str
+    status: str  # online | offline | tampered | retired | silent (never reported)
+    x: float
+    y: float
+    last_rx_ms: int | None
+    gps: bool  # drawn at its own last GPS fix (a tracker), not at a slot along the plan's edge
+
+
+@dataclass(frozen=True, slots=True)
+class SitePlan:
+    """An asset drawn on a 400 x 260 plan: its geofence polygon (if any), devices and last position."""
+
+    asset: dict[str, Any]
+    polygon: str  # SVG points, "" without a geofence
+    position: tuple[float, float] | None
+    position_ts_ms: int | None
+    inside: bool | None
+    markers: tuple[Marker, ...]
+    active_alarms: tuple[str, ...]
+
+
+PLAN_W, PLAN_H, PLAN_PAD = 400.0, 260.0, 24.0
+PLAN_STRIP = 28.0  # the bottom strip where devices without a GPS fix are drawn
+
+
+def _projector(points: Sequence[tuple[float, float]]) -> Any:
+    """Lat/lon -> plan coordinates: equirectangular around the mean latitude (a site is a few km across,
+    flat enough), scaled to fit the plan with its aspect kept, north up."""
+    lat0 = sum(p[0] for p in points) / len(points)
+    k = math.cos(math.radians(lat0))
+    xs = [p[1] * k for p in points]
+    ys = [p[0] for p in points]
+    span_x, span_y = max(xs) - min(xs), max(ys) - min(ys)
+    scale = min(
+        (PLAN_W - 2 * PLAN_PAD) / span_x if span_x else math.inf,
+        (PLAN_H - 2 * PLAN_PAD - PLAN_STRIP) / span_y if span_y else math.inf,
+    )
+    if math.isinf(scale):
+        scale = 1.0
+    off_x = (PLAN_W - span_x * scale) / 2
+    off_y = PLAN_PAD + (PLAN_H - 2 * PLAN_PAD - PLAN_STRIP - span_y * scale) / 2
+
+    def project(lat: float, lon: float) -> tuple[float, float]:
+        return (round(off_x + (lon * k - min(xs)) * scale, 1), round(off_y + (max(ys) - lat) * scale, 1))
+
+    return project
+
+
+def _device_status(device: dict[str, Any], state: dict[str, Any]) -> str:
+    if device["status"] != "active":
+        return "retired"
+    latest = state.get("latest", {}).get(device["device_id"])
+    values = latest[1] if latest else {}
+    if values.get("tamper", 0) >= 0.5 or values.get("occlusion", 0) >= 0.5:
+        return "tampered"
+    if device["device_id"] in state.get("offline", ()):
+        return "offline"
+    return "online" if device["last_rx_ms"] is not None else "silent"
+
+
+def _asset_sites(app: App, asset_ids: Sequence[str]) -> dict[str, tuple[list[list[float]] | None, dict[str, Any]]]:
+    """asset id -> (geofence [[lat, lon], ...] or None, the rule engine's state of the asset)."""
+    if not asset_ids:
+        return {}
+    with app.engine.connect().execution_options(read_only=True) as conn:
+        rows = conn.execute(
+            select(iot_assets.c.id, iot_assets.c.geofence_json, iot_assets.c.state_json).where(
+                iot_assets.c.id.in_(list(asset_ids))
+            )
+        )
+        return {
+            r.id: (json.loads(r.geofence_json) if r.geofence_json else None, json.loads(r.state_json) or {})
+            for r in rows
+        }
+
+
+def site_plans(app: App, asset_ids: Sequence[str]) -> list[SitePlan]:
+    """A plan per asset: the geofence drawn to scale with the last GPS fix, devices coloured by status."""
+    iot = iot_of(app)
+    sites = _asset_sites(app, asset_ids)
+    plans = []
+    for asset_id in asset_ids:
+        asset = iot.collateral.asset(asset_id)
+        geofence, state = sites.get(asset_id, (None, {}))
+        devices = iot.collateral.devices(asset_id)
+        raw_position = state.get("last_position")
+        position = (float(raw_position[0]), float(raw_position[1])) if raw_position else None
+        points = [(float(p[0]), float(p[1])) for p in geofence or []]
+        project = _projector(points + ([position] if position else [])) if points or position else None
+        polygon = " ".join(f"{x},{y}" for x, y in (project(*p) for p in points)) if project else ""
+        at = project(*position) if project and position else None
+        inside = point_inside(position, points) if points and position else None
+        markers = []
+        edge = [d for d in devices if not (d["kind"] == "tracker" and at)]  # drawn in a row along the bottom
+        step = (PLAN_W - 2 * PLAN_PAD) / max(len(edge), 1)
+        for device in devices:
+            status = _device_status(device, state)
+            if device["kind"] == "tracker" and at:
+                x, y, gps = at[0], at[1], True
+            else:
+                x, y, gps = round(PLAN_PAD + (edge.index(device) + 0.5) * step, 1), PLAN_H - 10, False
+            markers.append(Marker(device["device_id"], device["kind"], status, x, y, device["last_rx_ms"], gps))
+        active = tuple(a["alarm_type"] for a in iot.collateral.alarms(asset_id=asset_id, active_only=True))
+        plans.append(
+            SitePlan(
+                asset=asset,
+                polygon=polygon,
+                position=at,
+                position_ts_ms=int(raw_position[2]) if raw_position else None,
+                inside=inside,
+                markers=tuple(markers),
+                active_alarms=active,
+            )
+        )
+    return plans
+
+
+@router.get("/ui/bank/collateral")
+def collateral(request: Request, user: Bank) -> HTMLResponse:
+    """Collateral loans with LTV gauges, margin calls, and a site plan of every pledged asset."""
+    app = app_of(request)
+    loans = _loans(app, user.principal)
+    asset_ids = [a for loan in loans for a in loan["assets"]]
+    calls = [loan for loan in loans if BAND_ORDER.index(LtvBand(loan["band"])) >= BAND_ORDER.index(LtvBand.MARGIN_CALL)]
+    gauges = [
+        {"loan_id": loan["loan_id"], "ltv_bps": loan["ltv_bps"], "band": loan["band"], **loan["bands"]}
+        for loan in loans
+    ]
+    return render(
+        request,
+        "bank/collateral.html",
+        loans=loans,
+        margin_calls=calls,
+        gauges=gauges,
+        plans=site_plans(app, asset_ids),
+    )
+
+
+# --- alarms ----------------------------------------------------------------------------------------------
+
+
+def pledged_assets(app: App, who: Principal) -> dict[str, str]:
+    """asset id -> loan id, for the assets pledged to the bank's loans."""
+    iot = iot_of(app)
+    return {
+        asset_id: loan_id
+        for loan_id, _ in _lender_loans(app, who)
+        for asset_id in iot.collateral.loan(loan_id)["assets"]
+    }
+
+
+def bank_alarms(app: App, assets: dict[str, str], *, open_only: bool) -> list[dict[str, Any]]:
+    """Alarms on the bank's pledged assets, newest first. ``open_only``: the console view (still active,
+    or not yet acknowledged), as in mature IoT platforms."""
+    iot = iot_of(app)
+    alarms: list[dict[str, Any]] = []
+    for asset_id, loan_id in assets.items():
+        for alarm in iot.collateral.alarms(asset_id=asset_id, limit=ALARM_PAGE_MAX):
+            alarms.append({**alarm, "loan_id": loan_id})
+    if open_only:
+        alarms = [a for a in alarms if a["status"] == "active" or not a["acknowledged"]]
+    alarms.sort(key=lambda a: (a["raised_ts_ms"], a["alarm_id"]), reverse=True)
+    return alarms
+
+
+@router.get("/ui/bank/alarms")
+def alarms(request: Request, user: Bank, show: str = "open") -> HTMLResponse:
+    """The alarm console: listed at load, then kept current by the live stream (``/v1/iot/stream``)."""
+    app = app_of(request)
+    open_only = show != "all"
+    assets = pledged_assets(app, user.principal)
+    return render(
+        request,
+        "bank/alarms.html",
+        alarms=bank_alarms(app, assets, open_only=open_only),
+        asset_loans=assets,
+        open_only=open_only,
+    )
+
+
+# --- credit decisions ------------------------------------------------------------------------------------
+
+
+def parse_yuan(text: str, field: str) -> int:
+    """``"1,234.5"`` -> 123450 fen, exactly (no float on the way); a clear error otherwise."""
+    found = _AMOUNT.match(text.strip().replace(",", ""))
+    if not found:
+        raise InvalidInput(
+            "the amount must be a number of yuan with at most 2 decimals, e.g. 150000.00",
+            code="invalid_amount",
+            field=field,
+        )
+    whole, fen = found.group(1), (found.group(2) or "").ljust(2, "0")
+    amount = int(whole) * 100 + int(fen)
+    if amount <= 0:
+        raise InvalidInput("the amount must be more than 0", code="invalid_amount", field=field)
+    return amount
+
+
+def _credit_page(request: Request, *, status: int = 200, **context: Any) -> HTMLResponse:
+    app = app_of(request)
+    businesses = [p for p in app.queries.parties() if p.role in (Role.SUPPLIER, Role.CORE_ENTERPRISE)]
+    return render(
+        request, "bank/credit.html", status=status, businesses=businesses, products=CREDIT_PRODUCTS, **context
+    )
+
+
+@router.get("/ui/bank/credit")
+def credit(request: Request, user: Bank) -> HTMLResponse:
+    return _credit_page(request)
+
+
+@router.post("/ui/bank/credit", response_model=None)
+def ask_credit(
+    request: Request,
+    user: Bank,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    org_id: Annotated[str, Form(max_length=64)] = "",
+    requested: Annotated[str, Form(max_length=40)] = "",
+    product: Annotated[str, Form(max_length=40)] = "pure_credit",
+) -> Response:
+    """Ask the decision engine about a business (``POST /v1/credit/applications``: banks may ask about any)."""
+    check_csrf(user, csrf_token)
+    form = {"org_id": org_id, "requested": requested, "product": product}
+    try:
+        amount = parse_yuan(requested, "requested")
+        _may_ask(user.principal, org_id)
+        app_of(request).queries.party(org_id)
+        record = credit_service(app_of(request)).decide(org_id, amount, product)
+    except DomainError as error:
+        return _credit_page(request, status=error.status, form=form, **form_error(error))
+    return done(f"/ui/bank/credit/decisions/{record.id}", f"Decision {record.decision.outcome} for {org_id}.")
+
+
+@router.get("/ui/bank/credit/decisions/{decision_id}", response_model=None)
+def credit_decision(request: Request, decision_id: str, user: Bank) -> Response:
+    """A stored decision with its reason codes (as ``GET /v1/credit/decisions/{id}``)."""
+    try:
+        decision = credit_service(app_of(request)).decision(decision_id)  # the API lets a bank read any decision
+    except DomainError as error:
+        return _credit_page(request, status=error.status, **form_error(error))
+    return render(request, "bank/decision.html", decision=decision)

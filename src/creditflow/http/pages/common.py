@@ -1,0 +1,225 @@
+"""The web pages' shell: sign-in and sign-out, the home page of each role, static files, and the
+helpers every role's pages use (`render`, `page_user`, `check_csrf`, `form_error`).
+
+Pages are server-rendered HTML with plain forms (they work without a build step and, for the forms,
+without JavaScript); charts and live alarms use small scripts served from this package and plotly.js
+served from the installed ``plotly`` wheel. Nothing is fetched from a CDN.
+
+Every page handler is a plain ``def`` (FastAPI runs it in its thread pool) that calls the same services
+and visibility rules as the JSON API with the signed-in user's `Principal`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from creditflow.bootstrap import App
+from creditflow.http.security import SESSION_COOKIE, STATE_KEY
+from creditflow.http.templating import STATIC, environment
+from creditflow.identity.sessions import WebUser
+from creditflow.kernel.errors import DomainError
+from creditflow.ledger.model.parties import Role
+
+SIGN_IN_CSRF_COOKIE = "cf_signin"
+# plotly.js ships inside the plotly wheel; found by the installed package, never downloaded.
+PLOTLY_JS = Path(str(importlib.util.find_spec("plotly").origin)).parent / "package_data" / "plotly.min.js"  # type: ignore[union-attr]
+
+# The menu of each role: (path, label). Each role's page module adds its pages here.
+NAV: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
+HOME: dict[Role, str] = {}
+
+_env = environment()
+
+
+class SignInRequired(Exception):
+    def __init__(self, next_path: str):
+        self.next_path = next_path
+
+
+class PageForbidden(Exception):
+    def __init__(self, message: str):
+        self.message = message
+
+
+def app_of(request: Request) -> App:
+    app: App = getattr(request.app.state, STATE_KEY)
+    return app
+
+
+async def page_user(request: Request) -> WebUser:
+    """The signed-in user, or a redirect to the sign-in page (which comes back here afterwards)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    user = await anyio.to_thread.run_sync(app_of(request).sessions.resolve, token) if token else None
+    if user is None:
+        raise SignInRequired(request.url.path + (f"?{request.url.query}" if request.url.query else ""))
+    request.state.web_user = user
+    return user
+
+
+PageUser = Annotated[WebUser, Depends(page_user)]
+
+
+def role_pages(*roles: Role) -> Any:
+    """A dependency: the signed-in user, who must have one of ``roles`` (else a 403 page)."""
+
+    async def dependency(request: Request) -> WebUser:
+        user = await page_user(request)
+        if user.role not in roles:
+            raise PageForbidden(
+                f"these pages are for {', '.join(r.value for r in roles)}; you sign in as {user.role.value}"
+            )
+        return user
+
+    return Depends(dependency)
+
+
+def check_csrf(user: WebUser, token: str | None) -> None:
+    """A form post must carry the session's CSRF token (the hidden ``csrf_token`` field of every form)."""
+    if not token or not secrets.compare_digest(token.encode(), user.csrf_token.encode()):
+        raise PageForbidden("the form has expired or did not come from these pages: reload the page and try again")
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    user: WebUser | None = getattr(request.state, "web_user", None)
+    html = _env.get_template(template).render(
+        request=request,
+        user=user,
+        nav=NAV.get(user.role, []) if user else [],
+        path=request.url.path,
+        notice=request.query_params.get("ok"),
+        **context,
+    )
+    return HTMLResponse(html, status_code=status)
+
+
+def done(path: str, message: str) -> RedirectResponse:
+    """Post/redirect/get: after an action, back to ``path`` with a one-line notice."""
+    sep = "&" if "?" in path else "?"
+    return RedirectResponse(f"{path}{sep}{urlencode({'ok': message})}", status_code=303)
+
+
+def form_error(error: DomainError) -> dict[str, Any]:
+    """What a form shows for a refused action: the message, the stable code, and the field at fault."""
+    return {"error": {"message": error.message, "code": error.code, "field": error.field}}
+
+
+def _safe_next(value: str | None) -> str:
+    """Only our own pages (no open redirect to another site)."""
+    if value and value.startswith("/ui") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/ui"
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse("/ui", status_code=303)
+
+
+@router.get("/ui/sign-in")
+def sign_in_page(request: Request, next: str | None = None) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    response = render(request, "sign_in.html", next=_safe_next(next), csrf_token=token)
+    _set_cookie(request, response, SIGN_IN_CSRF_COOKIE, token, max_age=3600)
+    return response
+
+
+@router.post("/ui/sign-in", response_model=None)
+def sign_in(
+    request: Request,
+    user_id: Annotated[str, Form(max_length=64)] = "",
+    password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    next: Annotated[str, Form(max_length=500)] = "/ui",
+) -> Response:
+    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        return render(
+            request,
+            "sign_in.html",
+            status=403,
+            next=_safe_next(next),
+            csrf_token=expected or "",
+            error={"message": "the sign-in form has expired: reload the page", "code": "csrf_failed", "field": None},
+        )
+    app = app_of(request)
+    try:
+        token, _user = app.sessions.sign_in(user_id.strip(), password)
+    except DomainError as error:
+        return render(
+            request,
+            "sign_in.html",
+            status=error.status,
+            next=_safe_next(next),
+            csrf_token=expected,
+            user_id=user_id,
+            **form_error(error),
+        )
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    _set_cookie(request, response, SESSION_COOKIE, token, max_age=app.settings.web.session_ttl_s)
+    response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/ui/sign-in")
+    return response
+
+
+@router.post("/ui/sign-out")
+def sign_out(request: Request, user: PageUser, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+    check_csrf(user, csrf_token)
+    app_of(request).sessions.sign_out(request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/ui/sign-in", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/ui")
+def home(user: PageUser) -> RedirectResponse:
+    return RedirectResponse(HOME.get(user.role, "/ui/account"), status_code=303)
+
+
+@router.get("/ui/account")
+def account(request: Request, user: PageUser) -> HTMLResponse:
+    return render(request, "account.html")
+
+
+@router.get("/ui/vendor/plotly.min.js")
+def plotly_js() -> FileResponse:
+    """plotly.js from the installed ``plotly`` wheel: charts without a CDN."""
+    return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int) -> None:
+    secure = app_of(request).settings.web.cookie_secure
+    path = "/ui/sign-in" if name == SIGN_IN_CSRF_COOKIE else "/"
+    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="strict", secure=secure)
+
+
+def install(api: FastAPI) -> None:
+    """Mount the pages on the API application: the routers of every role, static files, and the
+    handlers that turn "sign in first" and "not for you" into a redirect and a page."""
+    from creditflow.http.pages import auditor as pages_auditor
+    from creditflow.http.pages import bank as pages_bank
+    from creditflow.http.pages import core as pages_core
+    from creditflow.http.pages import supplier as pages_supplier
+
+    api.include_router(router)
+    for module in (pages_supplier, pages_core, pages_bank, pages_auditor):
+        api.include_router(module.router)
+    api.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
+
+    @api.exception_handler(SignInRequired)
+    async def _sign_in_first(request: Request, exc: SignInRequired) -> Response:
+        return RedirectResponse(f"/ui/sign-in?next={quote(exc.next_path, safe='')}", status_code=303)
+
+    @api.exception_handler(PageForbidden)
+    async def _forbidden(request: Request, exc: PageForbidden) -> Response:
+        return render(request, "error.html", status=403, message=exc.message)

@@ -1,0 +1,103 @@
+"""Who is calling: API keys (``Authorization: Bearer cf_...`` or ``X-API-Key: cf_...``) and role rules.
+
+`caller` is the FastAPI dependency every authenticated endpoint takes; it resolves the key through
+`Access.authenticate` (cached in memory after the first look-up) into a `Principal`.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from typing import Annotated
+
+import anyio
+from fastapi import Depends, Request
+
+from creditflow.bootstrap import App
+from creditflow.http.ratelimit import charge_principal
+from creditflow.identity.access import Principal
+from creditflow.kernel.errors import Forbidden, Unauthenticated
+from creditflow.ledger.model.parties import Role
+
+STATE_KEY = "creditflow"
+SESSION_COOKIE = "cf_session"  # set by the sign-in page (creditflow.http); HttpOnly, SameSite=Strict
+CSRF_HEADER = "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# For the OpenAPI document (the "Authorize" button): `create_app` lists these as the security of every
+# operation that takes `Caller`. They are not FastAPI security dependencies: those would be solved on
+# every request only to be ignored, since `caller` reads the headers itself.
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer cf_..."},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "X-API-Key: cf_..."},
+}
+
+
+async def get_app(request: Request) -> App:
+    """The `App` this API was created for (stored on the FastAPI instance by `create_app`).
+    ``async`` so FastAPI does not hop to a worker thread for it on every request."""
+    app: App = getattr(request.app.state, STATE_KEY)
+    return app
+
+
+AppDep = Annotated[App, Depends(get_app)]
+
+
+def token_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The API key a request carries: a Bearer token, else ``X-API-Key``; None if neither."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        if scheme.lower() == "bearer" and credentials.strip():
+            return credentials.strip()
+    api_key = headers.get("x-api-key")
+    return api_key.strip() if api_key and api_key.strip() else None
+
+
+async def caller(request: Request, app: AppDep) -> Principal:
+    """Authenticate the request (401 ``unauthenticated`` if there is no valid key). A key seen before is
+    answered from memory on the event loop; a new one is looked up in a worker thread."""
+    principal = getattr(request.state, "principal", None)
+    if isinstance(principal, Principal):
+        return principal
+    token = token_from_headers(request.headers)
+    if token is None and SESSION_COOKIE in request.cookies:
+        principal = await _session_principal(request, app, request.cookies[SESSION_COOKIE])
+    else:
+        found = app.access.cached(token)
+        principal = found if found is not None else await anyio.to_thread.run_sync(app.access.authenticate, token)
+    request.state.principal = principal
+    charge_principal(request, principal)  # 429 rate_limited once its key's bucket is empty
+    return principal
+
+
+async def _session_principal(request: Request, app: App, session_token: str) -> Principal:
+    """A user signed in to the pages calls the API with its session cookie (the pages' scripts do:
+    live alarms, acknowledging them). A state-changing call must echo the session's CSRF token in
+    ``X-CSRF-Token``: a cross-site form or script can send the cookie but cannot read the token."""
+    user = await anyio.to_thread.run_sync(app.sessions.resolve, session_token)
+    if user is None:
+        raise Unauthenticated("the session has ended: sign in again", code="session_expired")
+    if request.method not in SAFE_METHODS and not hmac.compare_digest(
+        request.headers.get(CSRF_HEADER, "").encode(), user.csrf_token.encode()
+    ):
+        raise Forbidden("the request lacks the page's CSRF token (X-CSRF-Token)", code="csrf_failed")
+    request.state.web_user = user
+    return user.principal
+
+
+Caller = Annotated[Principal, Depends(caller)]
+
+OVERSEERS = frozenset({Role.OPERATOR, Role.AUDITOR})
+
+
+def is_overseer(principal: Principal) -> bool:
+    """Operator and auditor see every object (not act on them)."""
+    return principal.role in OVERSEERS
+
+
+def require_role(principal: Principal, *roles: Role, what: str = "do this") -> None:
+    """403 ``role_not_allowed`` unless the caller has one of ``roles``."""
+    if principal.role not in roles:
+        allowed = ", ".join(r.value for r in roles)
+        raise Forbidden(f"a {principal.role.value} may not {what} (allowed: {allowed})", code="role_not_allowed")

@@ -1,0 +1,361 @@
+"""Read-side queries over the SQL read model. Read-only connections (never take SQLite's write lock).
+
+Lists are pages in a stable order (keyset pagination): ``limit`` items and a ``next_cursor`` naming the
+last one's sort key, opaque to clients (`encode_cursor`: URL-safe base64 of the key) and checked when it
+comes back (`decode_cursor`: anything else is 422 ``invalid_input`` on ``cursor``, never a 500). A page
+starts strictly after its cursor, so rows added meanwhile are neither skipped nor repeated.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import ColumnElement, Connection, Engine, Integer, and_, func, literal, or_, select
+
+from creditflow.config import Settings
+from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
+from creditflow.ledger import store
+from creditflow.ledger.model.certificates import LIVE_STATES, Certificate, CertificateState, Piece
+from creditflow.ledger.model.parties import Party
+from creditflow.ledger.tables import certificates, ledger_entries, parties, piece_events, pieces
+from creditflow.trade.tables import payable_approvals, payables
+
+LIVE = tuple(s.value for s in LIVE_STATES)
+_CREATION = {
+    "issue": "issued",
+    "transfer": "received",
+    "split": "split_off",
+    "reject": "returned",
+    "expire": "returned",
+}
+
+
+T = TypeVar("T")
+CursorKey = tuple[int | str, ...]
+CURSOR_MAX_CHARS = 200
+_CURSOR_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_INT64 = 2**63
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def encode_cursor(*key: int | str) -> str:
+    """An opaque cursor for the sort key ``key`` (ints and strings)."""
+    return base64.urlsafe_b64encode(json.dumps(list(key), separators=(",", ":")).encode()).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, *shape: type) -> CursorKey:
+    """The key `encode_cursor` made, if ``cursor`` is one of the ``shape`` (``int``/``str`` per part)."""
+    try:
+        if len(cursor) > CURSOR_MAX_CHARS or not _CURSOR_CHARS.fullmatch(cursor):
+            raise ValueError(cursor)
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(key, list) or len(key) != len(shape):
+            raise ValueError(cursor)
+        for part, kind in zip(key, shape, strict=True):
+            if type(part) is not kind:  # exact: True is not an int here
+                raise ValueError(cursor)
+            if isinstance(part, int) and not 0 <= part < _INT64:
+                raise ValueError(cursor)
+        return tuple(key)
+    except (ValueError, binascii.Error) as exc:  # JSON and UTF-8 errors are ValueErrors too
+        raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
+
+
+def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
+    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
+    first, *rest = columns
+    if not rest:
+        return first > key[0]
+    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))
+
+
+def page_from(rows: list[T], size: int, key: Callable[[T], CursorKey]) -> Page:
+    """A page of the first ``size`` of ``rows`` (fetched ``size + 1``: one more means a next page)."""
+    more = len(rows) > size
+    rows = rows[:size]
+    return Page(rows, encode_cursor(*key(rows[-1])) if more and rows else None)
+
+
+@dataclass(frozen=True, slots=True)
+class AwaitingPayable:
+    """A payable of the debtor not yet confirmed, with the users who approved it so far."""
+
+    id: str
+    creditor: str
+    amount_minor: int
+    currency: str
+    reference: str
+    status: str  # draft or matched
+    created_ts_ms: int
+    approved_by: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Liability:
+    issuer: str
+    outstanding_minor: int  # accepted certificates: owed (overdue ones included)
+    pending_minor: int  # issued, not yet accepted
+    certificates: int
+    overdue_minor: int = 0  # matured and unpaid (part of outstanding)
+
+
+@dataclass(frozen=True, slots=True)
+class TierValue:
+    tier: int
+    amount_minor: int
+    pieces: int
+    holders: int
+
+
+class Queries:
+    def __init__(self, engine: Engine, settings: Settings):
+        self.engine = engine
+        self.settings = settings
+
+    @contextmanager
+    def _conn(self) -> Iterator[Connection]:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            yield conn
+
+    def page_size(self, limit: int | None) -> int:
+        if limit is None:
+            return self.settings.page_size_default
+        if limit < 1 or limit > self.settings.page_size_max:
+            raise InvalidInput(f"limit must be 1-{self.settings.page_size_max}", field="limit")
+        return limit
+
+    # --- single objects ---------------------------------------------------------------------------
+
+    def piece(self, piece_id: str) -> Piece:
+        with self._conn() as conn:
+            found = store.load_pieces(conn, [piece_id])
+        if not found:
+            raise NotFound(f"piece {piece_id!r} does not exist", code="piece_not_found", field="piece_id")
+        return found[0]
+
+    def certificate(self, certificate_id: str) -> Certificate:
+        with self._conn() as conn:
+            found = store.load_certificates(conn, [certificate_id])
+        if not found:
+            raise NotFound(
+                f"certificate {certificate_id!r} does not exist",
+                code="certificate_not_found",
+                field="certificate_id",
+            )
+        return found[0]
+
+    def party(self, org_id: str) -> Party:
+        with self._conn() as conn:
+            found = store.load_parties(conn, [org_id])
+        if not found:
+            raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
+        return found[0]
+
+    def parties(self) -> list[Party]:
+        with self._conn() as conn:
+            return [store.party_from_row(r) for r in conn.execute(select(parties).order_by(parties.c.org_id))]
+
+    # --- lists ------------------------------------------------------------------------------------
+
+    def pieces_by_holder(
+        self, holder: str, *, live_only: bool = True, cursor: str | None = None, limit: int | None = None
+    ) -> Page:
+        size = self.page_size(limit)
+        stmt = select(pieces).where(pieces.c.holder == holder)
+        if live_only:
+            stmt = stmt.where(pieces.c.state.in_(LIVE))
+        order = (pieces.c.created_seq, pieces.c.id)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
+        with self._conn() as conn:
+            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+        return page_from(rows, size, lambda p: (p.created_seq, p.id))
+
+    def certificates_by_issuer(self, issuer: str, *, cursor: str | None = None, limit: int | None = None) -> Page:
+        size = self.page_size(limit)
+        stmt = select(certificates).where(certificates.c.issuer == issuer)
+        order = (certificates.c.created_seq, certificates.c.id)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
+        with self._conn() as conn:
+            rows = [store.certificate_from_row(r) for r in conn.execute(stmt)]
+        return page_from(rows, size, lambda c: (c.created_seq, c.id))
+
+    def parties_page(self, *, cursor: str | None = None, limit: int | None = None) -> Page:
+        """The directory of organisations, by org_id."""
+        size = self.page_size(limit)
+        stmt = select(parties)
+        if cursor:
+            stmt = stmt.where(after_key((parties.c.org_id,), decode_cursor(cursor, str)))
+        with self._conn() as conn:
+            rows = [store.party_from_row(r) for r in conn.execute(stmt.order_by(parties.c.org_id).limit(size + 1))]
+        return page_from(rows, size, lambda p: (p.org_id,))
+
+    def page_of(
+        self,
+        items: Iterable[T],
+        key: Callable[[T], CursorKey],
+        shape: Sequence[type],
+        *,
+        cursor: str | None = None,
+        limit: int | None = None,
+    ) -> Page:
+        """A page of a list computed in memory (reports built from whole scans), in ``key`` order; ``key``
+        must be unique per item and its parts of the types in ``shape``."""
+        size = self.page_size(limit)
+        ordered = sorted(items, key=key)
+        if cursor:
+            start = decode_cursor(cursor, *shape)
+            ordered = [item for item in ordered if key(item) > start]
+        return page_from(ordered[: size + 1], size, key)
+
+    def payables_awaiting_confirmation(
+        self, debtor: str, *, cursor: str | None = None, limit: int | None = None
+    ) -> Page:
+        """The debtor's payables that are not confirmed yet (draft or matched), oldest first, each with
+        the users who approved it so far (maker-checker)."""
+        size = self.page_size(limit)
+        stmt = select(payables).where(payables.c.debtor == debtor, payables.c.status != "confirmed")
+        order = (payables.c.created_ts_ms, payables.c.id)
+        if cursor:
+            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        stmt = stmt.order_by(*order).limit(size + 1)
+        with self._conn() as conn:
+            rows = list(conn.execute(stmt))
+            approvals: dict[str, list[str]] = {r.id: [] for r in rows}
+            if rows:
+                found = conn.execute(
+                    select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
+                    .where(payable_approvals.c.payable_id.in_(list(approvals)))
+                    .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
+                )
+                for payable_id, user_id in found:
+                    approvals[payable_id].append(user_id)
+        items = [
+            AwaitingPayable(
+                r.id,
+                r.creditor,
+                int(r.amount_minor),
+                r.currency,
+                r.reference,
+                r.status,
+                int(r.created_ts_ms),
+                tuple(approvals[r.id]),
+            )
+            for r in rows
+        ]
+        return page_from(items, size, lambda p: (p.created_ts_ms, p.id))
+
+    def tree(self, certificate_id: str) -> list[Piece]:
+        """Every piece of a certificate, in creation order (parents before children)."""
+        self.certificate(certificate_id)
+        cap = self.settings.tree_max_nodes_per_query
+        stmt = (
+            select(pieces)
+            .where(pieces.c.certificate_id == certificate_id)
+            .order_by(pieces.c.created_seq, pieces.c.id)
+            .limit(cap + 1)
+        )
+        with self._conn() as conn:
+            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+        if len(rows) > cap:
+            raise LimitExceeded(f"the certificate has more than {cap} pieces", code="tree_too_large")
+        return rows
+
+    def provenance(self, piece_id: str) -> list[Piece]:
+        """The chain from ``piece_id`` up to the certificate's first piece, in one recursive query."""
+        # The CTE carries whole rows, so no join back to pieces (which tempts planners into a scan).
+        depth = literal(0, Integer).label("depth")
+        chain = select(*pieces.c, depth).where(pieces.c.id == piece_id).cte("chain", recursive=True)
+        parent = pieces.alias("parent")
+        chain = chain.union_all(
+            select(*parent.c, (chain.c.depth + 1).label("depth")).where(parent.c.id == chain.c.parent_id)
+        )
+        stmt = select(*[chain.c[c.name] for c in pieces.c]).order_by(chain.c.depth)
+        with self._conn() as conn:
+            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+        if not rows:
+            raise NotFound(f"piece {piece_id!r} does not exist", code="piece_not_found", field="piece_id")
+        return rows
+
+    def history(self, piece_id: str) -> list[dict[str, Any]]:
+        """What happened to a piece: how it was created (from the entry that created it), then every event."""
+        piece = self.piece(piece_id)
+        stmt = select(piece_events).where(piece_events.c.piece_id == piece_id).order_by(piece_events.c.seq)
+        created = select(ledger_entries.c.op_type, ledger_entries.c.actor, ledger_entries.c.ts_ms).where(
+            ledger_entries.c.seq == piece.created_seq
+        )
+        with self._conn() as conn:
+            origin = conn.execute(created).one()
+            events = [{"seq": r.seq, "event": r.event, "actor": r.actor, "ts_ms": r.ts_ms} for r in conn.execute(stmt)]
+        how = _CREATION.get(origin.op_type, origin.op_type)
+        if origin.op_type == "transfer" and piece.holder == origin.actor:
+            how = "change"
+        first = {"seq": piece.created_seq, "event": how, "actor": origin.actor, "ts_ms": origin.ts_ms}
+        return [first, *events]
+
+    # --- aggregates -------------------------------------------------------------------------------
+
+    def liability(self, issuer: str) -> Liability:
+        stmt = (
+            select(certificates.c.state, func.sum(certificates.c.face_minor), func.count())
+            .where(certificates.c.issuer == issuer)
+            .group_by(certificates.c.state)
+        )
+        with self._conn() as conn:
+            rows = {r[0]: (int(r[1] or 0), int(r[2])) for r in conn.execute(stmt)}
+        outstanding = rows.get(CertificateState.OUTSTANDING.value, (0, 0))
+        overdue = rows.get(CertificateState.OVERDUE.value, (0, 0))
+        pending = rows.get(CertificateState.PENDING.value, (0, 0))
+        return Liability(
+            issuer,
+            outstanding_minor=outstanding[0] + overdue[0],
+            pending_minor=pending[0],
+            certificates=outstanding[1] + overdue[1] + pending[1],
+            overdue_minor=overdue[0],
+        )
+
+    def circulation_by_tier(self, issuer: str | None = None) -> list[TierValue]:
+        stmt = select(
+            pieces.c.tier,
+            func.sum(pieces.c.amount_minor),
+            func.count(),
+            func.count(func.distinct(pieces.c.holder)),
+        ).where(pieces.c.state.in_(LIVE))
+        if issuer is not None:
+            stmt = stmt.join(certificates, certificates.c.id == pieces.c.certificate_id).where(
+                certificates.c.issuer == issuer
+            )
+        stmt = stmt.group_by(pieces.c.tier).order_by(pieces.c.tier)
+        with self._conn() as conn:
+            return [TierValue(int(t), int(a), int(n), int(h)) for t, a, n, h in conn.execute(stmt)]
+
+    def has_held(self, org_id: str, certificate_id: str) -> bool:
+        """Whether ``org_id`` holds or ever held (or sent) a piece of the certificate."""
+        stmt = (
+            select(pieces.c.id)
+            .where(pieces.c.certificate_id == certificate_id, or_(pieces.c.holder == org_id, pieces.c.sender == org_id))
+            .limit(1)
+        )
+        with self._conn() as conn:
+            return conn.execute(stmt).first() is not None
+
+    def is_party_to_piece(self, org_id: str, piece: Piece) -> bool:
+        """Holder, sender, or issuer of the certificate: the organisations that may see a piece."""
+        if org_id in (piece.holder, piece.sender):
+            return True
+        return self.certificate(piece.certificate_id).issuer == org_id

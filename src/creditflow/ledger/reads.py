@@ -1,0 +1,37 @@
+"""The ledger's read model as other contexts see it, inside their own unit of work.
+
+A command of another context (a financing, a confirmation, a clearing) reads the ledger's parties,
+pieces and certificates in the same transaction it writes its own rows in, so these functions take
+the caller's Connection. They are the only door into the ledger's store for other contexts (an
+import-linter contract in pyproject keeps it so): the store's row layout stays the ledger's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from creditflow.kernel.engine import Connection
+from creditflow.ledger import store
+from creditflow.ledger.model.certificates import Certificate, Piece
+from creditflow.ledger.model.parties import Party, PartyKey
+
+
+def parties(conn: Connection, org_ids: Iterable[str]) -> list[Party]:
+    """The registered organisations among ``org_ids`` (unknown ids are simply absent)."""
+    return store.load_parties(conn, org_ids)
+
+
+def parties_by_id(conn: Connection, org_ids: Iterable[str]) -> dict[str, Party]:
+    return {p.org_id: p for p in store.load_parties(conn, org_ids)}
+
+
+def pieces(conn: Connection, piece_ids: Iterable[str]) -> list[Piece]:
+    return store.load_pieces(conn, piece_ids)
+
+
+def certificates(conn: Connection, certificate_ids: Iterable[str]) -> list[Certificate]:
+    return store.load_certificates(conn, certificate_ids)
+
+
+def keys(conn: Connection, org_ids: Iterable[str]) -> list[PartyKey]:
+    return store.load_keys(conn, org_ids)

@@ -1,0 +1,451 @@
+"""Ledger use cases: one method per command, each ending in one sequencer transaction.
+
+Two custody modes end in the same place: `LedgerService.submit_signed` takes an operation an
+organisation signed on its own side; the convenience methods (`issue`, `transfer`, ...) build the
+operation, sign it with the organisation's key held in `Custody`, and submit it the same way. Either
+way the sequencer verifies the signature against the key registered on the ledger.
+
+Policy limits that may change over time (tenor, fan-out, acceptance window) are checked here, before
+signing, and not by the replayed rules (see `creditflow.ledger.model.certificates`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, select, update
+
+from creditflow.config import Settings
+from creditflow.kernel.clock import Clock
+from creditflow.kernel.encoding import encode
+from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from creditflow.kernel.money import check_amount_minor, check_currency
+from creditflow.kernel.uscc import validate_uscc
+from creditflow.ledger import store
+from creditflow.ledger.custody import Custody
+from creditflow.ledger.entries import SignatureBlock, SignedOperation
+from creditflow.ledger.model import operations as ops
+from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, Effects
+from creditflow.ledger.model.parties import PLATFORM, Role
+from creditflow.ledger.model.state import MemoryState
+from creditflow.ledger.sequencer import Precheck, Receipt, Sequencer
+from creditflow.ledger.signing import Signer, op_message
+from creditflow.ledger.tables import parties as parties_table
+from creditflow.trade import rules as trade_rules
+from creditflow.trade.tables import payables
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class Payable:
+    id: str
+    debtor: str
+    creditor: str
+    amount_minor: int
+    currency: str
+    reference: str
+    digest: str
+    issued_minor: int
+    status: str = "draft"
+
+
+def payable_digest(
+    payable_id: str,
+    debtor: str,
+    creditor: str,
+    amount_minor: int,
+    currency: str,
+    reference: str,
+    documents: Sequence[str] = (),
+) -> str:
+    """The hash the ledger carries for a payable: the record itself, and the trade documents behind it
+    (their digests, ``documents``), stay off the log."""
+    body: dict[str, Any] = {
+        "v": 1,
+        "id": payable_id,
+        "debtor": debtor,
+        "creditor": creditor,
+        "amount_minor": amount_minor,
+        "currency": currency,
+        "reference": reference,
+    }
+    if documents:
+        body["documents"] = sorted(documents)
+    return hashlib.sha256(b"creditflow/payable/v1\x00" + encode(body)).hexdigest()
+
+
+def new_op_id() -> str:
+    return str(uuid.uuid4())
+
+
+class LedgerService:
+    def __init__(
+        self,
+        engine: Engine,
+        sequencer: Sequencer,
+        custody: Custody,
+        settings: Settings,
+        clock: Clock,
+        log_signer: Signer,
+    ):
+        self.engine = engine
+        self.sequencer = sequencer
+        self.custody = custody
+        self.settings = settings
+        self.clock = clock
+        self.log_signer = log_signer
+
+    # --- self custody: the one entry point for signed operations ---------------------------------
+
+    def submit_signed(self, signed: SignedOperation) -> Receipt:
+        """Check policy, attach the checks that need off-ledger data, and submit."""
+        return self.submit_signed_async(signed).result(timeout=self.settings.sequencer_timeout_s)
+
+    def submit_signed_async(self, signed: SignedOperation, *, block: bool = True) -> Future[Receipt]:
+        """`submit_signed` without waiting: the future resolves when the operation is committed."""
+        op = signed.op
+        if op.actor == PLATFORM or isinstance(op, ops.RegisterParty | ops.Expire | ops.Clear | ops.MarkOverdue):
+            raise Forbidden("platform operations are not accepted from clients", code="role_not_allowed")
+        self._check_policy(op)
+        return self.sequencer.submit_async(signed, self._precheck_for(op), block=block)
+
+    def _check_policy(self, op: ops.Operation) -> None:
+        now = self.clock.now_ms()
+        deadline_max = now + self.settings.accept_deadline_days * DAY_MS
+        if isinstance(op, ops.Issue | ops.Transfer) and op.accept_by_ms > deadline_max:
+            raise InvalidInput(
+                f"accept_by_ms may be at most {self.settings.accept_deadline_days} days ahead",
+                code="invalid_deadline",
+                field="accept_by_ms",
+            )
+        if isinstance(op, ops.Issue):
+            tenor = (op.maturity_date - op.issue_date).days
+            if tenor > self.settings.max_tenor_days:
+                raise InvalidInput(
+                    f"maturity may be at most {self.settings.max_tenor_days} days after issue (asked {tenor})",
+                    code="tenor_exceeded",
+                    field="maturity_date",
+                )
+            today = dt.datetime.fromtimestamp(now / 1000, CHINA_TZ).date()
+            if op.issue_date > today:
+                raise InvalidInput("issue_date cannot be in the future", code="invalid_issue_date", field="issue_date")
+        if isinstance(op, ops.Split) and len(op.amounts_minor) > self.settings.split_fanout_max:
+            raise InvalidInput(
+                f"a split may create at most {self.settings.split_fanout_max} pieces",
+                code="split_fanout_exceeded",
+                field="amounts_minor",
+            )
+
+    def _precheck_for(self, op: ops.Operation) -> Precheck | None:
+        enforce = self.settings.enforce_trade_rules
+        if isinstance(op, ops.Issue):
+            reserve = _reserve_payable(op)
+            if not enforce:
+                return reserve
+
+            def issue_checks(conn: Connection, state: MemoryState) -> None:
+                trade_rules.check_issue(conn, op)
+                reserve(conn, state)
+
+            return issue_checks
+        if isinstance(op, ops.Transfer) and enforce:
+            return lambda conn, _state: trade_rules.check_transfer(conn, op)
+        return None
+
+    # --- platform custody: build, sign with the held key, submit ----------------------------------
+
+    def _sign_as(self, actor: str, payload: dict[str, Any]) -> SignedOperation:
+        signer = self.custody.signer(actor)
+        op = ops.parse(payload)
+        canonical = ops.payload(op)
+        return SignedOperation(
+            canonical, op, (SignatureBlock(actor, signer.key_id, signer.sign(op_message(canonical))),)
+        )
+
+    def _act(self, actor: str, fields: dict[str, Any]) -> Receipt:
+        payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": actor, **fields}
+        signed = self._sign_as(actor, payload)
+        return self.submit_signed(signed)
+
+    def platform_operation(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
+        """An operation the platform itself signs with the log key (clearing, overdue, expiry)."""
+        return self._platform_op(fields, precheck)
+
+    def _platform_op(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
+        payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": PLATFORM, **fields}
+        op = ops.parse(payload)
+        canonical = ops.payload(op)
+        sig = self.log_signer.sign(op_message(canonical))
+        signed = SignedOperation(canonical, op, (SignatureBlock(PLATFORM, self.log_signer.key_id, sig),))
+        return self.sequencer.submit(signed, precheck)
+
+    def register_organisation(
+        self, org_id: str, name: str, role: Role | str, uscc: str, *, public_key: bytes | None = None
+    ) -> Receipt:
+        """Onboard an organisation. Without ``public_key`` the platform creates and holds its key
+        (platform custody); with one, the organisation keeps its private key (self custody)."""
+        uscc = validate_uscc(uscc)
+        role = Role(role) if isinstance(role, str) and role in {r.value for r in Role} else role
+        if not isinstance(role, Role):
+            raise InvalidInput(f"role must be one of {[r.value for r in Role]}", field="role")
+        signer = Signer.generate("k1") if public_key is None else None
+        key = signer.public_key if signer is not None else public_key
+        assert key is not None
+        custody = self.custody
+        now = self.clock.now_ms()
+
+        def precheck(conn: Connection, state: MemoryState) -> None:
+            taken = conn.execute(select(parties_table.c.org_id).where(parties_table.c.uscc == uscc)).first()
+            if taken is not None or any(p.uscc == uscc for p in state.parties.values()):
+                raise Conflict(f"USCC {uscc} is already registered", code="uscc_exists", field="uscc")
+            if signer is not None and state.party(org_id) is None:
+                custody.store(conn, signer, org_id, now)
+
+        fields = {
+            "type": "register_party",
+            "org_id": org_id,
+            "name": name,
+            "role": role.value,
+            "uscc": uscc,
+            "key_id": "k1",
+            "public_key": key.hex(),
+        }
+        return self._platform_op(fields, precheck)
+
+    def rotate_key(self, org_id: str, *, new_public_key: bytes | None = None, key_id: str | None = None) -> Receipt:
+        """Rotate an organisation's key: the old key signs the new one onto the ledger."""
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            keys = store.load_keys(conn, [org_id])
+        if not keys:
+            raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
+        new_key_id = key_id or f"k{len(keys) + 1}"
+        signer = Signer.generate(new_key_id) if new_public_key is None else None
+        public = signer.public_key if signer is not None else new_public_key
+        assert public is not None
+        payload = {
+            "v": ops.PAYLOAD_VERSION,
+            "type": "rotate_key",
+            "op_id": new_op_id(),
+            "actor": org_id,
+            "org_id": org_id,
+            "key_id": new_key_id,
+            "public_key": public.hex(),
+        }
+        signed = self._sign_as(org_id, payload)
+        custody, now = self.custody, self.clock.now_ms()
+
+        def precheck(conn: Connection, state: MemoryState) -> None:
+            if any(k.key_id == new_key_id for k in state.keys(org_id)):
+                raise Conflict(f"key id {new_key_id!r} was used before", code="key_exists", field="key_id")
+            if signer is not None:
+                custody.store(conn, signer, org_id, now)
+            # Moving to self custody (a public key given): the platform's copy of the old key is retired too.
+            custody.retire_others(conn, org_id, new_key_id)
+
+        return self.sequencer.submit(signed, precheck)
+
+    def create_payable(
+        self,
+        debtor: str,
+        creditor: str,
+        amount_minor: int,
+        reference: str,
+        *,
+        currency: str = "CNY",
+        payable_id: str | None = None,
+        documents: Sequence[str] = (),
+        status: str = "draft",
+    ) -> Payable:
+        """Record the core enterprise's payable to a supplier: ``draft`` when entered by hand, ``matched``
+        when it comes from a three-way match (`ConfirmationService`). Either way it must be confirmed by
+        two users before it can back an issue (when trade rules are enforced)."""
+        check_amount_minor(amount_minor)
+        check_currency(currency)
+        if not reference or len(reference) > 200:
+            raise InvalidInput("reference must be 1-200 characters", field="reference")
+        if status not in ("draft", "matched"):
+            raise InvalidInput("a new payable is draft or matched", field="status")
+        pid = payable_id or f"pay-{uuid.uuid4().hex[:16]}"
+        ops.check_ident(pid, "payable_id")
+        with self.engine.begin() as conn:
+            found = {p.org_id: p for p in store.load_parties(conn, [debtor, creditor])}
+            if debtor not in found:
+                raise NotFound(f"organisation {debtor!r} is not registered", code="party_not_found", field="debtor")
+            if creditor not in found:
+                raise NotFound(f"organisation {creditor!r} is not registered", code="party_not_found", field="creditor")
+            if found[debtor].role != Role.CORE_ENTERPRISE:
+                raise Forbidden("only a core enterprise records payables", code="role_not_allowed", field="debtor")
+            if conn.execute(select(payables.c.id).where(payables.c.id == pid)).first() is not None:
+                raise Conflict(f"payable {pid!r} exists", code="payable_exists", field="payable_id")
+            digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference, documents)
+            conn.execute(
+                payables.insert().values(
+                    id=pid,
+                    debtor=debtor,
+                    creditor=creditor,
+                    amount_minor=amount_minor,
+                    currency=currency,
+                    reference=reference,
+                    digest=digest,
+                    issued_minor=0,
+                    created_ts_ms=self.clock.now_ms(),
+                    status=status,
+                )
+            )
+        return Payable(pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status)
+
+    def get_payable(self, payable_id: str) -> Payable:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            row = conn.execute(select(payables).where(payables.c.id == payable_id)).first()
+        if row is None:
+            raise NotFound(f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id")
+        return Payable(
+            row.id,
+            row.debtor,
+            row.creditor,
+            row.amount_minor,
+            row.currency,
+            row.reference,
+            row.digest,
+            row.issued_minor,
+            row.status,
+        )
+
+    def issue(
+        self,
+        issuer: str,
+        payable_id: str,
+        face_minor: int,
+        maturity_date: dt.date,
+        *,
+        issue_date: dt.date | None = None,
+    ) -> Receipt:
+        payable = self.get_payable(payable_id)
+        today = dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, CHINA_TZ).date()
+        return self._act(
+            issuer,
+            {
+                "type": "issue",
+                "to": payable.creditor,
+                "face_minor": face_minor,
+                "currency": payable.currency,
+                "issue_date": (issue_date or today).isoformat(),
+                "maturity_date": maturity_date.isoformat(),
+                "accept_by_ms": self._accept_by(),
+                "payable_id": payable.id,
+                "payable_digest": payable.digest,
+            },
+        )
+
+    def _accept_by(self) -> int:
+        return self.clock.now_ms() + self.settings.accept_deadline_days * DAY_MS
+
+    def accept(self, actor: str, piece_id: str) -> Receipt:
+        return self._act(actor, {"type": "accept", "piece_id": piece_id})
+
+    def reject(self, actor: str, piece_id: str) -> Receipt:
+        return self._act(actor, {"type": "reject", "piece_id": piece_id})
+
+    def transfer(
+        self, actor: str, piece_id: str, to: str, amount_minor: int, *, trade_ref: str | None = None
+    ) -> Receipt:
+        """Pay ``to`` with (part of) a piece; ``trade_ref`` is the digest of the invoice it settles."""
+        extra = {} if trade_ref is None else {"trade_ref": trade_ref}
+        return self._act(
+            actor,
+            {
+                **extra,
+                "type": "transfer",
+                "piece_id": piece_id,
+                "to": to,
+                "amount_minor": amount_minor,
+                "accept_by_ms": self._accept_by(),
+            },
+        )
+
+    def split(self, actor: str, piece_id: str, amounts_minor: Sequence[int]) -> Receipt:
+        return self._act(actor, {"type": "split", "piece_id": piece_id, "amounts_minor": list(amounts_minor)})
+
+    def freeze(self, actor: str, piece_id: str, reason: str) -> Receipt:
+        return self._act(actor, {"type": "freeze", "piece_id": piece_id, "reason": reason})
+
+    def unfreeze(self, actor: str, piece_id: str, reason: str) -> Receipt:
+        return self._act(actor, {"type": "unfreeze", "piece_id": piece_id, "reason": reason})
+
+    def revoke(self, actor: str, certificate_id: str) -> Receipt:
+        return self._act(actor, {"type": "revoke", "certificate_id": certificate_id})
+
+    def expire_due(self, limit: int = 1000) -> list[Receipt]:
+        """Return every pending piece whose acceptance deadline has passed to its sender."""
+        now = self.clock.now_ms()
+        from creditflow.ledger.tables import pieces
+
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            due = conn.scalars(
+                select(pieces.c.id)
+                .where(pieces.c.state == "pending", pieces.c.accept_by_ms <= now)
+                .order_by(pieces.c.accept_by_ms)
+                .limit(limit)
+            ).all()
+        receipts = []
+        for piece_id in due:
+            try:
+                receipts.append(self._platform_op({"type": "expire", "piece_id": piece_id}))
+            except Conflict:
+                continue  # accepted or rejected meanwhile
+        return receipts
+
+
+def _reserve_payable(op: ops.Issue) -> Precheck:
+    """Issuing draws on the payable: it must be the issuer's, to this supplier, with the digest the
+    ledger will carry, and not over-issued. The reservation is released if the certificate goes void."""
+
+    def precheck(conn: Connection, _state: MemoryState) -> None:
+        row = conn.execute(select(payables).where(payables.c.id == op.payable_id)).first()
+        if row is None:
+            raise NotFound(f"payable {op.payable_id!r} does not exist", code="payable_not_found", field="payable_id")
+        if row.debtor != op.actor or row.creditor != op.to:
+            raise Forbidden(
+                "the payable must be owed by the issuer to the recipient",
+                code="payable_mismatch",
+                field="payable_id",
+            )
+        if row.digest != op.payable_digest or row.currency != op.currency:
+            raise InvalidInput(
+                "payable_digest does not match the payable", code="payable_mismatch", field="payable_digest"
+            )
+        result = conn.execute(
+            update(payables)
+            .where(
+                payables.c.id == op.payable_id,
+                payables.c.issued_minor + op.face_minor <= payables.c.amount_minor,
+            )
+            .values(issued_minor=payables.c.issued_minor + op.face_minor)
+        )
+        if result.rowcount != 1:
+            raise Conflict(
+                f"face value exceeds what is left of the payable ({row.amount_minor - row.issued_minor} fen)",
+                code="payable_exceeded",
+                field="face_minor",
+            )
+
+    return precheck
+
+
+def release_void_payables(conn: Connection, effects: Effects, before: MemoryState) -> None:
+    """Projection: a certificate that goes void gives its face value back to its payable."""
+    for cert in effects.certificates:
+        old = before.certificate(cert.id)
+        if cert.state == CertificateState.VOID and old is not None and old.state != CertificateState.VOID:
+            conn.execute(
+                update(payables)
+                .where(payables.c.id == cert.payable_id)
+                .values(issued_minor=payables.c.issued_minor - cert.face_minor)
+            )

@@ -1,0 +1,194 @@
+"""Confirmation (确权) with maker-checker, and the core enterprise's credit line.
+
+A payable becomes eligible either from a three-way match of the core enterprise's own purchase order,
+goods receipts and invoice (`payable_from_invoice`, status ``matched``) or by hand (status ``draft``).
+It is ``confirmed`` only after `approvals_required` (default two) *different* users of the debtor have
+approved it; only a confirmed payable can back an issue. The payable's digest, which the issue carries
+onto the log, commits to the digests of the trade documents behind it (never the documents).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+
+from creditflow.config import Settings
+from creditflow.identity.tables import users
+from creditflow.kernel.clock import Clock
+from creditflow.kernel.encoding import encode
+from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
+from creditflow.ledger import store
+from creditflow.ledger.model.certificates import CertificateState
+from creditflow.ledger.model.parties import Role
+from creditflow.ledger.service import LedgerService, Payable
+from creditflow.ledger.tables import certificates, parties
+from creditflow.trade.documents import MatchStatus
+from creditflow.trade.service import TradeService
+from creditflow.trade.tables import credit_lines, payable_approvals, payables
+
+_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+
+
+class ConfirmationService:
+    def __init__(self, engine: Engine, ledger: LedgerService, trade: TradeService, settings: Settings, clock: Clock):
+        self.engine = engine
+        self.ledger = ledger
+        self.trade = trade
+        self.settings = settings
+        self.clock = clock
+
+    # --- users -----------------------------------------------------------------------------------
+
+    def add_user(self, org_id: str, user_id: str, name: str) -> None:
+        if not _USER_RE.fullmatch(user_id):
+            raise InvalidInput("user_id: 1-64 letters, digits and _ . @ -", field="user_id")
+        with self.engine.begin() as conn:
+            if not store.load_parties(conn, [org_id]):
+                raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
+            if conn.execute(select(users.c.user_id).where(users.c.user_id == user_id)).first() is not None:
+                raise Conflict(f"user {user_id!r} exists", code="user_exists", field="user_id")
+            conn.execute(
+                insert(users).values(user_id=user_id, org_id=org_id, name=name[:200], created_ts_ms=self.clock.now_ms())
+            )
+
+    def user_org(self, user_id: str) -> str:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            org = conn.execute(select(users.c.org_id).where(users.c.user_id == user_id)).scalar()
+        if org is None:
+            raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
+        return str(org)
+
+    # --- credit line -----------------------------------------------------------------------------
+
+    def set_credit_line(self, core: str, limit_minor: int) -> None:
+        """Set a core enterprise's credit line; it cannot drop below what its live certificates use."""
+        if limit_minor < 0:
+            raise InvalidInput("limit must not be negative", field="limit_minor")
+        with self.engine.begin() as conn:
+            party = store.load_parties(conn, [core])
+            if not party or party[0].role != Role.CORE_ENTERPRISE:
+                raise InvalidInput(f"{core!r} is not a registered core enterprise", field="core")
+            used = int(
+                conn.execute(
+                    select(func.coalesce(func.sum(certificates.c.face_minor), 0)).where(
+                        certificates.c.issuer == core,
+                        certificates.c.state.in_(
+                            [
+                                CertificateState.PENDING.value,
+                                CertificateState.OUTSTANDING.value,
+                                CertificateState.OVERDUE.value,
+                            ]
+                        ),
+                    )
+                ).scalar_one()
+            )
+            if used > limit_minor:
+                raise Conflict(f"{used} fen is already outstanding", code="limit_below_use", field="limit_minor")
+            conn.execute(credit_lines.delete().where(credit_lines.c.org_id == core))
+            conn.execute(
+                insert(credit_lines).values(
+                    org_id=core, limit_minor=limit_minor, used_minor=used, set_ts_ms=self.clock.now_ms()
+                )
+            )
+
+    def credit_line(self, core: str) -> dict[str, int]:
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            row = conn.execute(select(credit_lines).where(credit_lines.c.org_id == core)).first()
+        if row is None:
+            raise NotFound(f"{core!r} has no credit line", code="no_credit_line", field="core")
+        return {
+            "limit_minor": row.limit_minor,
+            "used_minor": row.used_minor,
+            "free_minor": row.limit_minor - row.used_minor,
+        }
+
+    # --- payables ----------------------------------------------------------------------------------
+
+    def payable_from_invoice(self, core: str, invoice_id: int) -> Payable:
+        """Three-way match an imported invoice to the core enterprise; on success, the eligible payable
+        (status ``matched``, awaiting two approvals). Asking again for the same invoice returns the same
+        payable. A failed match raises ``three_way_match_failed`` with every mismatching line."""
+        stored = self.trade.get_document(invoice_id, viewer=core)
+        invoice = stored.document
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            by_uscc = {r.uscc: r.org_id for r in conn.execute(select(parties.c.org_id, parties.c.uscc))}
+        if by_uscc.get(invoice.buyer_uscc) != core:
+            raise Forbidden("only the invoice's buyer turns it into a payable", code="not_buyer", field="invoice_id")
+        seller = by_uscc.get(invoice.seller_uscc)
+        if seller is None:
+            raise NotFound("the invoice's seller is not a registered organisation", code="party_not_found")
+        result = self.trade.match_invoice(invoice_id, viewer=core)
+        if not result.ok:
+            bad = [line.to_json() for line in result.lines if line.status != MatchStatus.MATCHED]
+            raise Conflict(
+                f"invoice {invoice.number} does not match its order and receipts: "
+                + "; ".join(str(b.get("explanation", b)) for b in bad),
+                code="three_way_match_failed",
+                field="invoice_id",
+                lines=bad,
+            )
+        return self.payable_from_match(
+            core, seller, invoice.number, result.eligible_minor, list(result.document_digests), str(invoice_id)
+        )
+
+    def payable_from_match(
+        self,
+        debtor: str,
+        creditor: str,
+        invoice_number: str,
+        gross_minor: int,
+        document_digests: list[str],
+        invoice_id: str,
+    ) -> Payable:
+        """Create a payable from a successful three-way match (called by the trade service)."""
+        docs = sorted(document_digests)
+        reference = f"invoice {invoice_number}"
+        payable_id = "pay-" + hashlib.sha256(encode({"invoice": invoice_id, "docs": docs})).hexdigest()[:20]
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            exists = conn.execute(select(payables.c.id).where(payables.c.id == payable_id)).first() is not None
+        if exists:
+            return self.ledger.get_payable(payable_id)
+        payable = self.ledger.create_payable(
+            debtor, creditor, gross_minor, reference, payable_id=payable_id, documents=docs, status="matched"
+        )
+        with self.engine.begin() as conn:
+            conn.execute(update(payables).where(payables.c.id == payable.id).values(invoice_id=invoice_id))
+        return payable
+
+    def approve(self, payable_id: str, user_id: str) -> dict[str, Any]:
+        """One user of the debtor approves; the second *different* user's approval confirms."""
+        payable = self.ledger.get_payable(payable_id)
+        org = self.user_org(user_id)
+        if org != payable.debtor:
+            raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user", field="user_id")
+        with self.engine.begin() as conn:
+            status = conn.execute(select(payables.c.status).where(payables.c.id == payable_id)).scalar_one()
+            if status == "confirmed":
+                raise Conflict("the payable is already confirmed", code="already_confirmed", field="payable_id")
+            seen = set(
+                conn.scalars(select(payable_approvals.c.user_id).where(payable_approvals.c.payable_id == payable_id))
+            )
+            if user_id in seen:
+                raise Conflict(
+                    "this user has already approved; a different user must confirm (maker-checker)",
+                    code="same_approver",
+                    field="user_id",
+                )
+            conn.execute(
+                insert(payable_approvals).values(
+                    payable_id=payable_id, user_id=user_id, approved_ts_ms=self.clock.now_ms()
+                )
+            )
+            approvals = len(seen) + 1
+            confirmed = approvals >= self.settings.approvals_required
+            if confirmed:
+                conn.execute(update(payables).where(payables.c.id == payable_id).values(status="confirmed"))
+        return {
+            "payable_id": payable_id,
+            "approvals": approvals,
+            "required": self.settings.approvals_required,
+            "status": "confirmed" if confirmed else status,
+        }
