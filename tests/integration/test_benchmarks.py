@@ -13,7 +13,7 @@ def test_the_store_run_commits_every_operation_and_verifies(store_url: str) -> N
     report = _store_run(store_url, 300, None, "test")
     assert report["ops"] == 300 and report["ops_per_s"] > 0
     assert report["verify_entries"] >= 300  # the workload's registrations and issues come on top
-    assert 0 < report["provenance_10_tiers_ms_p50"] < 1000
+    assert report["provenance_10_tiers_ms_p50"] > 0  # measured; its size is for the benchmark to report
 
 
 def test_the_http_run_gets_every_operation_acknowledged(tmp_path: Path) -> None:

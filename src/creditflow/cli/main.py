@@ -184,12 +184,7 @@ def verify_proof(
     ] = None,
 ) -> None:
     """Check a proof offline: no database, no network."""
-    from creditflow.ledger.verifier import (
-        INCLUSION_KIND,
-        VerificationFailure,
-        check_consistency_document,
-        check_inclusion_document,
-    )
+    from creditflow.ledger.verifier import VerificationFailure, check_proof_document, pinned_key
 
     try:
         doc = json.loads(file.read_text(encoding="utf-8"))
@@ -198,19 +193,15 @@ def verify_proof(
         raise typer.Exit(3) from exc
     trusted = None
     if log_key:
-        key_id = (doc.get("tree_head") or doc.get("new_tree_head") or {}).get("key_id", "log-1")
         try:
-            trusted = {key_id: bytes.fromhex(log_key)}
+            trusted = pinned_key(doc, log_key)
         except ValueError as exc:
             err_console.print("[red]--log-key must be hex[/red]")
             raise typer.Exit(3) from exc
     else:
         err_console.print("[yellow]note[/yellow]: trusting the log key inside the file; pass --log-key to pin it")
     try:
-        if doc.get("kind") == INCLUSION_KIND:
-            summary = check_inclusion_document(doc, trusted)
-        else:
-            summary = check_consistency_document(doc, trusted)
+        summary = check_proof_document(doc, trusted)
     except VerificationFailure as failure:
         err_console.print(f"[red bold]PROOF INVALID[/red bold] at {failure.where}: {failure.what}")
         raise typer.Exit(1) from failure

@@ -13,6 +13,8 @@ from typing import Any
 
 from creditflow.kernel.encoding import encode
 
+__all__ = ["HAVE_NACL", "OP_CONTEXT", "STH_CONTEXT", "Signer", "op_message", "verify_signature"]
+
 OP_CONTEXT = b"creditflow/op/v1\x00"
 STH_CONTEXT = b"creditflow/sth/v1\x00"
 
@@ -30,7 +32,10 @@ try:  # pragma: no branch - which branch runs depends on the installation
         return True
 
     HAVE_NACL = True
-except ImportError:  # pragma: no cover - exercised by the pure-Python verifier test
+except ImportError:  # exercised by tests/unit/test_verifier_stdlib.py (a fresh interpreter under `python -S`)
+    # RFC 8032 Ed25519 in pure Python: far slower than libsodium, and needs nothing installed.
+    from creditflow.ledger.ed25519_pure import verify as verify_signature
+
     HAVE_NACL = False
 
 
@@ -38,6 +43,8 @@ class Signer:
     """An Ed25519 private key in memory. Keys at rest are encrypted (see `creditflow.ledger.custody`)."""
 
     def __init__(self, seed: bytes, key_id: str):
+        if not HAVE_NACL:
+            raise RuntimeError("signing needs PyNaCl (pip install pynacl); only verification runs without it")
         if len(seed) != 32:
             raise ValueError("an Ed25519 seed has 32 bytes")
         self._key = SigningKey(seed)

@@ -260,3 +260,55 @@ def check_consistency_document(doc: Any, trusted_keys: Mapping[str, bytes] | Non
         "old_root_hash": old.root_hash.hex(),
         "new_root_hash": new.root_hash.hex(),
     }
+
+
+def check_proof_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+    """Verify an inclusion or a consistency proof file, whichever it is; raise `VerificationFailure` if not."""
+    if isinstance(doc, Mapping) and doc.get("kind") == INCLUSION_KIND:
+        return check_inclusion_document(doc, trusted_keys)
+    return check_consistency_document(doc, trusted_keys)
+
+
+def pinned_key(doc: Any, log_key_hex: str) -> dict[str, bytes]:
+    """The log key an outsider trusts (hex), under the key id the proof's tree head names."""
+    heads = doc if isinstance(doc, Mapping) else {}
+    head = heads.get("tree_head") or heads.get("new_tree_head") or {}
+    key_id = head.get("key_id", "log-1") if isinstance(head, Mapping) else "log-1"
+    return {key_id: bytes.fromhex(log_key_hex)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m creditflow.ledger.verifier PROOF.json --log-key HEX``: 0 valid, 1 invalid, 2 unusable input.
+
+    Runs on the standard library alone (``python -S`` included): without PyNaCl the signatures are checked by
+    the pure-Python RFC 8032 code. The log key is required: a proof checked under the key it carries proves
+    nothing about who signed it."""
+    import argparse
+    import json
+    import sys
+
+    parser = argparse.ArgumentParser(
+        prog="python -m creditflow.ledger.verifier",
+        description="Check a creditflow inclusion or consistency proof offline: no database, no network.",
+    )
+    parser.add_argument("proof", help="a proof file written by `creditflow proof ...` or GET /v1/log/...")
+    parser.add_argument("--log-key", required=True, help="the log's Ed25519 public key (64 hex digits) you trust")
+    args = parser.parse_args(argv)
+    try:
+        with open(args.proof, encoding="utf-8") as f:
+            doc = json.load(f)
+        trusted = pinned_key(doc, args.log_key)
+    except (OSError, ValueError) as exc:
+        print(f"cannot use {args.proof} with that key: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = check_proof_document(doc, trusted)
+    except VerificationFailure as failure:
+        print(f"PROOF INVALID at {failure.where}: {failure.what}", file=sys.stderr)
+        return 1
+    print("proof valid: " + json.dumps(summary, ensure_ascii=False, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
