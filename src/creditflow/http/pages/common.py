@@ -11,9 +11,7 @@ and visibility rules as the JSON API with the signed-in user's `Principal`.
 
 from __future__ import annotations
 
-import importlib.util
 import secrets
-from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -25,13 +23,12 @@ from fastapi.staticfiles import StaticFiles
 from creditflow.bootstrap import App
 from creditflow.http.security import SESSION_COOKIE, STATE_KEY
 from creditflow.http.templating import STATIC, environment
+from creditflow.http.vendor import plotly_js_path
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError
 from creditflow.ledger.model.parties import Role
 
 SIGN_IN_CSRF_COOKIE = "cf_signin"
-# plotly.js ships inside the plotly wheel; found by the installed package, never downloaded.
-PLOTLY_JS = Path(str(importlib.util.find_spec("plotly").origin)).parent / "package_data" / "plotly.min.js"  # type: ignore[union-attr]
 
 # The menu of each role: (path, label). Each role's page module adds its pages here.
 NAV: dict[Role, list[tuple[str, str]]] = {role: [] for role in Role}
@@ -194,7 +191,9 @@ def account(request: Request, user: PageUser) -> HTMLResponse:
 @router.get("/ui/vendor/plotly.min.js")
 def plotly_js() -> FileResponse:
     """plotly.js from the installed ``plotly`` wheel: charts without a CDN."""
-    return FileResponse(PLOTLY_JS, media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"})
+    return FileResponse(
+        plotly_js_path(), media_type="text/javascript", headers={"Cache-Control": "public, max-age=86400"}
+    )
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str, *, max_age: int) -> None:
