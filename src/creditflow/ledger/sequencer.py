@@ -27,10 +27,9 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, DomainError, Unavailable
 from creditflow.ledger import merkle, store
 from creditflow.ledger.entries import SignedOperation, entry_bytes, step

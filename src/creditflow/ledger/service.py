@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, update  # the payable parts, until trade takes them
 
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
@@ -36,7 +36,6 @@ from creditflow.ledger.model.parties import PLATFORM, Role
 from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.sequencer import Precheck, Receipt, Sequencer
 from creditflow.ledger.signing import Signer, op_message
-from creditflow.ledger.tables import parties as parties_table
 from creditflow.trade import rules as trade_rules
 from creditflow.trade.tables import payables
 
@@ -83,6 +82,12 @@ def payable_digest(
 
 def new_op_id() -> str:
     return str(uuid.uuid4())
+
+
+def prepare(engine: Engine) -> None:
+    """Make the database ready for the sequencer (the log head row exists); run once at start-up."""
+    with engine.begin() as conn:
+        store.ensure_head(conn)
 
 
 class LedgerService:
@@ -208,8 +213,7 @@ class LedgerService:
         now = self.clock.now_ms()
 
         def precheck(conn: Connection, state: MemoryState) -> None:
-            taken = conn.execute(select(parties_table.c.org_id).where(parties_table.c.uscc == uscc)).first()
-            if taken is not None or any(p.uscc == uscc for p in state.parties.values()):
+            if store.uscc_registered(conn, uscc) or any(p.uscc == uscc for p in state.parties.values()):
                 raise Conflict(f"USCC {uscc} is already registered", code="uscc_exists", field="uscc")
             if signer is not None and state.party(org_id) is None:
                 custody.store(conn, signer, org_id, now)
@@ -386,15 +390,8 @@ class LedgerService:
     def expire_due(self, limit: int = 1000) -> list[Receipt]:
         """Return every pending piece whose acceptance deadline has passed to its sender."""
         now = self.clock.now_ms()
-        from creditflow.ledger.tables import pieces
-
         with self.engine.connect().execution_options(read_only=True) as conn:
-            due = conn.scalars(
-                select(pieces.c.id)
-                .where(pieces.c.state == "pending", pieces.c.accept_by_ms <= now)
-                .order_by(pieces.c.accept_by_ms)
-                .limit(limit)
-            ).all()
+            due = store.pending_due(conn, now, limit)
         receipts = []
         for piece_id in due:
             try:
