@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.config import Settings
@@ -16,9 +14,9 @@ from creditflow.financing.service import FinancingService, release_bank_limits
 from creditflow.identity.access import Access
 from creditflow.identity.sessions import WebSessions
 from creditflow.kernel.clock import Clock, SystemClock
-from creditflow.kernel.engine import make_engine, migrate
+from creditflow.kernel.engine import Engine, make_engine, migrate
 from creditflow.kernel.errors import NotFound
-from creditflow.ledger import store
+from creditflow.ledger import service as ledger_service
 from creditflow.ledger.audit import VerifyReport, verify_database
 from creditflow.ledger.custody import Custody
 from creditflow.ledger.model.parties import PLATFORM
@@ -92,8 +90,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     engine = make_engine(settings.db_url)
     if run_migrations:
         migrate(engine)
-    with engine.begin() as conn:
-        store.ensure_head(conn)
+    ledger_service.prepare(engine)
     custody = Custody(
         engine,
         settings.key_passphrase.get_secret_value().encode(),

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select
 from creditflow.identity.tables import api_keys
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.errors import NotFound, Unauthenticated
-from creditflow.ledger import store
+from creditflow.ledger import reads as ledger_reads
 from creditflow.ledger.model.parties import Role
 
 TOKEN_PREFIX = "cf_"
@@ -37,7 +37,7 @@ class Access:
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
-            if not store.load_parties(conn, [org_id]):
+            if not ledger_reads.parties(conn, [org_id]):
                 raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
             conn.execute(
                 api_keys.insert().values(
@@ -71,7 +71,7 @@ class Access:
             return cached[1]
         with self.engine.connect().execution_options(read_only=True) as conn:
             row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-            party = store.load_parties(conn, [row.org_id]) if row is not None else []
+            party = ledger_reads.parties(conn, [row.org_id]) if row is not None else []
         if row is None or row.revoked or not party or not hmac.compare_digest(bytes(row.secret_sha256), digest):
             raise Unauthenticated("the API key is not valid", code="unauthenticated")
         principal = Principal(org_id=row.org_id, role=party[0].role, key_id=key_id)

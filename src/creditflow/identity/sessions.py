@@ -27,7 +27,7 @@ from creditflow.identity.settings import WebSettings
 from creditflow.identity.tables import users, web_sessions
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.errors import InvalidInput, NotFound, Unauthenticated
-from creditflow.ledger import store
+from creditflow.ledger import reads as ledger_reads
 from creditflow.ledger.model.parties import Role
 
 SESSION_PREFIX = "cfs_"
@@ -127,7 +127,7 @@ class WebSessions:
         csrf = secrets.token_urlsafe(32)
         expires = now + self.settings.session_ttl_s * 1000
         with self.engine.begin() as conn:
-            parties = store.load_parties(conn, [row.org_id])
+            parties = ledger_reads.parties(conn, [row.org_id])
             if not parties:
                 raise Unauthenticated("the user's organisation is not registered", code="sign_in_failed")
             values: dict[str, object] = {"failed_sign_ins": 0, "locked_until_ms": None}
@@ -168,7 +168,7 @@ class WebSessions:
             if session is None or session.expires_ts_ms <= now:
                 return None
             row = conn.execute(select(users.c.name).where(users.c.user_id == session.user_id)).first()
-            parties = store.load_parties(conn, [session.org_id])
+            parties = ledger_reads.parties(conn, [session.org_id])
         if row is None or not parties:
             return None
         user = WebUser(

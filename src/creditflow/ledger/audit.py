@@ -14,28 +14,21 @@ Checks, in order, stopping at the first failure (which names the entry or row an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import select  # check 6 (payables), until trade takes it
 
+from creditflow.kernel.engine import Engine
 from creditflow.ledger import merkle, store
 from creditflow.ledger.entries import Entry
 from creditflow.ledger.model.certificates import CertificateState, PieceState
-from creditflow.ledger.tables import (
-    certificates,
-    ledger_entries,
-    merkle_nodes,
-    parties,
-    party_keys,
-    piece_events,
-    pieces,
-    tree_heads,
-)
 from creditflow.ledger.verifier import VerificationFailure, check_tree_head, replay
 from creditflow.trade.tables import payables
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,13 +85,6 @@ def _compare(
         raise VerificationFailure(f"{table} row {key}={k}", why)
 
 
-def _dicts(result: Any) -> Iterator[dict[str, Any]]:
-    """Rows as plain dicts, cheaper than ``Row._mapping`` (the pieces and events tables are as long as the log)."""
-    names = list(result.keys())
-    for row in result:
-        yield dict(zip(names, row, strict=True))
-
-
 def verify_database(
     engine: Engine,
     log_keys: Mapping[str, bytes],
@@ -108,26 +94,22 @@ def verify_database(
     started = time.perf_counter()
     with engine.connect().execution_options(read_only=True) as conn, ExitStack() as streams:
 
-        def stream(stmt: Any, per: int) -> Any:
+        def stream(rows: Generator[_T, None, None]) -> Generator[_T, None, None]:
             """A server-side cursor that is closed even when a check fails half-way through it."""
-            # Options on the statement, not the connection: `Connection.execution_options` changes the
-            # connection in place, which would turn every later query into a server-side cursor.
-            result = conn.execute(stmt.execution_options(yield_per=per))
-            streams.callback(result.close)
-            return result
+            streams.callback(rows.close)
+            return rows
 
-        total = int(conn.execute(select(func.count()).select_from(ledger_entries)).scalar_one())
+        total = store.count_entries(conn)
 
         columns: dict[int, tuple[str, str, str, int]] = {}
 
         def rows() -> Iterator[tuple[int, bytes]]:
-            result = stream(select(ledger_entries).order_by(ledger_entries.c.seq), 2000)
-            for r in result:
-                data = bytes(r.entry)
-                if bytes(r.leaf_hash) != merkle.leaf_hash(data):
-                    raise VerificationFailure(f"log entry {r.seq}", "stored leaf hash does not match the entry bytes")
-                columns[int(r.seq)] = (r.op_id, r.op_type, r.actor, int(r.ts_ms))
-                yield int(r.seq), data
+            for seq, op_id, op_type, actor, ts_ms, entry, leaf in stream(store.stream_entries(conn, 2000)):
+                data = bytes(entry)
+                if bytes(leaf) != merkle.leaf_hash(data):
+                    raise VerificationFailure(f"log entry {seq}", "stored leaf hash does not match the entry bytes")
+                columns[int(seq)] = (op_id, op_type, actor, int(ts_ms))
+                yield int(seq), data
 
         def same_columns(entry: Entry) -> None:
             op = entry.signed.op
@@ -144,7 +126,7 @@ def verify_database(
         # 3. Merkle nodes
         expected_nodes = sum(n >> level for level in range(1, n.bit_length() + 1))  # level 0 is the leaf_hash column
         stored_nodes = 0
-        for key, value in stream(select(merkle_nodes.c.node_key, merkle_nodes.c.hash), 5000):
+        for key, value in stream(store.stream_nodes(conn, 5000)):
             level, index = divmod(int(key), store.NODE_LEVEL_FACTOR)
             where = f"merkle_nodes row level={level} index={index}"
             if (index + 1) << level > n:
@@ -158,8 +140,7 @@ def verify_database(
         # 4. tree heads
         heads = 0
         latest = None
-        for row in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size)):
-            sth = store.tree_head_from_row(row)
+        for sth in store.all_tree_heads(conn):
             check_tree_head(sth, tree, log_keys, f"tree_heads row tree_size={sth.tree_size}")
             heads += 1
             latest = sth
@@ -179,34 +160,31 @@ def verify_database(
         _compare(
             "parties",
             "org_id",
-            {r["org_id"]: r for r in _dicts(conn.execute(select(parties)))},
+            store.stored_parties(conn),
             {k: store.party_to_row(p) for k, p in state.parties.items()},
         )
         _compare(
             "party_keys",
             "(org_id, key_id)",
-            {
-                (r["org_id"], r["key_id"]): {**r, "public_key": bytes(r["public_key"])}
-                for r in _dicts(conn.execute(select(party_keys)))
-            },
+            store.stored_keys(conn),
             {(k.org_id, k.key_id): store.key_to_row(k) for keys in state.party_keys.values() for k in keys.values()},
         )
         _compare(
             "certificates",
             "id",
-            {r["id"]: r for r in _dicts(conn.execute(select(certificates)))},
+            store.stored_certificates(conn),
             {k: store.certificate_to_row(c) for k, c in state.certificates.items()},
         )
         _compare(
             "pieces",
             "id",
-            {r["id"]: {**r, "frozen": bool(r["frozen"])} for r in _dicts(stream(select(pieces), 5000))},
+            store.stored_pieces(conn, 5000),
             {k: store.piece_to_row(p) for k, p in state.pieces.items()},
         )
         _compare(
             "piece_events",
             "(piece_id, seq)",
-            {(r["piece_id"], r["seq"]): r for r in _dicts(stream(select(piece_events), 5000))},
+            store.stored_events(conn, 5000),
             {(e.piece_id, e.seq): store.event_to_row(e) for e in state.events},
         )
 

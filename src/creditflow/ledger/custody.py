@@ -22,11 +22,11 @@ import threading
 import nacl.bindings as sodium
 import nacl.pwhash
 import nacl.utils
-from sqlalchemy import Connection, Engine, select, update
 
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import NotFound
+from creditflow.ledger import store
 from creditflow.ledger.signing import Signer
-from creditflow.ledger.tables import custody_keys, custody_meta
 
 _CHECK = b"creditflow custody check v1"
 _NONCE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
@@ -73,23 +73,18 @@ class Custody:
             if self._kek is not None:
                 return
             with self._engine.begin() as conn:
-                row = conn.execute(select(custody_meta).where(custody_meta.c.id == 1)).first()
-                if row is None:
+                meta = store.custody_meta_row(conn)
+                if meta is None:
                     salt = nacl.utils.random(16)
                     kek = self._derive(salt, self._opslimit, self._memlimit)
-                    conn.execute(
-                        custody_meta.insert().values(
-                            id=1,
-                            salt=salt,
-                            opslimit=self._opslimit,
-                            memlimit=self._memlimit,
-                            check_box=_seal(kek, _CHECK, b"check"),
-                        )
+                    store.insert_custody_meta(
+                        conn,
+                        store.CustodyMeta(salt, self._opslimit, self._memlimit, _seal(kek, _CHECK, b"check")),
                     )
                 else:
-                    kek = self._derive(bytes(row.salt), row.opslimit, row.memlimit)
+                    kek = self._derive(meta.salt, meta.opslimit, meta.memlimit)
                     try:
-                        ok = _open(kek, bytes(row.check_box), b"check") == _CHECK
+                        ok = _open(kek, meta.check_box, b"check") == _CHECK
                     except Exception:
                         ok = False
                     if not ok:
@@ -112,22 +107,11 @@ class Custody:
 
     def store(self, conn: Connection, signer: Signer, org_id: str, created_ts_ms: int) -> None:
         """Seal and store ``signer`` in the caller's transaction (so it lands with its ledger registration)."""
-        conn.execute(
-            custody_keys.insert().values(
-                org_id=org_id,
-                key_id=signer.key_id,
-                sealed_seed=_seal(self._key(), signer.seed, _aad(org_id, signer.key_id)),
-                created_ts_ms=created_ts_ms,
-                retired=False,
-            )
-        )
+        sealed = _seal(self._key(), signer.seed, _aad(org_id, signer.key_id))
+        store.insert_custody_key(conn, org_id, signer.key_id, sealed, created_ts_ms)
 
     def retire_others(self, conn: Connection, org_id: str, keep_key_id: str) -> None:
-        conn.execute(
-            update(custody_keys)
-            .where(custody_keys.c.org_id == org_id, custody_keys.c.key_id != keep_key_id)
-            .values(retired=True)
-        )
+        store.retire_custody_keys(conn, org_id, keep_key_id)
         with self._lock:
             for k in [k for k in self._cache if k[0] == org_id and k[1] != keep_key_id]:
                 del self._cache[k]
@@ -138,27 +122,26 @@ class Custody:
             for (org, _), signer in self._cache.items():
                 if org == org_id:
                     return signer
-        stmt = select(custody_keys).where(custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False))
         if conn is not None:
-            row = conn.execute(stmt).first()
+            held = store.custody_key(conn, org_id)
         else:
             with self._engine.connect().execution_options(read_only=True) as c:
-                row = c.execute(stmt).first()
-        if row is None:
+                held = store.custody_key(c, org_id)
+        if held is None:
             raise NotFound(
                 f"the platform holds no signing key for {org_id!r} (self-custody organisations sign their own "
                 "operations and submit them to /v1/operations)",
                 code="no_custody_key",
             )
-        seed = _open(self._key(), bytes(row.sealed_seed), _aad(org_id, row.key_id))
-        signer = Signer(seed, row.key_id)
+        key_id, sealed_seed = held
+        seed = _open(self._key(), sealed_seed, _aad(org_id, key_id))
+        signer = Signer(seed, key_id)
         with self._lock:
-            self._cache[(org_id, row.key_id)] = signer
+            self._cache[(org_id, key_id)] = signer
         return signer
 
     def holds(self, conn: Connection, org_id: str) -> bool:
-        stmt = select(custody_keys.c.key_id).where(custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False))
-        return conn.execute(stmt).first() is not None
+        return store.custody_key_id(conn, org_id) is not None
 
 
 def _aad(org_id: str, key_id: str) -> bytes:

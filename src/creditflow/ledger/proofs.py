@@ -8,15 +8,14 @@ computed from the stored Merkle nodes, so the signature attests the same fact.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine
-
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, NotFound
 from creditflow.ledger import merkle, store
 from creditflow.ledger.signing import Signer
-from creditflow.ledger.tables import ledger_entries
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
 from creditflow.ledger.verifier import CONSISTENCY_KIND, INCLUSION_KIND
 
@@ -60,11 +59,7 @@ class Proofs:
                     code="entry_not_found",
                     field="leaf_index",
                 )
-            entry = conn.execute(
-                ledger_entries.select()
-                .with_only_columns(ledger_entries.c.entry)
-                .where(ledger_entries.c.seq == leaf_index)
-            ).scalar_one()
+            entry = store.entry_at(conn, leaf_index)
             path = merkle.inclusion_proof(leaf_index, size, lambda nodes: store.fetch_nodes(conn, nodes))
             head = self._head(conn, size)
         return {
@@ -73,7 +68,7 @@ class Proofs:
             "log_keys": self.log_keys_json(),
             "tree_head": head.to_json(),
             "leaf_index": leaf_index,
-            "entry": bytes(entry).hex(),
+            "entry": entry.hex(),
             "audit_path": [h.hex() for h in path],
         }
 
@@ -93,3 +88,32 @@ class Proofs:
             "new_tree_head": new_head.to_json(),
             "proof": [h.hex() for h in proof],
         }
+
+    # --- streamed exports (the auditor's downloads) ---------------------------------------------------
+
+    def entry_rows(self, start: int, stop: int, chunk: int) -> Iterator[dict[str, Any]]:
+        """Log entries ``start <= seq < stop`` in order, with leaf hashes and raw bytes (hex), read
+        ``chunk`` at a time (keyset by sequence number, one short read per page, no connection held
+        between pages), so a download streams and never holds the log in memory."""
+        return self._pages(store.entry_rows, "seq", start, stop, chunk)
+
+    def tree_head_rows(self, start: int, stop: int, chunk: int) -> Iterator[dict[str, Any]]:
+        """Stored signed tree heads ``start <= tree_size < stop`` in order, read like `entry_rows`."""
+        return self._pages(store.tree_head_rows, "tree_size", start, stop, chunk)
+
+    def _pages(
+        self,
+        read: Callable[[Connection, int, int, int], list[dict[str, Any]]],
+        key: str,
+        start: int,
+        stop: int,
+        chunk: int,
+    ) -> Iterator[dict[str, Any]]:
+        cursor = start
+        while cursor < stop:
+            with self.engine.connect().execution_options(read_only=True) as conn:
+                rows = read(conn, cursor, stop, chunk)
+            if not rows:
+                return
+            yield from rows
+            cursor = int(rows[-1][key]) + 1

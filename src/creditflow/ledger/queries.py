@@ -17,14 +17,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Connection, Engine, Integer, and_, func, literal, or_, select
+from sqlalchemy import select  # the payable parts, until trade takes them
 
 from creditflow.config import Settings
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
 from creditflow.ledger import store
 from creditflow.ledger.model.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party
-from creditflow.ledger.tables import certificates, ledger_entries, parties, piece_events, pieces
+from creditflow.ledger.store import after_key as after_key  # re-exported: other contexts page with it
 from creditflow.trade.tables import payable_approvals, payables
 
 LIVE = tuple(s.value for s in LIVE_STATES)
@@ -71,14 +72,6 @@ def decode_cursor(cursor: str, *shape: type) -> CursorKey:
         return tuple(key)
     except (ValueError, binascii.Error) as exc:  # JSON and UTF-8 errors are ValueErrors too
         raise InvalidInput("cursor is not one this API returned", field="cursor") from exc
-
-
-def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
-    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
-    first, *rest = columns
-    if not rest:
-        return first > key[0]
-    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))
 
 
 def page_from(rows: list[T], size: int, key: Callable[[T], CursorKey]) -> Page:
@@ -165,7 +158,7 @@ class Queries:
 
     def parties(self) -> list[Party]:
         with self._conn() as conn:
-            return [store.party_from_row(r) for r in conn.execute(select(parties).order_by(parties.c.org_id))]
+            return store.all_parties(conn)
 
     # --- lists ------------------------------------------------------------------------------------
 
@@ -173,36 +166,24 @@ class Queries:
         self, holder: str, *, live_only: bool = True, cursor: str | None = None, limit: int | None = None
     ) -> Page:
         size = self.page_size(limit)
-        stmt = select(pieces).where(pieces.c.holder == holder)
-        if live_only:
-            stmt = stmt.where(pieces.c.state.in_(LIVE))
-        order = (pieces.c.created_seq, pieces.c.id)
-        if cursor:
-            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
-        stmt = stmt.order_by(*order).limit(size + 1)
+        after = decode_cursor(cursor, int, str) if cursor else None
         with self._conn() as conn:
-            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+            rows = store.pieces_of_holder(conn, holder, LIVE if live_only else None, after, size + 1)
         return page_from(rows, size, lambda p: (p.created_seq, p.id))
 
     def certificates_by_issuer(self, issuer: str, *, cursor: str | None = None, limit: int | None = None) -> Page:
         size = self.page_size(limit)
-        stmt = select(certificates).where(certificates.c.issuer == issuer)
-        order = (certificates.c.created_seq, certificates.c.id)
-        if cursor:
-            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
-        stmt = stmt.order_by(*order).limit(size + 1)
+        after = decode_cursor(cursor, int, str) if cursor else None
         with self._conn() as conn:
-            rows = [store.certificate_from_row(r) for r in conn.execute(stmt)]
+            rows = store.certificates_of_issuer(conn, issuer, after, size + 1)
         return page_from(rows, size, lambda c: (c.created_seq, c.id))
 
     def parties_page(self, *, cursor: str | None = None, limit: int | None = None) -> Page:
         """The directory of organisations, by org_id."""
         size = self.page_size(limit)
-        stmt = select(parties)
-        if cursor:
-            stmt = stmt.where(after_key((parties.c.org_id,), decode_cursor(cursor, str)))
+        after = decode_cursor(cursor, str) if cursor else None
         with self._conn() as conn:
-            rows = [store.party_from_row(r) for r in conn.execute(stmt.order_by(parties.c.org_id).limit(size + 1))]
+            rows = store.parties_after(conn, after, size + 1)
         return page_from(rows, size, lambda p: (p.org_id,))
 
     def page_of(
@@ -264,30 +245,16 @@ class Queries:
         """Every piece of a certificate, in creation order (parents before children)."""
         self.certificate(certificate_id)
         cap = self.settings.tree_max_nodes_per_query
-        stmt = (
-            select(pieces)
-            .where(pieces.c.certificate_id == certificate_id)
-            .order_by(pieces.c.created_seq, pieces.c.id)
-            .limit(cap + 1)
-        )
         with self._conn() as conn:
-            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+            rows = store.certificate_pieces(conn, certificate_id, cap + 1)
         if len(rows) > cap:
             raise LimitExceeded(f"the certificate has more than {cap} pieces", code="tree_too_large")
         return rows
 
     def provenance(self, piece_id: str) -> list[Piece]:
         """The chain from ``piece_id`` up to the certificate's first piece, in one recursive query."""
-        # The CTE carries whole rows, so no join back to pieces (which tempts planners into a scan).
-        depth = literal(0, Integer).label("depth")
-        chain = select(*pieces.c, depth).where(pieces.c.id == piece_id).cte("chain", recursive=True)
-        parent = pieces.alias("parent")
-        chain = chain.union_all(
-            select(*parent.c, (chain.c.depth + 1).label("depth")).where(parent.c.id == chain.c.parent_id)
-        )
-        stmt = select(*[chain.c[c.name] for c in pieces.c]).order_by(chain.c.depth)
         with self._conn() as conn:
-            rows = [store.piece_from_row(r) for r in conn.execute(stmt)]
+            rows = store.provenance_chain(conn, piece_id)
         if not rows:
             raise NotFound(f"piece {piece_id!r} does not exist", code="piece_not_found", field="piece_id")
         return rows
@@ -295,29 +262,20 @@ class Queries:
     def history(self, piece_id: str) -> list[dict[str, Any]]:
         """What happened to a piece: how it was created (from the entry that created it), then every event."""
         piece = self.piece(piece_id)
-        stmt = select(piece_events).where(piece_events.c.piece_id == piece_id).order_by(piece_events.c.seq)
-        created = select(ledger_entries.c.op_type, ledger_entries.c.actor, ledger_entries.c.ts_ms).where(
-            ledger_entries.c.seq == piece.created_seq
-        )
         with self._conn() as conn:
-            origin = conn.execute(created).one()
-            events = [{"seq": r.seq, "event": r.event, "actor": r.actor, "ts_ms": r.ts_ms} for r in conn.execute(stmt)]
-        how = _CREATION.get(origin.op_type, origin.op_type)
-        if origin.op_type == "transfer" and piece.holder == origin.actor:
+            op_type, actor, ts_ms = store.entry_origin(conn, piece.created_seq)
+            events = store.piece_event_rows(conn, piece_id)
+        how = _CREATION.get(op_type, op_type)
+        if op_type == "transfer" and piece.holder == actor:
             how = "change"
-        first = {"seq": piece.created_seq, "event": how, "actor": origin.actor, "ts_ms": origin.ts_ms}
+        first = {"seq": piece.created_seq, "event": how, "actor": actor, "ts_ms": ts_ms}
         return [first, *events]
 
     # --- aggregates -------------------------------------------------------------------------------
 
     def liability(self, issuer: str) -> Liability:
-        stmt = (
-            select(certificates.c.state, func.sum(certificates.c.face_minor), func.count())
-            .where(certificates.c.issuer == issuer)
-            .group_by(certificates.c.state)
-        )
         with self._conn() as conn:
-            rows = {r[0]: (int(r[1] or 0), int(r[2])) for r in conn.execute(stmt)}
+            rows = store.face_by_state(conn, issuer)
         outstanding = rows.get(CertificateState.OUTSTANDING.value, (0, 0))
         overdue = rows.get(CertificateState.OVERDUE.value, (0, 0))
         pending = rows.get(CertificateState.PENDING.value, (0, 0))
@@ -330,29 +288,13 @@ class Queries:
         )
 
     def circulation_by_tier(self, issuer: str | None = None) -> list[TierValue]:
-        stmt = select(
-            pieces.c.tier,
-            func.sum(pieces.c.amount_minor),
-            func.count(),
-            func.count(func.distinct(pieces.c.holder)),
-        ).where(pieces.c.state.in_(LIVE))
-        if issuer is not None:
-            stmt = stmt.join(certificates, certificates.c.id == pieces.c.certificate_id).where(
-                certificates.c.issuer == issuer
-            )
-        stmt = stmt.group_by(pieces.c.tier).order_by(pieces.c.tier)
         with self._conn() as conn:
-            return [TierValue(int(t), int(a), int(n), int(h)) for t, a, n, h in conn.execute(stmt)]
+            return [TierValue(*row) for row in store.circulation_by_tier(conn, LIVE, issuer)]
 
     def has_held(self, org_id: str, certificate_id: str) -> bool:
         """Whether ``org_id`` holds or ever held (or sent) a piece of the certificate."""
-        stmt = (
-            select(pieces.c.id)
-            .where(pieces.c.certificate_id == certificate_id, or_(pieces.c.holder == org_id, pieces.c.sender == org_id))
-            .limit(1)
-        )
         with self._conn() as conn:
-            return conn.execute(stmt).first() is not None
+            return store.has_held(conn, org_id, certificate_id)
 
     def is_party_to_piece(self, org_id: str, piece: Piece) -> bool:
         """Holder, sender, or issuer of the certificate: the organisations that may see a piece."""

@@ -7,10 +7,10 @@ sequencer's group commit is only fast if a batch costs a handful of round-trips,
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, func, literal, or_, select, update
 
 from creditflow.ledger.merkle import NodeId
 from creditflow.ledger.model.certificates import (
@@ -23,6 +23,8 @@ from creditflow.ledger.model.certificates import (
 from creditflow.ledger.model.parties import Party, PartyKey, Role
 from creditflow.ledger.tables import (
     certificates,
+    custody_keys,
+    custody_meta,
     ledger_entries,
     log_head,
     merkle_nodes,
@@ -401,3 +403,327 @@ def tree_head_at(conn: Connection, tree_size: int) -> TreeHead | None:
 
 def count_rows(conn: Connection, table: Any) -> int:
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def entry_at(conn: Connection, seq: int) -> bytes:
+    """The entry bytes at position ``seq`` of the log (which must exist)."""
+    entry = conn.execute(select(ledger_entries.c.entry).where(ledger_entries.c.seq == seq)).scalar_one()
+    return bytes(entry)
+
+
+def uscc_registered(conn: Connection, uscc: str) -> bool:
+    return conn.execute(select(parties.c.org_id).where(parties.c.uscc == uscc)).first() is not None
+
+
+def pending_due(conn: Connection, now_ms: int, limit: int) -> list[str]:
+    """Ids of pending pieces whose acceptance deadline has passed, the oldest deadline first."""
+    stmt = (
+        select(pieces.c.id)
+        .where(pieces.c.state == "pending", pieces.c.accept_by_ms <= now_ms)
+        .order_by(pieces.c.accept_by_ms)
+        .limit(limit)
+    )
+    return list(conn.scalars(stmt).all())
+
+
+# --- key custody -----------------------------------------------------------------------------------
+
+
+class CustodyMeta(NamedTuple):
+    salt: bytes
+    opslimit: int
+    memlimit: int
+    check_box: bytes
+
+
+def custody_meta_row(conn: Connection) -> CustodyMeta | None:
+    row = conn.execute(select(custody_meta).where(custody_meta.c.id == 1)).first()
+    if row is None:
+        return None
+    return CustodyMeta(bytes(row.salt), row.opslimit, row.memlimit, bytes(row.check_box))
+
+
+def insert_custody_meta(conn: Connection, meta: CustodyMeta) -> None:
+    conn.execute(
+        custody_meta.insert().values(
+            id=1, salt=meta.salt, opslimit=meta.opslimit, memlimit=meta.memlimit, check_box=meta.check_box
+        )
+    )
+
+
+def insert_custody_key(conn: Connection, org_id: str, key_id: str, sealed_seed: bytes, created_ts_ms: int) -> None:
+    conn.execute(
+        custody_keys.insert().values(
+            org_id=org_id, key_id=key_id, sealed_seed=sealed_seed, created_ts_ms=created_ts_ms, retired=False
+        )
+    )
+
+
+def retire_custody_keys(conn: Connection, org_id: str, keep_key_id: str) -> None:
+    """Retire every held key of ``org_id`` but ``keep_key_id``."""
+    conn.execute(
+        update(custody_keys)
+        .where(custody_keys.c.org_id == org_id, custody_keys.c.key_id != keep_key_id)
+        .values(retired=True)
+    )
+
+
+def custody_key(conn: Connection, org_id: str) -> tuple[str, bytes] | None:
+    """(key id, sealed seed) of the held, unretired key of ``org_id``."""
+    row = conn.execute(
+        select(custody_keys.c.key_id, custody_keys.c.sealed_seed).where(
+            custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False)
+        )
+    ).first()
+    return None if row is None else (row.key_id, bytes(row.sealed_seed))
+
+
+def custody_key_id(conn: Connection, org_id: str) -> str | None:
+    stmt = select(custody_keys.c.key_id).where(custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False))
+    row = conn.execute(stmt).first()
+    return None if row is None else str(row.key_id)
+
+
+# --- exports of the log (keyset pages) ---------------------------------------------------------------
+
+
+def entry_rows(conn: Connection, start: int, stop: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` log entries with ``start <= seq < stop`` in order, as export rows (hex bytes)."""
+    stmt = (
+        select(ledger_entries)
+        .where(ledger_entries.c.seq >= start, ledger_entries.c.seq < stop)
+        .order_by(ledger_entries.c.seq)
+        .limit(limit)
+    )
+    return [
+        {
+            "seq": int(r.seq),
+            "op_id": str(r.op_id),
+            "op_type": r.op_type,
+            "actor": r.actor,
+            "ts_ms": int(r.ts_ms),
+            "leaf_hash": bytes(r.leaf_hash).hex(),
+            "entry": bytes(r.entry).hex(),
+        }
+        for r in conn.execute(stmt)
+    ]
+
+
+def tree_head_rows(conn: Connection, start: int, stop: int, limit: int) -> list[dict[str, Any]]:
+    """Up to ``limit`` stored tree heads with ``start <= tree_size < stop`` in order, as export rows."""
+    stmt = (
+        select(tree_heads)
+        .where(tree_heads.c.tree_size >= start, tree_heads.c.tree_size < stop)
+        .order_by(tree_heads.c.tree_size)
+        .limit(limit)
+    )
+    return [
+        {
+            "tree_size": int(r.tree_size),
+            "root_hash": bytes(r.root_hash).hex(),
+            "ts_ms": int(r.ts_ms),
+            "key_id": r.key_id,
+            "signature": bytes(r.signature).hex(),
+        }
+        for r in conn.execute(stmt)
+    ]
+
+
+# --- read-side queries (`creditflow.ledger.queries`): keyset pages, the provenance CTE, aggregates ---
+
+
+def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
+    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
+    first, *rest = columns
+    if not rest:
+        return first > key[0]
+    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))
+
+
+def all_parties(conn: Connection) -> list[Party]:
+    return [party_from_row(r) for r in conn.execute(select(parties).order_by(parties.c.org_id))]
+
+
+def pieces_of_holder(
+    conn: Connection, holder: str, live_states: Sequence[str] | None, after: Sequence[int | str] | None, limit: int
+) -> list[Piece]:
+    """Up to ``limit`` pieces of ``holder`` (in ``live_states`` if given) by (created_seq, id), after ``after``."""
+    stmt = select(pieces).where(pieces.c.holder == holder)
+    if live_states is not None:
+        stmt = stmt.where(pieces.c.state.in_(live_states))
+    order = (pieces.c.created_seq, pieces.c.id)
+    if after is not None:
+        stmt = stmt.where(after_key(order, after))
+    stmt = stmt.order_by(*order).limit(limit)
+    return [piece_from_row(r) for r in conn.execute(stmt)]
+
+
+def certificates_of_issuer(
+    conn: Connection, issuer: str, after: Sequence[int | str] | None, limit: int
+) -> list[Certificate]:
+    stmt = select(certificates).where(certificates.c.issuer == issuer)
+    order = (certificates.c.created_seq, certificates.c.id)
+    if after is not None:
+        stmt = stmt.where(after_key(order, after))
+    stmt = stmt.order_by(*order).limit(limit)
+    return [certificate_from_row(r) for r in conn.execute(stmt)]
+
+
+def parties_after(conn: Connection, after: Sequence[int | str] | None, limit: int) -> list[Party]:
+    stmt = select(parties)
+    if after is not None:
+        stmt = stmt.where(after_key((parties.c.org_id,), after))
+    return [party_from_row(r) for r in conn.execute(stmt.order_by(parties.c.org_id).limit(limit))]
+
+
+def certificate_pieces(conn: Connection, certificate_id: str, limit: int) -> list[Piece]:
+    """Up to ``limit`` pieces of a certificate, in creation order (parents before children)."""
+    stmt = (
+        select(pieces)
+        .where(pieces.c.certificate_id == certificate_id)
+        .order_by(pieces.c.created_seq, pieces.c.id)
+        .limit(limit)
+    )
+    return [piece_from_row(r) for r in conn.execute(stmt)]
+
+
+def provenance_chain(conn: Connection, piece_id: str) -> list[Piece]:
+    """The chain from ``piece_id`` up to the certificate's first piece, in one recursive query."""
+    # The CTE carries whole rows, so no join back to pieces (which tempts planners into a scan).
+    depth = literal(0, Integer).label("depth")
+    chain = select(*pieces.c, depth).where(pieces.c.id == piece_id).cte("chain", recursive=True)
+    parent = pieces.alias("parent")
+    chain = chain.union_all(
+        select(*parent.c, (chain.c.depth + 1).label("depth")).where(parent.c.id == chain.c.parent_id)
+    )
+    stmt = select(*[chain.c[c.name] for c in pieces.c]).order_by(chain.c.depth)
+    return [piece_from_row(r) for r in conn.execute(stmt)]
+
+
+def entry_origin(conn: Connection, seq: int) -> tuple[str, str, int]:
+    """(op_type, actor, ts_ms) of the entry at ``seq`` (which must exist)."""
+    stmt = select(ledger_entries.c.op_type, ledger_entries.c.actor, ledger_entries.c.ts_ms).where(
+        ledger_entries.c.seq == seq
+    )
+    row = conn.execute(stmt).one()
+    return row.op_type, row.actor, row.ts_ms
+
+
+def piece_event_rows(conn: Connection, piece_id: str) -> list[dict[str, Any]]:
+    stmt = select(piece_events).where(piece_events.c.piece_id == piece_id).order_by(piece_events.c.seq)
+    return [{"seq": r.seq, "event": r.event, "actor": r.actor, "ts_ms": r.ts_ms} for r in conn.execute(stmt)]
+
+
+def face_by_state(conn: Connection, issuer: str) -> dict[str, tuple[int, int]]:
+    """state -> (sum of face values, number of certificates) of the issuer's certificates."""
+    stmt = (
+        select(certificates.c.state, func.sum(certificates.c.face_minor), func.count())
+        .where(certificates.c.issuer == issuer)
+        .group_by(certificates.c.state)
+    )
+    return {r[0]: (int(r[1] or 0), int(r[2])) for r in conn.execute(stmt)}
+
+
+def circulation_by_tier(
+    conn: Connection, live_states: Sequence[str], issuer: str | None
+) -> list[tuple[int, int, int, int]]:
+    """(tier, amount, pieces, distinct holders) of the live pieces, by tier (of one issuer if given)."""
+    stmt = select(
+        pieces.c.tier,
+        func.sum(pieces.c.amount_minor),
+        func.count(),
+        func.count(func.distinct(pieces.c.holder)),
+    ).where(pieces.c.state.in_(live_states))
+    if issuer is not None:
+        stmt = stmt.join(certificates, certificates.c.id == pieces.c.certificate_id).where(
+            certificates.c.issuer == issuer
+        )
+    stmt = stmt.group_by(pieces.c.tier).order_by(pieces.c.tier)
+    return [(int(t), int(a), int(n), int(h)) for t, a, n, h in conn.execute(stmt)]
+
+
+def has_held(conn: Connection, org_id: str, certificate_id: str) -> bool:
+    stmt = (
+        select(pieces.c.id)
+        .where(pieces.c.certificate_id == certificate_id, or_(pieces.c.holder == org_id, pieces.c.sender == org_id))
+        .limit(1)
+    )
+    return conn.execute(stmt).first() is not None
+
+
+# --- `creditflow verify`: every table streamed, rows as tuples or plain dicts -----------------------
+
+
+def count_entries(conn: Connection) -> int:
+    return count_rows(conn, ledger_entries)
+
+
+def _streamed(conn: Connection, stmt: Any, per: int) -> Generator[Any, None, None]:
+    """A server-side cursor of ``per`` rows at a time, closed when the generator is (so a check that
+    fails half-way closes it: the caller closes the generator)."""
+    # Options on the statement, not the connection: `Connection.execution_options` changes the
+    # connection in place, which would turn every later query into a server-side cursor.
+    result = conn.execute(stmt.execution_options(yield_per=per))
+    try:
+        yield from result
+    finally:
+        result.close()
+
+
+def stream_entries(
+    conn: Connection, per: int = 2000
+) -> Generator[tuple[int, str, str, str, int, bytes, bytes], None, None]:
+    """Every log row in sequence order: (seq, op_id, op_type, actor, ts_ms, entry, leaf_hash)."""
+    c = ledger_entries.c
+    stmt = select(c.seq, c.op_id, c.op_type, c.actor, c.ts_ms, c.entry, c.leaf_hash).order_by(c.seq)
+    return _streamed(conn, stmt, per)
+
+
+def stream_nodes(conn: Connection, per: int = 5000) -> Generator[tuple[int, bytes], None, None]:
+    """Every stored Merkle node: (node_key, hash), in no particular order."""
+    return _streamed(conn, select(merkle_nodes.c.node_key, merkle_nodes.c.hash), per)
+
+
+def all_tree_heads(conn: Connection) -> Iterator[TreeHead]:
+    """Every stored signed tree head, by tree size."""
+    for row in conn.execute(select(tree_heads).order_by(tree_heads.c.tree_size)):
+        yield tree_head_from_row(row)
+
+
+def _dicts(rows: Any) -> Iterator[dict[str, Any]]:
+    """Rows as plain dicts, cheaper than ``Row._mapping`` (the pieces and events tables are as long as the log)."""
+    names = list(rows.keys())
+    for row in rows:
+        yield dict(zip(names, row, strict=True))
+
+
+def _dicts_streamed(conn: Connection, table: Any, per: int) -> Iterator[dict[str, Any]]:
+    result = conn.execute(select(table).execution_options(yield_per=per))
+    try:
+        yield from _dicts(result)
+    finally:
+        result.close()
+
+
+def stored_parties(conn: Connection) -> dict[str, dict[str, Any]]:
+    """The parties table as rows (plain dicts) by org_id, to compare with `party_to_row`."""
+    return {r["org_id"]: r for r in _dicts(conn.execute(select(parties)))}
+
+
+def stored_keys(conn: Connection) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (r["org_id"], r["key_id"]): {**r, "public_key": bytes(r["public_key"])}
+        for r in _dicts(conn.execute(select(party_keys)))
+    }
+
+
+def stored_certificates(conn: Connection) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in _dicts(conn.execute(select(certificates)))}
+
+
+def stored_pieces(conn: Connection, per: int = 5000) -> dict[str, dict[str, Any]]:
+    return {r["id"]: {**r, "frozen": bool(r["frozen"])} for r in _dicts_streamed(conn, pieces, per)}
+
+
+def stored_events(conn: Connection, per: int = 5000) -> dict[tuple[str, int], dict[str, Any]]:
+    return {(r["piece_id"], r["seq"]): r for r in _dicts_streamed(conn, piece_events, per)}

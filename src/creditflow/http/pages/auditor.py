@@ -6,8 +6,8 @@ recomputes the RFC 6962 root itself, so the browser does not take the server's w
 
 Exports stream in pages of `EXPORT_CHUNK` rows (keyset by sequence number / tree size, one short read per
 page, no connection held between pages) over a range of at most `EXPORT_RANGE_MAX` rows per download.
-The log tables have no listing service: the export reads them directly, read-only, as the offline
-verifier (`services.audit`) does; the reports come from the services the JSON API calls.
+The rows come from the proofs service (`Proofs.entry_rows`, `Proofs.tree_head_rows`: read-only keyset
+pages); the reports come from the services the JSON API calls.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, StreamingResponse
-from sqlalchemy import Engine, select
 
 from creditflow.bootstrap import App
 from creditflow.http.pages.common import HOME, NAV, app_of, render, role_pages
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import InvalidInput
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.tables import ledger_entries, tree_heads
 
 router = APIRouter(include_in_schema=False)
 Auditor = Annotated[WebUser, role_pages(Role.AUDITOR, Role.OPERATOR)]
@@ -83,40 +81,6 @@ def _range(start: int, end: int | None, upper: int) -> tuple[int, int]:
             field="end",
         )
     return start, max(start, stop)
-
-
-def _pages(engine: Engine, table: Any, key: Any, start: int, stop: int) -> Iterator[Any]:
-    """Rows with ``start <= key < stop`` in key order, read EXPORT_CHUNK at a time."""
-    cursor = start
-    while cursor < stop:
-        with engine.connect().execution_options(read_only=True) as conn:
-            rows = conn.execute(select(table).where(key >= cursor, key < stop).order_by(key).limit(EXPORT_CHUNK)).all()
-        if not rows:
-            return
-        yield from rows
-        cursor = int(getattr(rows[-1], key.name)) + 1
-
-
-def _entry(row: Any) -> dict[str, Any]:
-    return {
-        "seq": int(row.seq),
-        "op_id": str(row.op_id),
-        "op_type": row.op_type,
-        "actor": row.actor,
-        "ts_ms": int(row.ts_ms),
-        "leaf_hash": bytes(row.leaf_hash).hex(),
-        "entry": bytes(row.entry).hex(),
-    }
-
-
-def _head(row: Any) -> dict[str, Any]:
-    return {
-        "tree_size": int(row.tree_size),
-        "root_hash": bytes(row.root_hash).hex(),
-        "ts_ms": int(row.ts_ms),
-        "key_id": row.key_id,
-        "signature": bytes(row.signature).hex(),
-    }
 
 
 def csv_lines(columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> Iterator[str]:
@@ -183,7 +147,7 @@ def export_entries(
         header,
         "entries",
         ENTRY_COLUMNS,
-        lambda: (_entry(r) for r in _pages(app.engine, ledger_entries, ledger_entries.c.seq, first, stop)),
+        lambda: app.proofs.entry_rows(first, stop, EXPORT_CHUNK),
     )
 
 
@@ -208,7 +172,7 @@ def export_tree_heads(
         header,
         "tree_heads",
         HEAD_COLUMNS,
-        lambda: (_head(r) for r in _pages(app.engine, tree_heads, tree_heads.c.tree_size, first, stop)),
+        lambda: app.proofs.tree_head_rows(first, stop, EXPORT_CHUNK),
     )
 
 
