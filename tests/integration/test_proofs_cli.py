@@ -376,7 +376,7 @@ def test_demo_runs_and_catches_tampering(tmp_path: Path) -> None:
 
 def run_demo_and_verify(url: str, tmp_path: Path) -> dict[str, Any]:
     env = demo_env(tmp_path)
-    demo = subprocess.run([creditflow_exe(), "demo", "--db", url], env=env, capture_output=True, text=True, timeout=90)
+    demo = subprocess.run([creditflow_exe(), "demo", "--db", url], env=env, capture_output=True, text=True, timeout=220)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert demo.stdout.count("VERIFY FAILED") == 2
     check = subprocess.run(
