@@ -88,6 +88,38 @@ class AssetSpec:
     expected_yield_kg: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class AssetSite:
+    """What a site plan shows of an asset, read from the rules engine's state so no caller parses it:
+    the geofence, the last GPS fix, and the devices the rules judge offline or see tampered with."""
+
+    geofence: tuple[tuple[float, float], ...] | None  # (lat, lon) points; None: no geofence
+    position: tuple[float, float] | None  # the last GPS fix (lat, lon)
+    position_ts_ms: int | None
+    offline: frozenset[str]
+    tampered: frozenset[str]  # its latest reading reports tamper or occlusion
+
+
+TAMPER_REPORTED = 0.5  # a camera's ``tamper`` or ``occlusion`` value at or above this reports it
+
+
+def asset_site(geofence_json: str | None, state_json: str) -> AssetSite:
+    state = AssetState.from_json(json.loads(state_json) or {})
+    tampered = frozenset(
+        device_id
+        for device_id, (_, values) in state.latest.items()
+        if values.get("tamper", 0) >= TAMPER_REPORTED or values.get("occlusion", 0) >= TAMPER_REPORTED
+    )
+    pos = state.last_position
+    return AssetSite(
+        geofence=tuple((float(p[0]), float(p[1])) for p in json.loads(geofence_json)) if geofence_json else None,
+        position=(pos[0], pos[1]) if pos else None,
+        position_ts_ms=pos[2] if pos else None,
+        offline=frozenset(state.offline),
+        tampered=tampered,
+    )
+
+
 class CollateralService:
     def __init__(
         self, engine: Engine, settings: IotSettings, clock: Clock, secrets: IotSecrets, on_events: EventSink = None
@@ -199,6 +231,14 @@ class CollateralService:
         """(owner, lender of the loan it is pledged to) of an asset, or None if there is no such asset."""
         with self._engine.connect() as conn:
             return store.asset_owner_and_lender(conn, asset_id)
+
+    def sites(self, asset_ids: Sequence[str]) -> dict[str, AssetSite]:
+        """asset id -> its `AssetSite` (unknown ids are absent), in one read."""
+        if not asset_ids:
+            return {}
+        with self._engine.connect().execution_options(read_only=True) as conn:
+            rows = store.asset_sites(conn, asset_ids)
+        return {asset_id: asset_site(geofence, state) for asset_id, (geofence, state) in rows.items()}
 
     def register_device(self, device_id: str, asset_id: str, kind: DeviceKind) -> str:
         """Bind a new device to an asset; return its secret (hex), shown once."""
@@ -527,6 +567,14 @@ class CollateralService:
         with self._engine.connect() as conn:
             return store.alarms(conn, asset_id, active_only, limit)
 
+    def alarms_of_assets(self, asset_ids: Sequence[str], *, limit_per_asset: int) -> list[dict[str, Any]]:
+        """The newest ``limit_per_asset`` alarms of each of these assets (as `alarms` gives them per asset),
+        in one read."""
+        if not asset_ids:
+            return []
+        with self._engine.connect() as conn:
+            return store.alarms_of_assets(conn, asset_ids, limit_per_asset)
+
     def alarms_page(
         self,
         *,
@@ -552,6 +600,22 @@ class CollateralService:
         if found is None:
             raise loan_not_found(loan_id)
         return found
+
+    def lender_loans(self, lender: str) -> list[dict[str, Any]]:
+        """The loans ``lender`` granted, by id, as `loan` shows them, each with its LTV ``bands`` (warning,
+        margin-call and liquidation thresholds): one batched read for them all."""
+        with self._engine.connect().execution_options(read_only=True) as conn:
+            rows = store.loans_of_lender(conn, lender)
+        loans = []
+        for row in rows:
+            bands = self._settings.bands(row.pop("bands_key"))
+            row["bands"] = {
+                "warning_bps": bands.warning_bps,
+                "margin_call_bps": bands.margin_call_bps,
+                "liquidation_bps": bands.liquidation_bps,
+            }
+            loans.append(row)
+        return loans
 
     def loans_page(self, *, viewer: str | None, size: int, cursor: str | None = None) -> Page:
         """Loans by id: those ``viewer`` borrowed or granted (all for None)."""

@@ -622,7 +622,9 @@ def asset(conn: Connection, asset_id: str, viewer: str | None = None) -> dict[st
     return None if row is None else _asset_json(row)
 
 
-def assets_page(conn: Connection, viewer: str | None, limit: int, after: Sequence[int | str] | None) -> list[dict[str, Any]]:
+def assets_page(
+    conn: Connection, viewer: str | None, limit: int, after: Sequence[int | str] | None
+) -> list[dict[str, Any]]:
     stmt = _ASSETS
     if viewer is not None:
         stmt = stmt.where(_visible_assets(viewer))
@@ -844,7 +846,9 @@ def loan(conn: Connection, loan_id: str, viewer: str | None = None) -> dict[str,
     return None if row is None else _loans_json(conn, [row])[0]
 
 
-def loans_page(conn: Connection, viewer: str | None, limit: int, after: Sequence[int | str] | None) -> list[dict[str, Any]]:
+def loans_page(
+    conn: Connection, viewer: str | None, limit: int, after: Sequence[int | str] | None
+) -> list[dict[str, Any]]:
     stmt = select(iot_loans)
     if viewer is not None:
         stmt = stmt.where(or_(iot_loans.c.borrower == viewer, iot_loans.c.lender == viewer))
