@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from conftest import START_MS
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.engine import apply_alarm_changes, lock_and_load
+from creditflow.collateral.loans import check_financing_allowed, financing_blocked
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec, check_financing_allowed, financing_blocked
 from creditflow.collateral.rules import AlarmChange
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem

@@ -22,9 +22,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSite
 from creditflow.collateral.model import BAND_ORDER, LtvBand
 from creditflow.collateral.model import inside as point_inside
-from creditflow.collateral.registry import AssetSite
 from creditflow.http.api.collateral import iot_of
 from creditflow.http.api.credit import _may_ask, credit_service
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, form_error, render, role_pages

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from creditflow.bootstrap import build
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.ingest import settle_heap
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.config import Settings
