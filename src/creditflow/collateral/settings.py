@@ -1,20 +1,19 @@
 """Every limit of the IoT-collateral capability, named, with a default.
 
-`IotSettings.from_settings` reads ``iot_*`` fields from `creditflow.config.Settings` where they exist
-(their names are these names with an ``iot_`` prefix), so moving them into `Settings` is a small change.
+`IotSettings.from_settings` reads ``iot_*`` fields from the application's settings object where they exist
+(their names are these names with an ``iot_`` prefix), so moving them into `Settings` is a small change. This
+module does not import `creditflow.config` (config nests `IotSettings` as ``Settings.iot``): the settings
+object is taken as it comes, by its attributes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from creditflow.collateral.model import LtvBands
 from creditflow.collateral.rules import CropProfile, RuleParams
-
-if TYPE_CHECKING:  # config may nest IotSettings (Settings.iot): no import cycle
-    from creditflow.config import Settings
 
 
 class IotSettings(BaseModel):
@@ -97,7 +96,8 @@ class IotSettings(BaseModel):
         return self
 
     @classmethod
-    def from_settings(cls, settings: Settings | None, **overrides: Any) -> IotSettings:
+    def from_settings(cls, settings: object | None, **overrides: Any) -> IotSettings:
+        """From ``settings.iot`` if it is an `IotSettings`, else from its ``iot_<name>`` attributes."""
         values: dict[str, Any] = {}
         nested = getattr(settings, "iot", None)
         if isinstance(nested, IotSettings):  # wired as a nested block: Settings.iot (CREDITFLOW_IOT__QUEUE_MAX=...)
