@@ -482,7 +482,7 @@ class IngestPipeline:
     def sweep(self, now_ms: int | None = None) -> list[dict[str, Any]]:
         """Judge "offline" on receive time for assets with a silent device or an active offline alarm."""
         now = now_ms if now_ms is not None else self._clock.now_ms()
-        limit = self._settings.heartbeat_ms * self._settings.offline_missed_heartbeats
+        limit = self._params.heartbeat_ms * self._params.offline_missed_heartbeats
         events: list[dict[str, Any]] = []
         counters: dict[str, int] = {}
         with self._engine.begin() as conn:

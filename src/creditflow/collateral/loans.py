@@ -88,7 +88,7 @@ class LoanService(IotService):
         need = {"commodity", "date", "price_minor_per_kg"}
         if reader.fieldnames is None or not need <= set(reader.fieldnames):
             raise InvalidInput(f"the CSV needs the columns {sorted(need)}", code="invalid_csv")
-        tz = dt.timezone(dt.timedelta(minutes=self._settings.utc_offset_minutes))
+        tz = dt.timezone(dt.timedelta(minutes=self._settings.rule_params().utc_offset_minutes))
         prices: list[tuple[str, int, int | None]] = []
         for n, row in enumerate(reader, start=2):
             try:

@@ -275,7 +275,7 @@ def _bench_store(
             "latency_rate_msgs_per_s": latency_rate,
             "latency_run_lost": lat_sent - lat_got,
             "offline_detected_ms": round((offline_at[0] - quiet_from) * 1000 + 0, 0) if offline_at else None,
-            "offline_heartbeat_ms": iot_settings.heartbeat_ms,
+            "offline_heartbeat_ms": iot_settings.rule_params().heartbeat_ms,
             "batches": metrics.batches,
             "connections": CONNECTIONS,
             "receive_max": iot_settings.mqtt_receive_max,
