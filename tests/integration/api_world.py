@@ -22,8 +22,8 @@ from sqlalchemy import insert
 
 from conftest import USCC
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.credit.tables import credit_decisions
 from creditflow.kernel.uscc import make_uscc
 

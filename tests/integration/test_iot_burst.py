@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind
 from creditflow.collateral.mqtt import MqttIngest
-from creditflow.collateral.registry import AssetSpec
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.tools.bench.iot import _run_publisher

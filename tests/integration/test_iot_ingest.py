@@ -17,9 +17,10 @@ from sqlalchemy.exc import IntegrityError
 
 from conftest import START_MS
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.engine import apply_alarm_changes, lock_and_load
+from creditflow.collateral.loans import check_financing_allowed, financing_blocked
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec, check_financing_allowed, financing_blocked
 from creditflow.collateral.rules import AlarmChange
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
@@ -329,7 +330,7 @@ def test_prices_from_csv_keep_history_and_revalue(iot: IotSystem) -> None:
 def test_the_duplicate_check_probes_the_primary_key_instead_of_scanning_readings(app: App) -> None:
     """Every batch looks its (device, seq) keys up among all stored readings: that must stay one index probe
     per key as the table grows (a row-value IN list made SQLite scan the whole table on every batch)."""
-    from creditflow.collateral.ingest import _STORED_POSTGRESQL, _STORED_SQLITE
+    from creditflow.collateral.store import _STORED_POSTGRESQL, _STORED_SQLITE
 
     keys = [("s1", 1), ("s2", 7)]
     with app.engine.connect() as conn:

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import func, select
 
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
 from creditflow.collateral.mqtt import MqttIngest, MqttPublisher, telemetry_topic
-from creditflow.collateral.registry import AssetSpec
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.collateral.tables import iot_alarms, iot_readings

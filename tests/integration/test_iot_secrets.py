@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from conftest import make_settings
 from creditflow.bootstrap import App, build
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.collateral.tables import iot_devices, iot_webhooks

@@ -16,8 +16,8 @@ import uvicorn
 
 from conftest import onboard
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.http.app import create_app
 
 

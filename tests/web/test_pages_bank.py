@@ -15,8 +15,8 @@ from web_helpers import add_user, sign_in
 
 from conftest import issue_accepted
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.http.pages.bank import parse_yuan
 from creditflow.kernel.uscc import make_uscc
 

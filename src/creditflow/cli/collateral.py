@@ -162,7 +162,7 @@ def asset_add(
     db: DbOption = None,
 ) -> None:
     """Register a collateral asset (warehouse lot, equipment or crop field)."""
-    from creditflow.collateral.registry import AssetSpec
+    from creditflow.collateral.assets import AssetSpec
 
     spec = AssetSpec(
         asset_id,

@@ -27,19 +27,17 @@ message cannot hold up the others; a message that still fails is dead-lettered a
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, select, text
-
+from creditflow.collateral import store
 from creditflow.collateral.engine import (
     apply_alarm_changes,
     lock_and_load,
@@ -58,9 +56,10 @@ from creditflow.collateral.model import (
 from creditflow.collateral.rules import OFFLINE, Reading, apply_reading, is_late, tick
 from creditflow.collateral.secrets import IotSecrets
 from creditflow.collateral.settings import IotSettings
-from creditflow.collateral.tables import iot_alarms, iot_dead_letters, iot_devices, iot_readings
+from creditflow.collateral.store import stored_signatures
 from creditflow.collateral.valuation import revalue
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -130,47 +129,6 @@ def settle_heap() -> None:
     late) before; none of them after."""
     gc.collect()
     gc.freeze()
-
-
-# The signatures already stored under a batch's (device, seq) keys, as a join of the keys against the readings'
-# primary key: one index probe per key, one statement shape for every batch size, two parameters. (SQLite plans
-# ``(device_id, seq) IN (VALUES ...)`` as a scan of the whole readings table, and a VALUES list of bound
-# parameters costs PostgreSQL far more to plan and bind than two arrays do.)
-_STORED_SQLITE = text(
-    "SELECT r.device_id, r.seq, r.sig FROM json_each(:keys) AS k"
-    " JOIN iot_readings r ON r.device_id = json_extract(k.value, '$[0]') AND r.seq = json_extract(k.value, '$[1]')"
-)
-# On PostgreSQL it is run unprepared: psycopg prepares a statement after a few executions and the server may
-# then keep one generic plan, made while the readings table was still empty (a sequential scan), however large
-# the table grows (measured: 0.5 ms -> 15 ms a batch at 100 000 readings without an ANALYZE in between).
-_STORED_POSTGRESQL = (
-    "SELECT r.device_id, r.seq, r.sig FROM unnest(%s::varchar[], %s::bigint[]) AS k(d, s)"
-    " JOIN iot_readings r ON r.device_id = k.d AND r.seq = k.s"
-)
-_KEY_CHUNK = 5_000  # (device, seq) keys looked up in one statement
-_INSERT_READINGS = iot_readings.insert()
-_TOUCH_DEVICES = iot_devices.update().where(iot_devices.c.id == bindparam("d_id")).values(last_rx_ms=bindparam("rx"))
-
-
-def stored_signatures(conn: Connection, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], str]:
-    """The signatures already stored under these (device, seq) keys: a duplicate (same signature) or a
-    replayed seq (another one)."""
-    todo = sorted(set(keys))
-    found: dict[tuple[str, int], str] = {}
-    sqlite = conn.dialect.name == "sqlite"
-    for start in range(0, len(todo), _KEY_CHUNK):
-        chunk = todo[start : start + _KEY_CHUNK]
-        if sqlite:
-            rows = [tuple(r) for r in conn.execute(_STORED_SQLITE, {"keys": json.dumps(chunk)})]
-        else:
-            driver = conn.connection.driver_connection  # psycopg's, in this transaction
-            assert driver is not None
-            with driver.cursor() as cursor:
-                cursor.execute(_STORED_POSTGRESQL, ([d for d, _ in chunk], [q for _, q in chunk]), prepare=False)
-                rows = cursor.fetchall()
-        for device_id, seq, sig in rows:
-            found[(device_id, int(seq))] = sig
-    return found
 
 
 class IngestPipeline:
@@ -388,8 +346,8 @@ class IngestPipeline:
         if not rejects:
             return
         cap = self._settings.dead_letter_payload_max_bytes
-        conn.execute(
-            iot_dead_letters.insert(),
+        store.insert_dead_letters(
+            conn,
             [
                 {
                     "received_ms": item.received_ms,
@@ -491,9 +449,7 @@ class IngestPipeline:
                 accepted += 1
                 late_n += late
                 skewed_n += skewed
-            if rows:
-                conn.execute(_INSERT_READINGS, rows)
-                conn.execute(_TOUCH_DEVICES, [{"d_id": d, "rx": rx} for d, rx in sorted(last_rx.items())])
+            store.insert_readings(conn, rows, last_rx)
             moved = save_states(conn, loaded)
             for event in revalue(conn, moved, settings, now, "reading"):
                 note = queue_notification(
@@ -526,28 +482,12 @@ class IngestPipeline:
     def sweep(self, now_ms: int | None = None) -> list[dict[str, Any]]:
         """Judge "offline" on receive time for assets with a silent device or an active offline alarm."""
         now = now_ms if now_ms is not None else self._clock.now_ms()
-        limit = self._settings.heartbeat_ms * self._settings.offline_missed_heartbeats
+        limit = self._params.heartbeat_ms * self._params.offline_missed_heartbeats
         events: list[dict[str, Any]] = []
         counters: dict[str, int] = {}
         with self._engine.begin() as conn:
-            silent = {
-                r.asset_id
-                for r in conn.execute(
-                    select(iot_devices.c.asset_id).where(
-                        iot_devices.c.status == "active",
-                        ((iot_devices.c.last_rx_ms.is_(None)) & (iot_devices.c.created_ts_ms < now - limit))
-                        | (iot_devices.c.last_rx_ms < now - limit),
-                    )
-                )
-            }
-            flagged = {
-                r.asset_id
-                for r in conn.execute(
-                    select(iot_alarms.c.asset_id).where(
-                        iot_alarms.c.alarm_type == OFFLINE, iot_alarms.c.status == "active"
-                    )
-                )
-            }
+            silent = store.silent_assets(conn, now - limit)
+            flagged = store.assets_with_active_alarm(conn, OFFLINE)
             loaded = lock_and_load(conn, silent | flagged)
             for asset_id, ctx in loaded.contexts.items():
                 changes = tick(ctx, loaded.states[asset_id], now, self._params)

@@ -23,12 +23,12 @@ from collections.abc import Iterable
 from typing import Any
 
 import httpx
-from sqlalchemy import Engine, select
 
+from creditflow.collateral import store
 from creditflow.collateral.secrets import IotSecrets
 from creditflow.collateral.settings import IotSettings
-from creditflow.collateral.tables import iot_notifications, iot_webhooks
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Engine
 from creditflow.kernel.errors import LimitExceeded
 
 log = logging.getLogger(__name__)
@@ -119,21 +119,8 @@ class WebhookDispatcher:
         """One pass over the outbox; returns the notifications completed. Reads, posts with no transaction
         open (a slow receiver never holds a database lock), then records the results in one short write."""
         with self._engine.connect().execution_options(read_only=True) as conn, conn.begin():
-            rows = conn.execute(
-                select(iot_notifications)
-                .where(iot_notifications.c.delivered.is_(False))
-                .order_by(iot_notifications.c.id)
-                .limit(self._settings.webhook_batch_max)
-            ).all()
-            hooks = (
-                conn.execute(
-                    select(iot_webhooks).where(
-                        iot_webhooks.c.active.is_(True), iot_webhooks.c.secret_sealed.is_not(None)
-                    )
-                ).all()
-                if rows
-                else []
-            )
+            rows = store.pending_notifications(conn, self._settings.webhook_batch_max)
+            hooks = store.active_webhooks(conn) if rows else []
         results: list[tuple[int, bool, int]] = []
         for row in rows:
             event = json.loads(row.payload_json)
@@ -149,7 +136,7 @@ class WebhookDispatcher:
                         headers={
                             "Content-Type": "application/json",
                             "X-Creditflow-Signature": sign_webhook(
-                                self._secrets.webhook_secret(hook.id, bytes(hook.secret_sealed)), ts, body
+                                self._secrets.webhook_secret(hook.id, hook.secret_sealed), ts, body
                             ),
                         },
                     )
@@ -160,15 +147,13 @@ class WebhookDispatcher:
             results.append((row.id, ok, row.attempts + 1))
         done = 0
         if results:
+            recorded: list[tuple[int, bool, int]] = []
+            for notification_id, ok, attempts in results:
+                finished = ok or attempts >= self._settings.webhook_attempts_max
+                recorded.append((notification_id, finished, attempts))
+                self.delivered += ok
+                self.failed += finished and not ok
+                done += finished
             with self._engine.begin() as conn:
-                for notification_id, ok, attempts in results:
-                    finished = ok or attempts >= self._settings.webhook_attempts_max
-                    conn.execute(
-                        iot_notifications.update()
-                        .where(iot_notifications.c.id == notification_id)
-                        .values(delivered=finished, attempts=attempts)
-                    )
-                    self.delivered += ok
-                    self.failed += finished and not ok
-                    done += finished
+                store.record_deliveries(conn, recorded)
         return done

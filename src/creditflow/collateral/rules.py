@@ -16,12 +16,16 @@ the service but does not move any rule: "latest" is the reading with the newest 
 | device_offline          | MAJOR    | a bound device silent for N heartbeats (receive time)                 |
 | camera_tamper           | CRITICAL | occlusion or tamper reported                                          |
 | crop_frost / crop_heat / crop_drought / crop_waterlogging / crop_low_light | MAJOR/MINOR | sustained beyond the crop profile |
+
+Each rule is one pure function plus one entry in `RULES` (its alarm types with their severity, its parameters
+with defaults and validation bounds); `SEVERITY`, `RULE_PARAMS` and the rule settings of
+`creditflow.collateral.settings.IotSettings` are derived from the registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from creditflow.collateral.model import (
@@ -46,19 +50,45 @@ CROP_DROUGHT = "crop_drought"
 CROP_WATERLOGGING = "crop_waterlogging"
 CROP_LOW_LIGHT = "crop_low_light"
 
-SEVERITY: dict[str, Severity] = {
-    OUTBOUND: Severity.CRITICAL,
-    GEOFENCE: Severity.CRITICAL,
-    AFTER_HOURS: Severity.MAJOR,
-    OFFLINE: Severity.MAJOR,
-    TAMPER: Severity.CRITICAL,
-    CROP_FROST: Severity.MAJOR,
-    CROP_HEAT: Severity.MAJOR,
-    CROP_DROUGHT: Severity.MAJOR,
-    CROP_WATERLOGGING: Severity.MINOR,
-    CROP_LOW_LIGHT: Severity.MINOR,
-}
-ALARM_TYPES = tuple(SEVERITY)
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """A rule parameter: its name (also the setting's: ``IotSettings.<name>``, ``CREDITFLOW_IOT__<NAME>``),
+    type, default and validation bounds."""
+
+    name: str
+    annotation: Any
+    default: Any = None
+    default_factory: Callable[[], Any] | None = None
+    ge: float | None = None
+    le: float | None = None
+    description: str | None = None
+
+    def default_value(self) -> Any:
+        return self.default_factory() if self.default_factory is not None else self.default
+
+
+# Parameters more than one rule reads (and the price import, for local dates).
+SHARED_PARAMS = (
+    Param("clear_holdoff_ms", int, 5 * 60_000, ge=0, description="back in range this long before an alarm clears"),
+    Param("utc_offset_minutes", int, 8 * 60, ge=-720, le=840, description="local time of sites (China: +08:00)"),
+)
+OFFLINE_PARAMS = (
+    Param("heartbeat_ms", int, 60_000, ge=1_000, description="devices report at least this often"),
+    Param("offline_missed_heartbeats", int, 3, ge=1, le=100, description="silent this many heartbeats = offline"),
+)
+OUTBOUND_PARAMS = (
+    Param("outbound_tolerance_bps", int, 100, ge=0, le=10_000, description="weight drop tolerated, of expected"),
+    Param("outbound_tolerance_g", int, 50_000, ge=0, description="weight drop tolerated, absolute floor (g)"),
+    Param("motion_window_ms", int, 10 * 60_000, ge=0, description="camera motion this close raises confidence"),
+)
+EQUIPMENT_PARAMS = (
+    Param(
+        "business_hours", tuple[int, int], (7, 19), description="local [start, end) hours; movement outside is MAJOR"
+    ),
+    Param("move_speed_kmh", float, 3.0, ge=0),
+    Param("move_distance_m", float, 50.0, ge=0),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +113,37 @@ class CropProfile:
     )
 
 
+def _default_crop_profiles() -> dict[str, CropProfile]:
+    return {
+        "default": CropProfile(),
+        "tea": CropProfile(
+            soil_moisture_min_pct=25.0, soil_moisture_max_pct=80.0, frost_c=0.0, heat_c=35.0, light_min_lux=3_000.0
+        ),
+    }
+
+
+CROP_PARAMS = (Param("crop_profiles", dict[str, CropProfile], default_factory=_default_crop_profiles),)
+_PARAM_DEFAULTS = {
+    p.name: p.default_value() for p in SHARED_PARAMS + OFFLINE_PARAMS + OUTBOUND_PARAMS + EQUIPMENT_PARAMS
+}
+
+
 @dataclass(frozen=True, slots=True)
 class RuleParams:
-    outbound_tolerance_bps: int = 100  # 1 % of the expected quantity ...
-    outbound_tolerance_g: int = 50_000  # ... or 50 kg, whichever is larger
-    motion_window_ms: int = 10 * 60_000
-    clear_holdoff_ms: int = 5 * 60_000
-    heartbeat_ms: int = 60_000
-    offline_missed_heartbeats: int = 3
-    business_hours: tuple[int, int] = (7, 19)  # local [start, end)
-    utc_offset_minutes: int = 8 * 60
-    move_speed_kmh: float = 3.0
-    move_distance_m: float = 50.0
+    """The rules' parameters as the engine takes them; names and defaults are the registry's (`RULES`), the
+    settings (`IotSettings.rule_params`) fill them. Only ``crop_profiles`` has a smaller default here (the
+    ``default`` profile alone) than the settings give."""
+
+    outbound_tolerance_bps: int = _PARAM_DEFAULTS["outbound_tolerance_bps"]  # 1 % of the expected quantity ...
+    outbound_tolerance_g: int = _PARAM_DEFAULTS["outbound_tolerance_g"]  # ... or 50 kg, whichever is larger
+    motion_window_ms: int = _PARAM_DEFAULTS["motion_window_ms"]
+    clear_holdoff_ms: int = _PARAM_DEFAULTS["clear_holdoff_ms"]
+    heartbeat_ms: int = _PARAM_DEFAULTS["heartbeat_ms"]
+    offline_missed_heartbeats: int = _PARAM_DEFAULTS["offline_missed_heartbeats"]
+    business_hours: tuple[int, int] = _PARAM_DEFAULTS["business_hours"]  # local [start, end)
+    utc_offset_minutes: int = _PARAM_DEFAULTS["utc_offset_minutes"]
+    move_speed_kmh: float = _PARAM_DEFAULTS["move_speed_kmh"]
+    move_distance_m: float = _PARAM_DEFAULTS["move_distance_m"]
     crop_profiles: Mapping[str, CropProfile] = field(default_factory=lambda: {"default": CropProfile()})
 
     def profile(self, crop: str) -> CropProfile:
@@ -350,3 +399,44 @@ def _crop(
     lost = sum(penalties.get(t, 0) for t, c in state.conds.items() if c.active and t in penalties)
     state.health_index = max(0, 100 - lost)
     return changes
+
+
+# --- the registry ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: its pure function, the alarm types it raises with their severity, and the parameters it
+    reads (beyond `SHARED_PARAMS`). `IotSettings` derives its rule settings from these entries."""
+
+    name: str
+    alarms: tuple[tuple[str, Severity], ...]
+    params: tuple[Param, ...]
+    check: Callable[..., list[AlarmChange]]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("outbound", ((OUTBOUND, Severity.CRITICAL),), OUTBOUND_PARAMS, _outbound),
+    Rule("equipment", ((GEOFENCE, Severity.CRITICAL), (AFTER_HOURS, Severity.MAJOR)), EQUIPMENT_PARAMS, _equipment),
+    Rule("offline", ((OFFLINE, Severity.MAJOR),), OFFLINE_PARAMS, _offline),
+    Rule("camera", ((TAMPER, Severity.CRITICAL),), (), _camera),
+    Rule(
+        "crop",
+        (
+            (CROP_FROST, Severity.MAJOR),
+            (CROP_HEAT, Severity.MAJOR),
+            (CROP_DROUGHT, Severity.MAJOR),
+            (CROP_WATERLOGGING, Severity.MINOR),
+            (CROP_LOW_LIGHT, Severity.MINOR),
+        ),
+        CROP_PARAMS,
+        _crop,
+    ),
+)
+SEVERITY: dict[str, Severity] = {alarm_type: severity for rule in RULES for alarm_type, severity in rule.alarms}
+ALARM_TYPES = tuple(SEVERITY)
+RULE_PARAMS: tuple[Param, ...] = SHARED_PARAMS + tuple(p for rule in RULES for p in rule.params)
+
+assert len(ALARM_TYPES) == sum(len(rule.alarms) for rule in RULES), "every alarm type is raised by one rule"
+assert [p.name for p in RULE_PARAMS] and len({p.name for p in RULE_PARAMS}) == len(RULE_PARAMS), "one entry a name"
+assert {f.name for f in fields(RuleParams)} == {p.name for p in RULE_PARAMS}, "RuleParams has the registry's names"

@@ -21,9 +21,9 @@ import threading
 from collections import OrderedDict
 
 from nacl.exceptions import CryptoError
-from sqlalchemy import Engine, select
 
-from creditflow.collateral.tables import iot_devices, iot_webhooks
+from creditflow.collateral import store
+from creditflow.kernel.engine import Engine
 from creditflow.ledger.custody import Custody, SecretBox
 
 log = logging.getLogger(__name__)
@@ -88,26 +88,16 @@ class IotSecrets:
 
     def seal_clear_secrets(self, engine: Engine) -> int:
         """Seal every secret still stored in clear (a database from before sealing); return how many."""
-        clear_devices = select(iot_devices.c.id, iot_devices.c.secret, iot_devices.c.secret_version).where(
-            iot_devices.c.secret.is_not(None)
-        )
-        clear_hooks = select(iot_webhooks.c.id, iot_webhooks.c.secret).where(iot_webhooks.c.secret.is_not(None))
         with engine.connect().execution_options(read_only=True) as conn:  # the usual case: nothing to do
-            if not (conn.execute(clear_devices.limit(1)).first() or conn.execute(clear_hooks.limit(1)).first()):
+            if not store.has_clear_secrets(conn):
                 return 0
         done = 0
         with engine.begin() as conn:
-            for device in conn.execute(clear_devices).all():
-                sealed = self.seal_device(device.id, device.secret_version, bytes(device.secret))
-                conn.execute(
-                    iot_devices.update().where(iot_devices.c.id == device.id).values(secret=None, secret_sealed=sealed)
-                )
+            for device_id, version, secret in store.clear_device_secrets(conn):
+                store.seal_device_secret(conn, device_id, self.seal_device(device_id, version, secret))
                 done += 1
-            for hook in conn.execute(clear_hooks).all():
-                sealed = self.seal_webhook(hook.id, bytes(hook.secret))
-                conn.execute(
-                    iot_webhooks.update().where(iot_webhooks.c.id == hook.id).values(secret=None, secret_sealed=sealed)
-                )
+            for webhook_id, secret in store.clear_webhook_secrets(conn):
+                store.seal_webhook_secret(conn, webhook_id, self.seal_webhook(webhook_id, secret))
                 done += 1
         log.info("sealed %d IoT secrets that were stored in clear", done)
         return done

@@ -1,23 +1,24 @@
 """Every limit of the IoT-collateral capability, named, with a default.
 
-`IotSettings.from_settings` reads ``iot_*`` fields from `creditflow.config.Settings` where they exist
-(their names are these names with an ``iot_`` prefix), so moving them into `Settings` is a small change.
+`IotSettings.from_settings` reads ``iot_*`` fields from the application's settings object where they exist
+(their names are these names with an ``iot_`` prefix), so moving them into `Settings` is a small change. This
+module does not import `creditflow.config` (config nests `IotSettings` as ``Settings.iot``): the settings
+object is taken as it comes, by its attributes.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from creditflow.collateral.model import LtvBands
-from creditflow.collateral.rules import CropProfile, RuleParams
-
-if TYPE_CHECKING:  # config may nest IotSettings (Settings.iot): no import cycle
-    from creditflow.config import Settings
+from creditflow.collateral.rules import RULE_PARAMS, Param, RuleParams
 
 
-class IotSettings(BaseModel):
+class _IotSettings(BaseModel):
+    """`IotSettings` without the rule settings, which are added from the registry."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # ingest
@@ -50,25 +51,7 @@ class IotSettings(BaseModel):
     )
     mqtt_keepalive_s: int = Field(30, ge=5)
 
-    # rules
-    outbound_tolerance_bps: int = Field(100, ge=0, le=10_000, description="weight drop tolerated, of expected")
-    outbound_tolerance_g: int = Field(50_000, ge=0, description="weight drop tolerated, absolute floor (g)")
-    motion_window_ms: int = Field(10 * 60_000, ge=0, description="camera motion this close raises confidence")
-    clear_holdoff_ms: int = Field(5 * 60_000, ge=0, description="back in range this long before an alarm clears")
-    heartbeat_ms: int = Field(60_000, ge=1_000, description="devices report at least this often")
-    offline_missed_heartbeats: int = Field(3, ge=1, le=100, description="silent this many heartbeats = offline")
-    business_hours: tuple[int, int] = Field((7, 19), description="local [start, end) hours; movement outside is MAJOR")
-    utc_offset_minutes: int = Field(480, ge=-720, le=840, description="local time of sites (China: +08:00)")
-    move_speed_kmh: float = Field(3.0, ge=0)
-    move_distance_m: float = Field(50.0, ge=0)
-    crop_profiles: dict[str, CropProfile] = Field(
-        default_factory=lambda: {
-            "default": CropProfile(),
-            "tea": CropProfile(
-                soil_moisture_min_pct=25.0, soil_moisture_max_pct=80.0, frost_c=0.0, heat_c=35.0, light_min_lux=3_000.0
-            ),
-        }
-    )
+    # rules: their settings are derived from the rules registry (`creditflow.collateral.rules.RULES`), below
 
     # valuation and LTV
     ltv_bands_bps: dict[str, tuple[int, int, int]] = Field(
@@ -86,21 +69,22 @@ class IotSettings(BaseModel):
     webhook_attempts_max: int = Field(8, ge=1)
 
     @model_validator(mode="after")
-    def _check(self) -> IotSettings:
+    def _check(self) -> _IotSettings:
         if "default" not in self.ltv_bands_bps:
             raise ValueError("ltv_bands_bps needs a 'default' entry")
         for values in self.ltv_bands_bps.values():
             LtvBands(*values)
-        start, end = self.business_hours
+        start, end = getattr(self, "business_hours", (0, 24))
         if not 0 <= start < end <= 24:
             raise ValueError("business_hours must be 0 <= start < end <= 24")
         return self
 
     @classmethod
-    def from_settings(cls, settings: Settings | None, **overrides: Any) -> IotSettings:
+    def from_settings(cls, settings: object | None, **overrides: Any) -> Self:
+        """From ``settings.iot`` if it is an `IotSettings`, else from its ``iot_<name>`` attributes."""
         values: dict[str, Any] = {}
         nested = getattr(settings, "iot", None)
-        if isinstance(nested, IotSettings):  # wired as a nested block: Settings.iot (CREDITFLOW_IOT__QUEUE_MAX=...)
+        if isinstance(nested, cls):  # wired as a nested block: Settings.iot (CREDITFLOW_IOT__QUEUE_MAX=...)
             return nested.model_copy(update=overrides) if overrides else nested
         if settings is not None:
             for name in cls.model_fields:
@@ -113,16 +97,20 @@ class IotSettings(BaseModel):
         return LtvBands(*self.ltv_bands_bps.get(key, self.ltv_bands_bps["default"]))
 
     def rule_params(self) -> RuleParams:
-        return RuleParams(
-            outbound_tolerance_bps=self.outbound_tolerance_bps,
-            outbound_tolerance_g=self.outbound_tolerance_g,
-            motion_window_ms=self.motion_window_ms,
-            clear_holdoff_ms=self.clear_holdoff_ms,
-            heartbeat_ms=self.heartbeat_ms,
-            offline_missed_heartbeats=self.offline_missed_heartbeats,
-            business_hours=self.business_hours,
-            utc_offset_minutes=self.utc_offset_minutes,
-            move_speed_kmh=self.move_speed_kmh,
-            move_distance_m=self.move_distance_m,
-            crop_profiles=dict(self.crop_profiles),
-        )
+        values = {p.name: getattr(self, p.name) for p in RULE_PARAMS}
+        values["crop_profiles"] = dict(values["crop_profiles"])
+        return RuleParams(**values)
+
+
+def _rule_field(p: Param) -> tuple[Any, Any]:
+    if p.default_factory is not None:
+        return p.annotation, Field(default_factory=p.default_factory, description=p.description, ge=p.ge, le=p.le)
+    return p.annotation, Field(p.default, description=p.description, ge=p.ge, le=p.le)
+
+
+if TYPE_CHECKING:
+    IotSettings = _IotSettings
+else:
+    IotSettings = create_model(
+        "IotSettings", __base__=_IotSettings, __module__=__name__, **{p.name: _rule_field(p) for p in RULE_PARAMS}
+    )

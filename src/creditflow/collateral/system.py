@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine
-
 from creditflow.collateral.ingest import IngestPipeline
 from creditflow.collateral.notify import Broadcaster, WebhookDispatcher
 from creditflow.collateral.registry import CollateralService
@@ -13,6 +11,7 @@ from creditflow.collateral.secrets import IotSecrets
 from creditflow.collateral.settings import IotSettings
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Engine
 from creditflow.ledger.custody import Custody
 
 

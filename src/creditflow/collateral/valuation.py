@@ -14,8 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select
-
+from creditflow.collateral import store
 from creditflow.collateral.model import (
     AssetKind,
     LtvBand,
@@ -26,7 +25,8 @@ from creditflow.collateral.model import (
     ltv_bps,
 )
 from creditflow.collateral.settings import IotSettings
-from creditflow.collateral.tables import iot_assets, iot_loan_events, iot_loans, iot_pledges, iot_prices
+from creditflow.collateral.store import ValuedAsset, latest_prices
+from creditflow.kernel.engine import Connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,26 +58,8 @@ class LoanEvent:
         }
 
 
-def latest_prices(conn: Connection, commodities: Iterable[str]) -> dict[str, int]:
-    names = sorted(set(commodities))
-    if not names:
-        return {}
-    newest = (
-        select(iot_prices.c.commodity, func.max(iot_prices.c.ts_ms).label("ts"))
-        .where(iot_prices.c.commodity.in_(names))
-        .group_by(iot_prices.c.commodity)
-        .subquery()
-    )
-    rows = conn.execute(
-        select(iot_prices.c.commodity, iot_prices.c.price_minor_per_kg).join(
-            newest, (iot_prices.c.commodity == newest.c.commodity) & (iot_prices.c.ts_ms == newest.c.ts)
-        )
-    )
-    return {r.commodity: int(r.price_minor_per_kg) for r in rows}
-
-
-def asset_value(row: Any, haircut_bps: int, prices: dict[str, int]) -> int:
-    """The lendable value of one asset row (as stored in ``iot_assets``)."""
+def asset_value(row: ValuedAsset, haircut_bps: int, prices: dict[str, int]) -> int:
+    """The lendable value of one asset (as stored in ``iot_assets``)."""
     kind = AssetKind(row.kind)
     if kind is AssetKind.EQUIPMENT:
         return appraised_value_minor(int(row.appraised_minor or 0), haircut_bps)
@@ -95,27 +77,17 @@ def revalue(
     ids = sorted(set(asset_ids))
     if not ids:
         return []
-    rows = conn.execute(
-        select(iot_assets, iot_pledges.c.haircut_bps, iot_pledges.c.loan_id)
-        .select_from(iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id))
-        .where(iot_assets.c.id.in_(ids))
-    ).all()
+    rows = store.assets_to_value(conn, ids)
     prices = latest_prices(conn, [r.commodity for r in rows if r.commodity])
     loans: set[str] = set()
-    changed: list[dict[str, Any]] = []
+    changed: dict[str, int] = {}
     for row in rows:
         value = asset_value(row, int(row.haircut_bps or 0), prices)
         if value != row.value_minor:
-            changed.append({"a_id": row.id, "v": value})
+            changed[row.id] = value
             if row.loan_id is not None:
                 loans.add(row.loan_id)
-    if changed:
-        conn.execute(
-            iot_assets.update()
-            .where(iot_assets.c.id == bindparam("a_id"))
-            .values(value_minor=bindparam("v"), valued_ts_ms=now_ms),
-            changed,
-        )
+    store.set_asset_values(conn, changed, now_ms)
     return revalue_loans(conn, loans, settings, now_ms, cause)
 
 
@@ -124,40 +96,33 @@ def revalue_loans(
 ) -> list[LoanEvent]:
     events: list[LoanEvent] = []
     for loan_id in sorted(set(loan_ids)):
-        loan = conn.execute(select(iot_loans).where(iot_loans.c.id == loan_id).with_for_update()).one()
-        total = conn.execute(
-            select(func.coalesce(func.sum(iot_assets.c.value_minor), 0))
-            .select_from(iot_assets.join(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id))
-            .where(iot_pledges.c.loan_id == loan_id)
-        ).scalar_one()
-        value = int(total)
+        loan = store.lock_loan(conn, loan_id)
+        assert loan is not None, "revalued loans exist"
+        value = store.pledged_value(conn, loan_id)
         outstanding = int(loan.outstanding_minor)
         ltv = ltv_bps(outstanding, value)
         current = LtvBand(loan.band)
         band = band_for(ltv, settings.bands(loan.bands_key), current, settings.ltv_hysteresis_bps)
         if value == loan.value_minor and ltv == loan.ltv_bps and band is current:
             continue
-        conn.execute(
-            iot_loans.update()
-            .where(iot_loans.c.id == loan_id)
-            .values(value_minor=value, ltv_bps=ltv, band=band.value, updated_ts_ms=now_ms)
-        )
+        store.set_loan_valuation(conn, loan_id, value, ltv, band.value, now_ms)
         if band is not current:
             event = LoanEvent(
                 loan_id, loan.borrower, loan.lender, current, band, ltv, value, outstanding, now_ms, cause
             )
-            conn.execute(
-                iot_loan_events.insert().values(
-                    id=str(uuid.uuid4()),
-                    loan_id=loan_id,
-                    ts_ms=now_ms,
-                    from_band=current.value,
-                    to_band=band.value,
-                    ltv_bps=ltv,
-                    value_minor=value,
-                    outstanding_minor=outstanding,
-                    cause=cause,
-                )
+            store.insert_loan_event(
+                conn,
+                {
+                    "id": str(uuid.uuid4()),
+                    "loan_id": loan_id,
+                    "ts_ms": now_ms,
+                    "from_band": current.value,
+                    "to_band": band.value,
+                    "ltv_bps": ltv,
+                    "value_minor": value,
+                    "outstanding_minor": outstanding,
+                    "cause": cause,
+                },
             )
             events.append(event)
     return events

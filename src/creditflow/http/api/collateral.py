@@ -30,8 +30,8 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSpec, asset_not_found, device_not_found
 from creditflow.collateral.model import AssetKind, DeviceKind
-from creditflow.collateral.registry import AssetSpec, asset_not_found, device_not_found
 from creditflow.collateral.system import IotSystem
 from creditflow.http.common import error_responses
 from creditflow.http.schemas import Page

@@ -5,15 +5,13 @@ Every handler calls the services the JSON API calls, with the signed-in bank's i
 what the API would show that bank: the requests it received, the agreements and exposure it holds, the
 collateral loans it granted and the alarms on the assets pledged to them.
 
-Two reads have no service method yet (the IoT services are being made per-organisation): the list of a
-lender's loan ids, and an asset's geofence and rule state (last GPS fix, devices judged offline). They are
-the small read-only queries in `_lender_loans` and `_asset_sites`, scoped to the bank's own loans; everything
-else about a loan, an asset, its devices and alarms comes from `CollateralService`.
+The collateral parts read only `CollateralService`: the bank's loans in one batched read
+(`lender_loans`), an asset's site (geofence, last GPS fix, devices judged offline or tampered with) from
+`sites`, never the rules engine's stored state.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -22,12 +20,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
-from sqlalchemy import select
 
 from creditflow.bootstrap import App
+from creditflow.collateral.assets import AssetSite
 from creditflow.collateral.model import BAND_ORDER, LtvBand
 from creditflow.collateral.model import inside as point_inside
-from creditflow.collateral.tables import iot_assets, iot_loans
 from creditflow.http.api.collateral import iot_of
 from creditflow.http.api.credit import _may_ask, credit_service
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, form_error, render, role_pages
@@ -103,29 +100,9 @@ def portfolio(request: Request, user: Bank) -> HTMLResponse:
 # --- collateral ----------------------------------------------------------------------------------------
 
 
-def _lender_loans(app: App, who: Principal) -> list[tuple[str, str]]:
-    """(loan id, LTV bands key) of the loans the bank granted: what ``GET /v1/iot/loans/{id}`` shows it."""
-    stmt = (
-        select(iot_loans.c.id, iot_loans.c.bands_key).where(iot_loans.c.lender == who.org_id).order_by(iot_loans.c.id)
-    )
-    with app.engine.connect().execution_options(read_only=True) as conn:
-        return [(r.id, r.bands_key) for r in conn.execute(stmt)]
-
-
 def _loans(app: App, who: Principal) -> list[dict[str, Any]]:
     """The bank's collateral loans as ``GET /v1/iot/loans/{id}`` answers them, with their LTV bands."""
-    iot = iot_of(app)
-    loans = []
-    for loan_id, bands_key in _lender_loans(app, who):
-        loan = iot.collateral.loan(loan_id)
-        bands = iot.settings.bands(bands_key)
-        loan["bands"] = {
-            "warning_bps": bands.warning_bps,
-            "margin_call_bps": bands.margin_call_bps,
-            "liquidation_bps": bands.liquidation_bps,
-        }
-        loans.append(loan)
-    return loans
+    return iot_of(app).collateral.lender_loans(who.org_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,46 +158,27 @@ def _projector(points: Sequence[tuple[float, float]]) -> Any:
     return project
 
 
-def _device_status(device: dict[str, Any], state: dict[str, Any]) -> str:
+def _device_status(device: dict[str, Any], site: AssetSite | None) -> str:
     if device["status"] != "active":
         return "retired"
-    latest = state.get("latest", {}).get(device["device_id"])
-    values = latest[1] if latest else {}
-    if values.get("tamper", 0) >= 0.5 or values.get("occlusion", 0) >= 0.5:
+    if site is not None and device["device_id"] in site.tampered:
         return "tampered"
-    if device["device_id"] in state.get("offline", ()):
+    if site is not None and device["device_id"] in site.offline:
         return "offline"
     return "online" if device["last_rx_ms"] is not None else "silent"
-
-
-def _asset_sites(app: App, asset_ids: Sequence[str]) -> dict[str, tuple[list[list[float]] | None, dict[str, Any]]]:
-    """asset id -> (geofence [[lat, lon], ...] or None, the rule engine's state of the asset)."""
-    if not asset_ids:
-        return {}
-    with app.engine.connect().execution_options(read_only=True) as conn:
-        rows = conn.execute(
-            select(iot_assets.c.id, iot_assets.c.geofence_json, iot_assets.c.state_json).where(
-                iot_assets.c.id.in_(list(asset_ids))
-            )
-        )
-        return {
-            r.id: (json.loads(r.geofence_json) if r.geofence_json else None, json.loads(r.state_json) or {})
-            for r in rows
-        }
 
 
 def site_plans(app: App, asset_ids: Sequence[str]) -> list[SitePlan]:
     """A plan per asset: the geofence drawn to scale with the last GPS fix, devices coloured by status."""
     iot = iot_of(app)
-    sites = _asset_sites(app, asset_ids)
+    sites = iot.collateral.sites(asset_ids)
     plans = []
     for asset_id in asset_ids:
         asset = iot.collateral.asset(asset_id)
-        geofence, state = sites.get(asset_id, (None, {}))
+        site = sites.get(asset_id)
         devices = iot.collateral.devices(asset_id)
-        raw_position = state.get("last_position")
-        position = (float(raw_position[0]), float(raw_position[1])) if raw_position else None
-        points = [(float(p[0]), float(p[1])) for p in geofence or []]
+        position = site.position if site else None
+        points = list(site.geofence or ()) if site else []
         project = _projector(points + ([position] if position else [])) if points or position else None
         polygon = " ".join(f"{x},{y}" for x, y in (project(*p) for p in points)) if project else ""
         at = project(*position) if project and position else None
@@ -229,7 +187,7 @@ def site_plans(app: App, asset_ids: Sequence[str]) -> list[SitePlan]:
         edge = [d for d in devices if not (d["kind"] == "tracker" and at)]  # drawn in a row along the bottom
         step = (PLAN_W - 2 * PLAN_PAD) / max(len(edge), 1)
         for device in devices:
-            status = _device_status(device, state)
+            status = _device_status(device, site)
             if device["kind"] == "tracker" and at:
                 x, y, gps = at[0], at[1], True
             else:
@@ -241,7 +199,7 @@ def site_plans(app: App, asset_ids: Sequence[str]) -> list[SitePlan]:
                 asset=asset,
                 polygon=polygon,
                 position=at,
-                position_ts_ms=int(raw_position[2]) if raw_position else None,
+                position_ts_ms=site.position_ts_ms if site else None,
                 inside=inside,
                 markers=tuple(markers),
                 active_alarms=active,
@@ -276,11 +234,10 @@ def collateral(request: Request, user: Bank) -> HTMLResponse:
 
 def pledged_assets(app: App, who: Principal) -> dict[str, str]:
     """asset id -> loan id, for the assets pledged to the bank's loans."""
-    iot = iot_of(app)
     return {
-        asset_id: loan_id
-        for loan_id, _ in _lender_loans(app, who)
-        for asset_id in iot.collateral.loan(loan_id)["assets"]
+        asset_id: loan["loan_id"]
+        for loan in iot_of(app).collateral.lender_loans(who.org_id)
+        for asset_id in loan["assets"]
     }
 
 
@@ -288,10 +245,10 @@ def bank_alarms(app: App, assets: dict[str, str], *, open_only: bool) -> list[di
     """Alarms on the bank's pledged assets, newest first. ``open_only``: the console view (still active,
     or not yet acknowledged), as in mature IoT platforms."""
     iot = iot_of(app)
-    alarms: list[dict[str, Any]] = []
-    for asset_id, loan_id in assets.items():
-        for alarm in iot.collateral.alarms(asset_id=asset_id, limit=ALARM_PAGE_MAX):
-            alarms.append({**alarm, "loan_id": loan_id})
+    alarms = [
+        {**alarm, "loan_id": assets[alarm["asset_id"]]}
+        for alarm in iot.collateral.alarms_of_assets(list(assets), limit_per_asset=ALARM_PAGE_MAX)
+    ]
     if open_only:
         alarms = [a for a in alarms if a["status"] == "active" or not a["acknowledged"]]
     alarms.sort(key=lambda a: (a["raised_ts_ms"], a["alarm_id"]), reverse=True)

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from creditflow.bootstrap import build
+from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.ingest import settle_heap
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
-from creditflow.collateral.registry import AssetSpec
 from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.config import Settings
@@ -275,7 +275,7 @@ def _bench_store(
             "latency_rate_msgs_per_s": latency_rate,
             "latency_run_lost": lat_sent - lat_got,
             "offline_detected_ms": round((offline_at[0] - quiet_from) * 1000 + 0, 0) if offline_at else None,
-            "offline_heartbeat_ms": iot_settings.heartbeat_ms,
+            "offline_heartbeat_ms": iot_settings.rule_params().heartbeat_ms,
             "batches": metrics.batches,
             "connections": CONNECTIONS,
             "receive_max": iot_settings.mqtt_receive_max,
@@ -318,14 +318,12 @@ def run_iot_bench(
         )
     result["sqlite"]["bound_msgs_per_s"] = round(bound, 1)
     if pg_url:
-        from sqlalchemy import text
-
         from creditflow.kernel.engine import make_engine
 
         name = f"cf_bench_{uuid.uuid4().hex[:8]}"
         admin = make_engine(pg_url).execution_options(isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         try:
             result["postgresql"] = _bench_store(
                 f"{pg_url.rsplit('/', 1)[0]}/{name}", mqtt_url, messages, latency_rate, latency_seconds, ramp_rates
@@ -333,7 +331,7 @@ def run_iot_bench(
             result["postgresql"]["bound_msgs_per_s"] = round(bound, 1)
         finally:
             with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.dispose()
     else:
         result["postgresql"] = {"skipped": "no PostgreSQL URL (--pg or $CREDITFLOW_TEST_PG_URL)"}
