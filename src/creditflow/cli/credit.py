@@ -51,17 +51,14 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _open(db: str | None) -> App:
-    import creditflow.credit.tables  # noqa: F401  (registers the tables until tables.py imports them)
     from creditflow.bootstrap import build
 
     return build(Settings(db_url=db) if db else Settings())
 
 
 def credit_service_for(app: App) -> CreditService:
-    from creditflow.credit.service import CreditService
-
-    existing = getattr(app, "credit", None)
-    return existing if isinstance(existing, CreditService) else CreditService(app.engine, app.settings, app.clock)
+    """The composition root's credit service (every command goes through it, as the routes do)."""
+    return app.credit
 
 
 def _refused(error: DomainError) -> typer.Exit:
@@ -438,7 +435,6 @@ def bench_credit(
     as_json: JsonOption = False,
 ) -> None:
     """Decision latency (in-process, HTTP), batch scoring, automation, German credit AUCs (5-fold)."""
-    import creditflow.credit.tables  # noqa: F401
     from creditflow.tools.bench.credit import run_credit_bench
 
     print(json.dumps(run_credit_bench(firms=firms, seed=seed), indent=None if as_json else 2))
@@ -450,7 +446,6 @@ DEMO_SEED = 11
 def run_credit_demo(console: Console, app: App) -> int:
     """The data-credit part of `creditflow demo`: two online sellers with no core enterprise behind them
     (脱核链贷) apply for a pure-credit loan; the engine answers each in milliseconds with its reasons."""
-    import creditflow.credit.tables  # noqa: F401  (registers the tables until tables.py imports them)
     from creditflow.credit.scorer import world_vectors
     from creditflow.credit.simulate import simulate
 

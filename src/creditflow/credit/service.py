@@ -19,11 +19,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Connection, Engine, bindparam, insert, select, update
 
+from creditflow.credit import store
 from creditflow.credit.artefacts import Artefact, ChallengerArtefact
 from creditflow.credit.decisions import PRODUCTS, CreditDecision, Policy, load_policy
 from creditflow.credit.features import FEATURES, FeatureVector, compute_features_from_rows
@@ -40,34 +40,13 @@ from creditflow.credit.sources import (
     parse_file,
     read_rows,
 )
-from creditflow.credit.tables import (
-    credit_decisions,
-    credit_firms,
-    credit_imports,
-    credit_labels,
-    credit_models,
-    credit_observations,
-)
 from creditflow.credit.training import Trained, train_pair
 from creditflow.financing.policy import CreditView
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
 from creditflow.ledger.model.certificates import CHINA_TZ
-
-# the two statements of one decision's read, built once (SQLAlchemy then reuses their compiled form)
-_FIRM_QUERY = select(
-    credit_firms.c.name,
-    credit_firms.c.founded_on,
-    credit_firms.c.industry,
-    credit_firms.c.blacklisted,
-    credit_firms.c.court_judgment,
-).where(credit_firms.c.org_id == bindparam("org_id"))
-_obs = credit_observations.c
-# the columns in `features.ObservationRow` order
-_HISTORY_QUERY = select(_obs.source, _obs.metric, _obs.period, _obs.available_on, _obs.value).where(
-    _obs.org_id == bindparam("org_id"), _obs.available_on < bindparam("as_of"), _obs.available_on >= bindparam("start")
-)
 
 
 @dataclass
@@ -188,36 +167,21 @@ class CreditService:
                     return report
                 self._insert_observations(conn, new, import_id)
                 report.imported, report.unchanged = len(new), unchanged
-            conn.execute(
-                insert(credit_imports).values(
-                    id=import_id,
-                    source=source,
-                    filename=filename[:255],
-                    sha256=parsed.sha256,
-                    rows=parsed.rows,
-                    observations=report.imported,
-                    imported_ts_ms=self.clock.now_ms(),
-                )
+            store.insert_import(
+                conn,
+                import_id=import_id,
+                source=source,
+                filename=filename[:255],
+                sha256=parsed.sha256,
+                rows=parsed.rows,
+                observations=report.imported,
+                imported_ts_ms=self.clock.now_ms(),
             )
         report.import_id = import_id
         return report
 
     def _diff(self, conn: Connection, observations: list[Observation]) -> tuple[list[Observation], int, list[RowError]]:
-        orgs = sorted({o.org_id for o in observations})
-        existing: dict[tuple[str, str, str, dt.date, str], float] = {}
-        for chunk in range(0, len(orgs), 500):
-            rows = conn.execute(
-                select(
-                    credit_observations.c.org_id,
-                    credit_observations.c.source,
-                    credit_observations.c.metric,
-                    credit_observations.c.period,
-                    credit_observations.c.item_key,
-                    credit_observations.c.value,
-                ).where(credit_observations.c.org_id.in_(orgs[chunk : chunk + 500]))
-            )
-            for r in rows:
-                existing[(r.org_id, r.source, r.metric, r.period, r.item_key)] = r.value
+        existing = store.observation_values(conn, {o.org_id for o in observations})
         new, unchanged, conflicts = [], 0, []
         for n, o in enumerate(observations, start=1):
             old = existing.get((o.org_id, o.source, o.metric, o.period, o.item_key))
@@ -237,35 +201,10 @@ class CreditService:
         return new, unchanged, conflicts
 
     def _insert_observations(self, conn: Connection, observations: list[Observation], import_id: str) -> None:
-        rows = [
-            {
-                "org_id": o.org_id,
-                "source": o.source,
-                "metric": o.metric,
-                "period": o.period,
-                "item_key": o.item_key,
-                "available_on": o.available_on,
-                "value": o.value,
-                "note": o.note,
-                "import_id": import_id,
-            }
-            for o in observations
-        ]
-        for start in range(0, len(rows), 5000):
-            conn.execute(insert(credit_observations), rows[start : start + 5000])
+        store.insert_observations(conn, observations, import_id)
 
     def _upsert_firm(self, conn: Connection, firm: FirmProfile) -> None:
-        values = {
-            "name": firm.name,
-            "founded_on": firm.founded_on,
-            "industry": firm.industry,
-            "blacklisted": firm.blacklisted,
-            "court_judgment": firm.court_judgment,
-            "updated_ts_ms": self.clock.now_ms(),
-        }
-        done = conn.execute(update(credit_firms).where(credit_firms.c.org_id == firm.org_id).values(**values)).rowcount
-        if not done:
-            conn.execute(insert(credit_firms).values(org_id=firm.org_id, **values))
+        store.upsert_firm(conn, firm, self.clock.now_ms())
 
     def load_world(
         self, world: World, firms: list[int] | None = None, *, names: dict[int, tuple[str, str]] | None = None
@@ -291,16 +230,15 @@ class CreditService:
                     raise InvalidInput(conflicts[0].message, field="world")
                 self._insert_observations(conn, new, import_id)
                 out.append(firm.org_id)
-            conn.execute(
-                insert(credit_imports).values(
-                    id=import_id,
-                    source="simulated",
-                    filename=f"simulate seed {world.seed}",
-                    sha256="",
-                    rows=len(chosen),
-                    observations=0,
-                    imported_ts_ms=self.clock.now_ms(),
-                )
+            store.insert_import(
+                conn,
+                import_id=import_id,
+                source="simulated",
+                filename=f"simulate seed {world.seed}",
+                sha256="",
+                rows=len(chosen),
+                observations=0,
+                imported_ts_ms=self.clock.now_ms(),
             )
         return out
 
@@ -315,22 +253,10 @@ class CreditService:
             with self.engine.connect().execution_options(read_only=True) as read:
                 return self.features(org_id, as_of, read)
         start = dt.date(as_of.year - (self.settings.credit_lookback_months // 12) - 1, as_of.month, 1)
-        firm_row = conn.execute(_FIRM_QUERY, {"org_id": org_id}).first()
-        rows = conn.execute(_HISTORY_QUERY, {"org_id": org_id, "as_of": as_of, "start": start}).all()
-        if firm_row is None and not rows:
+        firm = store.firm(conn, org_id)
+        rows = store.history(conn, org_id, as_of, start)
+        if firm is None and not rows:
             return None
-        firm = (
-            None
-            if firm_row is None
-            else FirmProfile(
-                org_id,
-                firm_row.name,
-                firm_row.founded_on,
-                firm_row.industry,
-                bool(firm_row.blacklisted),
-                bool(firm_row.court_judgment),
-            )
-        )
         return compute_features_from_rows(firm, rows, as_of, org_id)
 
     # --- models ------------------------------------------------------------------------------------
@@ -466,33 +392,24 @@ class CreditService:
             self._scorer = None  # the next decision loads the active pair
 
     def _store(self, conn: Connection, artefact: Artefact | ChallengerArtefact, activate: bool) -> None:
-        exists = conn.execute(
-            select(credit_models.c.version).where(credit_models.c.version == artefact.version)
-        ).first()
-        if exists is None:
-            conn.execute(
-                insert(credit_models).values(
-                    version=artefact.version,
-                    kind=artefact.kind,
-                    data_hash=artefact.data_hash,
-                    feature_hash=artefact.feature_hash,
-                    params_hash=artefact.params_hash,
-                    artefact=artefact.to_json(),
-                    metrics_json=json.dumps(artefact.metrics),
-                    active=False,
-                    created_ts_ms=self.clock.now_ms(),
-                )
+        if not store.model_exists(conn, artefact.version):
+            store.insert_model(
+                conn,
+                version=artefact.version,
+                kind=artefact.kind,
+                data_hash=artefact.data_hash,
+                feature_hash=artefact.feature_hash,
+                params_hash=artefact.params_hash,
+                artefact=artefact.to_json(),
+                metrics_json=json.dumps(artefact.metrics),
+                created_ts_ms=self.clock.now_ms(),
             )
         if activate:
-            conn.execute(update(credit_models).where(credit_models.c.kind == artefact.kind).values(active=False))
-            conn.execute(update(credit_models).where(credit_models.c.version == artefact.version).values(active=True))
+            store.activate_model(conn, artefact.kind, artefact.version)
 
     def _active(self, kind: str) -> str | None:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            text: str | None = conn.execute(
-                select(credit_models.c.artefact).where(credit_models.c.kind == kind, credit_models.c.active.is_(True))
-            ).scalar()
-        return text
+            return store.active_artefact(conn, kind)
 
     def _active_challenger(self) -> ChallengerArtefact | None:
         text = self._active("challenger")
@@ -500,22 +417,14 @@ class CreditService:
 
     def models(self) -> list[dict[str, Any]]:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = conn.execute(
-                select(
-                    credit_models.c.version,
-                    credit_models.c.kind,
-                    credit_models.c.active,
-                    credit_models.c.created_ts_ms,
-                    credit_models.c.metrics_json,
-                ).order_by(credit_models.c.created_ts_ms)
-            ).all()
+            rows = store.models(conn)
         return [
             {
-                "version": r.version,
-                "kind": r.kind,
-                "active": bool(r.active),
-                "created_ts_ms": r.created_ts_ms,
-                "metrics": json.loads(r.metrics_json),
+                "version": r["version"],
+                "kind": r["kind"],
+                "active": r["active"],
+                "created_ts_ms": r["created_ts_ms"],
+                "metrics": json.loads(r["metrics_json"]),
             }
             for r in rows
         ]
@@ -559,32 +468,33 @@ class CreditService:
             elapsed_us = int((time.perf_counter() - started) * 1e6)
             # the challenger decides too, on the same features and policy; recorded, never binding
             shadow = scorer.shadow(fv, requested_minor, product)
-            conn.execute(
-                insert(credit_decisions).values(
-                    id=record.id,
-                    org_id=org_id,
-                    product=product,
-                    outcome=decision.outcome,
-                    pd=decision.pd,
-                    score=decision.score,
-                    requested_minor=requested_minor,
-                    limit_minor=decision.limit_minor,
-                    granted_minor=decision.granted_minor,
-                    rate_bps=decision.rate_bps,
-                    reasons_json=json.dumps([r.to_json() for r in decision.reasons], ensure_ascii=False),
-                    knockouts_json=json.dumps(list(decision.knockouts)),
-                    policy_version=self.policy.version,
-                    policy_sha256=self.policy.sha256,
-                    model_version=record.model_version,
-                    feature_hash=record.feature_hash,
-                    features_json=json.dumps(record.features),
-                    as_of=day,
-                    decided_ts_ms=self.clock.now_ms(),
-                    decision_us=elapsed_us,
-                    challenger_version=None if shadow is None else scorer.challenger_version,
-                    challenger_pd=None if shadow is None else shadow.pd,
-                    challenger_outcome=None if shadow is None else shadow.outcome,
-                )
+            store.insert_decision(
+                conn,
+                {
+                    "id": record.id,
+                    "org_id": org_id,
+                    "product": product,
+                    "outcome": decision.outcome,
+                    "pd": decision.pd,
+                    "score": decision.score,
+                    "requested_minor": requested_minor,
+                    "limit_minor": decision.limit_minor,
+                    "granted_minor": decision.granted_minor,
+                    "rate_bps": decision.rate_bps,
+                    "reasons_json": json.dumps([r.to_json() for r in decision.reasons], ensure_ascii=False),
+                    "knockouts_json": json.dumps(list(decision.knockouts)),
+                    "policy_version": self.policy.version,
+                    "policy_sha256": self.policy.sha256,
+                    "model_version": record.model_version,
+                    "feature_hash": record.feature_hash,
+                    "features_json": json.dumps(record.features),
+                    "as_of": day,
+                    "decided_ts_ms": self.clock.now_ms(),
+                    "decision_us": elapsed_us,
+                    "challenger_version": None if shadow is None else scorer.challenger_version,
+                    "challenger_pd": None if shadow is None else shadow.pd,
+                    "challenger_outcome": None if shadow is None else shadow.outcome,
+                },
             )
         return DecisionRecord(
             record.id,
@@ -620,59 +530,50 @@ class CreditService:
 
     def decision(self, decision_id: str) -> dict[str, Any]:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(credit_decisions).where(credit_decisions.c.id == decision_id)).first()
+            row = store.decision(conn, decision_id)
         if row is None:
             raise NotFound(f"decision {decision_id!r} does not exist", code="decision_not_found", field="decision_id")
         return {
-            "decision_id": row.id,
-            "org_id": row.org_id,
-            "product": row.product,
-            "outcome": row.outcome,
-            "pd": row.pd,
-            "score": row.score,
-            "requested_minor": row.requested_minor,
-            "limit_minor": row.limit_minor,
-            "granted_minor": row.granted_minor,
-            "rate_bps": row.rate_bps,
-            "reasons": json.loads(row.reasons_json),
-            "knockouts": json.loads(row.knockouts_json),
-            "policy_version": row.policy_version,
-            "model_version": row.model_version,
-            "feature_hash": row.feature_hash,
-            "features": json.loads(row.features_json),
-            "as_of": row.as_of.isoformat(),
-            "decision_ms": row.decision_us / 1000,
+            "decision_id": row["id"],
+            "org_id": row["org_id"],
+            "product": row["product"],
+            "outcome": row["outcome"],
+            "pd": row["pd"],
+            "score": row["score"],
+            "requested_minor": row["requested_minor"],
+            "limit_minor": row["limit_minor"],
+            "granted_minor": row["granted_minor"],
+            "rate_bps": row["rate_bps"],
+            "reasons": json.loads(row["reasons_json"]),
+            "knockouts": json.loads(row["knockouts_json"]),
+            "policy_version": row["policy_version"],
+            "model_version": row["model_version"],
+            "feature_hash": row["feature_hash"],
+            "features": json.loads(row["features_json"]),
+            "as_of": row["as_of"].isoformat(),
+            "decision_ms": row["decision_us"] / 1000,
             "challenger": None
-            if row.challenger_version is None
-            else {"version": row.challenger_version, "pd": row.challenger_pd, "outcome": row.challenger_outcome},
+            if row["challenger_version"] is None
+            else {
+                "version": row["challenger_version"],
+                "pd": row["challenger_pd"],
+                "outcome": row["challenger_outcome"],
+            },
         }
 
     def label(self, decision_id: str, bad: bool) -> None:
         self.decision(decision_id)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(credit_labels)
-                .where(credit_labels.c.decision_id == decision_id)
-                .values(bad=bad, labelled_ts_ms=self.clock.now_ms())
-            ).rowcount
-            if not done:
-                conn.execute(
-                    insert(credit_labels).values(decision_id=decision_id, bad=bad, labelled_ts_ms=self.clock.now_ms())
-                )
+            store.upsert_label(conn, decision_id, bad, self.clock.now_ms())
 
     def monitor(self, since_ms: int = 0) -> dict[str, Any]:
         """PSI of recent decisions' features and scores against the active model's training reference,
         AUC/KS on the decisions labelled since, and the active challenger against the champion on the
         decisions it shadow-scored (`monitoring.challenger_report`)."""
         scorer = self.scorer()
-        d = credit_decisions.c
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = conn.execute(
-                select(
-                    d.id, d.pd, d.outcome, d.features_json, d.challenger_version, d.challenger_pd, d.challenger_outcome
-                ).where(d.decided_ts_ms >= since_ms, d.model_version == scorer.artefact.version)
-            ).all()
-            labels = dict(conn.execute(select(credit_labels.c.decision_id, credit_labels.c.bad)).all())
+            rows = store.decisions_since(conn, since_ms, scorer.artefact.version)
+            labels = store.labels(conn)
         recent = {
             n: np.array(
                 [np.nan if (v := json.loads(r.features_json)["values"].get(n)) is None else v for r in rows],
@@ -698,7 +599,8 @@ class CreditService:
                 **challenger_report(
                     [r.outcome for r in shadowed],
                     [r.pd for r in shadowed],
-                    [r.challenger_outcome for r in shadowed],
+                    # recorded with the challenger's version, so never None here
+                    [cast(str, r.challenger_outcome) for r in shadowed],
                     [r.challenger_pd for r in shadowed],
                     [None if r.id not in labels else bool(labels[r.id]) for r in shadowed],
                 ),

@@ -21,8 +21,8 @@ The caller's rate limit (`creditflow.http.ratelimit`) is charged here, once the 
 before anything is reserved; `caller` then finds the principal and does not charge it again.
 
 Requests without a key, non-POST requests and requests without a valid API key (they get their 401
-from the endpoint) pass straight through. Only SQLAlchemy Core is used, so this works on SQLite and
-PostgreSQL alike.
+from the endpoint) pass straight through. The keys' table is identity's (`creditflow.identity.idempotency`,
+SQLite and PostgreSQL alike); this module is the HTTP side of it.
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
 
 import anyio.to_thread
-from sqlalchemy import Engine, and_, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -45,8 +42,7 @@ from creditflow.http.problems import LEDGER_TIMEOUT, PROBLEM_JSON, domain_proble
 from creditflow.http.ratelimit import principal_wait, rate_limited
 from creditflow.http.security import token_from_headers
 from creditflow.identity.access import Principal
-from creditflow.identity.tables import idempotency_keys
-from creditflow.kernel.clock import Clock
+from creditflow.identity.idempotency import IdempotencyKeys, Refusal, StoredResponse
 from creditflow.kernel.errors import Conflict, DomainError, Unauthenticated
 
 log = logging.getLogger("creditflow.api")
@@ -54,14 +50,6 @@ log = logging.getLogger("creditflow.api")
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX = 200
-IN_PROGRESS = 0
-DAY_MS = 86_400_000
-
-
-@dataclass(frozen=True, slots=True)
-class StoredResponse:
-    status_code: int
-    body: str
 
 
 def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
@@ -72,82 +60,24 @@ def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
     return h.digest()
 
 
-class IdempotencyStore:
-    """The ``idempotency_keys`` table. Blocking calls: run them in a worker thread."""
-
-    def __init__(self, engine: Engine, clock: Clock, retention_days: int):
-        self.engine = engine
-        self.clock = clock
-        self.retention_ms = retention_days * DAY_MS
-
-    def _insert(self, org_id: str, key: str, digest: bytes, now: int) -> bool:
-        values = {
-            "org_id": org_id,
-            "key": key,
-            "request_sha256": digest,
-            "status_code": IN_PROGRESS,
-            "response": "",
-            "created_ts_ms": now,
-        }
-        # INSERT .. ON CONFLICT DO NOTHING RETURNING: a row back means this request holds the key
-        # (rowcount is not reliable for it across drivers; RETURNING is, on PostgreSQL and SQLite >= 3.35).
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = (
-            dialect.insert(idempotency_keys).values(**values).on_conflict_do_nothing().returning(idempotency_keys.c.key)
+def reserve(keys: IdempotencyKeys, org_id: str, key: str, digest: bytes) -> StoredResponse | None:
+    """Reserve ``key`` for this request (None), or return the stored response to replay.
+    Raises `Conflict` for a key reused with another request or still in progress. Blocking: run it in a
+    worker thread."""
+    outcome = keys.reserve(org_id, key, digest)
+    if outcome is Refusal.REUSED:
+        raise Conflict(
+            f"{HEADER} {key!r} was already used for a different request",
+            code="idempotency_key_reused",
+            field=HEADER,
         )
-        with self.engine.begin() as conn:
-            return conn.execute(stmt).first() is not None
-
-    def reserve(self, org_id: str, key: str, digest: bytes) -> StoredResponse | None:
-        """Reserve ``key`` for this request (None), or return the stored response to replay.
-        Raises `Conflict` for a key reused with another request or still in progress."""
-        where = and_(idempotency_keys.c.org_id == org_id, idempotency_keys.c.key == key)
-        for _ in range(3):
-            now = self.clock.now_ms()
-            if self._insert(org_id, key, digest, now):
-                return None
-            with self.engine.connect().execution_options(read_only=True) as conn:
-                row = conn.execute(select(idempotency_keys).where(where)).first()
-            if row is None:  # released by a failed first request meanwhile: try again
-                continue
-            if row.created_ts_ms < now - self.retention_ms:  # expired: no longer binding
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        delete(idempotency_keys).where(where, idempotency_keys.c.created_ts_ms == row.created_ts_ms)
-                    )
-                continue
-            if bytes(row.request_sha256) != digest:
-                raise Conflict(
-                    f"{HEADER} {key!r} was already used for a different request",
-                    code="idempotency_key_reused",
-                    field=HEADER,
-                )
-            if row.status_code == IN_PROGRESS:
-                break
-            return StoredResponse(row.status_code, row.response)
+    if outcome is Refusal.IN_PROGRESS:
         raise Conflict(
             f"the first request with {HEADER} {key!r} is still being processed; retry shortly",
             code="idempotency_in_progress",
             field=HEADER,
         )
-
-    def complete(self, org_id: str, key: str, status_code: int, body: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(idempotency_keys)
-                .where(idempotency_keys.c.org_id == org_id, idempotency_keys.c.key == key)
-                .values(status_code=status_code, response=body)
-            )
-
-    def release(self, org_id: str, key: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(idempotency_keys).where(
-                    idempotency_keys.c.org_id == org_id,
-                    idempotency_keys.c.key == key,
-                    idempotency_keys.c.status_code == IN_PROGRESS,
-                )
-            )
+    return outcome
 
 
 # --- ASGI helpers -------------------------------------------------------------------------------------
@@ -190,9 +120,7 @@ class IdempotencyMiddleware:
     def __init__(self, app: ASGIApp, *, creditflow: App):
         self.app = app
         self.creditflow = creditflow
-        self.store = IdempotencyStore(
-            creditflow.engine, creditflow.clock, creditflow.settings.idempotency_retention_days
-        )
+        self.keys = IdempotencyKeys(creditflow.engine, creditflow.clock, creditflow.settings.idempotency_retention_days)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -227,7 +155,7 @@ class IdempotencyMiddleware:
         body = await read_body(receive) or b""
         digest = request_digest(scope["method"], path, scope.get("query_string", b""), body)
         try:
-            stored = await anyio.to_thread.run_sync(self.store.reserve, principal.org_id, key, digest)
+            stored = await anyio.to_thread.run_sync(reserve, self.keys, principal.org_id, key, digest)
         except DomainError as exc:
             await domain_problem(exc, path)(scope, receive, send)
             return
@@ -247,7 +175,7 @@ class IdempotencyMiddleware:
             messages.append(message)
 
         async def release() -> None:
-            await anyio.to_thread.run_sync(self.store.release, principal.org_id, key)
+            await anyio.to_thread.run_sync(self.keys.release, principal.org_id, key)
 
         try:
             await self.app(scope, receive, capture)
@@ -259,7 +187,7 @@ class IdempotencyMiddleware:
             await release()  # nothing happened and a retry may succeed: the key is free again
         elif status < 500:
             try:
-                await anyio.to_thread.run_sync(self.store.complete, principal.org_id, key, status, body.decode("utf-8"))
+                await anyio.to_thread.run_sync(self.keys.complete, principal.org_id, key, status, body.decode("utf-8"))
             except Exception:  # the request ran; keep the reservation so that it is never run twice
                 log.exception("could not store the response for %s %r", principal.org_id, key)
         for message in messages:

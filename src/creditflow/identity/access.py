@@ -8,12 +8,11 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, select
-
-from creditflow.identity.tables import api_keys
+from creditflow.identity import store
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Engine
 from creditflow.kernel.errors import NotFound, Unauthenticated
-from creditflow.ledger import reads as ledger_reads
+from creditflow.ledger import reads
 from creditflow.ledger.model.parties import Role
 
 TOKEN_PREFIX = "cf_"
@@ -37,17 +36,15 @@ class Access:
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
-            if not ledger_reads.parties(conn, [org_id]):
+            if not reads.parties(conn, [org_id]):
                 raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
-            conn.execute(
-                api_keys.insert().values(
-                    key_id=key_id,
-                    org_id=org_id,
-                    secret_sha256=hashlib.sha256(secret.encode()).digest(),
-                    label=label[:200],
-                    created_ts_ms=self.clock.now_ms(),
-                    revoked=False,
-                )
+            store.insert_api_key(
+                conn,
+                key_id=key_id,
+                org_id=org_id,
+                secret_sha256=hashlib.sha256(secret.encode()).digest(),
+                label=label[:200],
+                created_ts_ms=self.clock.now_ms(),
             )
         return f"{TOKEN_PREFIX}{key_id}_{secret}"
 
@@ -70,9 +67,9 @@ class Access:
         if cached is not None and hmac.compare_digest(cached[0], digest):
             return cached[1]
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-            party = ledger_reads.parties(conn, [row.org_id]) if row is not None else []
-        if row is None or row.revoked or not party or not hmac.compare_digest(bytes(row.secret_sha256), digest):
+            row = store.api_key(conn, key_id)
+            party = reads.parties(conn, [row.org_id]) if row is not None else []
+        if row is None or row.revoked or not party or not hmac.compare_digest(row.secret_sha256, digest):
             raise Unauthenticated("the API key is not valid", code="unauthenticated")
         principal = Principal(org_id=row.org_id, role=party[0].role, key_id=key_id)
         self._cache[key_id] = (digest, principal)
@@ -80,5 +77,5 @@ class Access:
 
     def revoke_key(self, key_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True))
+            store.revoke_api_key(conn, key_id)
         self._cache.pop(key_id, None)

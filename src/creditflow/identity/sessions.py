@@ -20,14 +20,14 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, insert, select, update
 
+from creditflow.identity import store
 from creditflow.identity.access import Principal
 from creditflow.identity.settings import WebSettings
-from creditflow.identity.tables import users, web_sessions
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Engine
 from creditflow.kernel.errors import InvalidInput, NotFound, Unauthenticated
-from creditflow.ledger import reads as ledger_reads
+from creditflow.ledger import reads
 from creditflow.ledger.model.parties import Role
 
 SESSION_PREFIX = "cfs_"
@@ -94,14 +94,9 @@ class WebSessions:
         self.check_password_policy(password)
         hashed = self.hasher.hash(password)
         with self.engine.begin() as conn:
-            done = conn.execute(
-                update(users)
-                .where(users.c.user_id == user_id)
-                .values(password_hash=hashed, failed_sign_ins=0, locked_until_ms=None)
-            ).rowcount
-            if not done:
+            if not store.set_password_hash(conn, user_id, hashed):
                 raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
-            conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id))
+            store.delete_sessions_of(conn, user_id)
         self._forget_user(user_id)
 
     # -- sessions ------------------------------------------------------------------------------------
@@ -111,7 +106,7 @@ class WebSessions:
         exists) or 401 ``sign_in_locked`` after too many wrong passwords in a row."""
         now = self.clock.now_ms()
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
+            row = store.sign_in_state(conn, user_id)
         if row is None or row.password_hash is None:
             self._verify(self._decoy, password)
             raise Unauthenticated("the user name or the password is wrong", code="sign_in_failed")
@@ -127,23 +122,20 @@ class WebSessions:
         csrf = secrets.token_urlsafe(32)
         expires = now + self.settings.session_ttl_s * 1000
         with self.engine.begin() as conn:
-            parties = ledger_reads.parties(conn, [row.org_id])
+            parties = reads.parties(conn, [row.org_id])
             if not parties:
                 raise Unauthenticated("the user's organisation is not registered", code="sign_in_failed")
-            values: dict[str, object] = {"failed_sign_ins": 0, "locked_until_ms": None}
-            if self.hasher.check_needs_rehash(row.password_hash):
-                values["password_hash"] = self.hasher.hash(password)
-            conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
-            conn.execute(delete(web_sessions).where(web_sessions.c.expires_ts_ms <= now))
-            conn.execute(
-                insert(web_sessions).values(
-                    token_sha256=_digest(token),
-                    user_id=user_id,
-                    org_id=row.org_id,
-                    csrf_token=csrf,
-                    created_ts_ms=now,
-                    expires_ts_ms=expires,
-                )
+            rehashed = self.hasher.hash(password) if self.hasher.check_needs_rehash(row.password_hash) else None
+            store.clear_failures(conn, user_id, rehashed=rehashed)
+            store.delete_expired_sessions(conn, now)
+            store.insert_session(
+                conn,
+                token_sha256=_digest(token),
+                user_id=user_id,
+                org_id=row.org_id,
+                csrf_token=csrf,
+                created_ts_ms=now,
+                expires_ts_ms=expires,
             )
         party = parties[0]
         user = WebUser(user_id, row.name, row.org_id, party.name, party.role, csrf, expires)
@@ -164,16 +156,16 @@ class WebSessions:
                 self._cache.pop(digest, None)
             return None
         with self.engine.connect().execution_options(read_only=True) as conn:
-            session = conn.execute(select(web_sessions).where(web_sessions.c.token_sha256 == digest)).first()
+            session = store.session(conn, digest)
             if session is None or session.expires_ts_ms <= now:
                 return None
-            row = conn.execute(select(users.c.name).where(users.c.user_id == session.user_id)).first()
-            parties = ledger_reads.parties(conn, [session.org_id])
-        if row is None or not parties:
+            name = store.user_name(conn, session.user_id)
+            parties = reads.parties(conn, [session.org_id])
+        if name is None or not parties:
             return None
         user = WebUser(
             session.user_id,
-            row.name,
+            name,
             session.org_id,
             parties[0].name,
             parties[0].role,
@@ -191,7 +183,7 @@ class WebSessions:
             return
         digest = _digest(token)
         with self.engine.begin() as conn:
-            conn.execute(delete(web_sessions).where(web_sessions.c.token_sha256 == digest))
+            store.delete_session(conn, digest)
         with self._lock:
             self._cache.pop(digest, None)
 
@@ -205,11 +197,11 @@ class WebSessions:
 
     def _record_failure(self, user_id: str, now: int) -> None:
         with self.engine.begin() as conn:
-            failures = conn.execute(select(users.c.failed_sign_ins).where(users.c.user_id == user_id)).scalar_one() + 1
-            values: dict[str, object] = {"failed_sign_ins": failures}
+            failures = store.failed_sign_ins(conn, user_id) + 1
             if failures >= self.settings.sign_in_max_failures:
-                values = {"failed_sign_ins": 0, "locked_until_ms": now + self.settings.sign_in_lockout_s * 1000}
-            conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+                store.lock_user(conn, user_id, now + self.settings.sign_in_lockout_s * 1000)
+            else:
+                store.set_failed_sign_ins(conn, user_id, failures)
 
     def _forget_user(self, user_id: str) -> None:
         with self._lock:

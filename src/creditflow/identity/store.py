@@ -1,4 +1,254 @@
 """SQL for the identity context: plain functions over a Connection the calling service opened (one unit of work
-per command); nothing here commits on its own. Only this module and `tables.py` import SQLAlchemy here."""
+per command); nothing here commits on its own. Only this module and `tables.py` import SQLAlchemy here.
+
+API keys, web users and their sessions, and the idempotency keys of POST requests. Rows come back as
+small named tuples; secrets only ever as their SHA-256 (bytes).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from creditflow.identity.tables import api_keys, idempotency_keys, users, web_sessions
+
+_IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
+
+
+def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for i in range(0, len(values), _IN_CHUNK):
+        yield values[i : i + _IN_CHUNK]
+
+
+# --- API keys ----------------------------------------------------------------------------------------
+
+
+class ApiKey(NamedTuple):
+    key_id: str
+    org_id: str
+    secret_sha256: bytes
+    revoked: bool
+
+
+def insert_api_key(
+    conn: Connection, *, key_id: str, org_id: str, secret_sha256: bytes, label: str, created_ts_ms: int
+) -> None:
+    conn.execute(
+        api_keys.insert().values(
+            key_id=key_id,
+            org_id=org_id,
+            secret_sha256=secret_sha256,
+            label=label,
+            created_ts_ms=created_ts_ms,
+            revoked=False,
+        )
+    )
+
+
+def api_key(conn: Connection, key_id: str) -> ApiKey | None:
+    row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
+    if row is None:
+        return None
+    return ApiKey(row.key_id, row.org_id, bytes(row.secret_sha256), bool(row.revoked))
+
+
+def revoke_api_key(conn: Connection, key_id: str) -> None:
+    conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True))
+
+
+# --- users -------------------------------------------------------------------------------------------
+
+
+class User(NamedTuple):
+    """A user of an organisation (who approves payables, who signs in to the pages)."""
+
+    user_id: str
+    org_id: str
+    name: str
+
+
+class SignInState(NamedTuple):
+    """What a sign-in reads of a user: the password hash (None: no password set) and the lock-out."""
+
+    user_id: str
+    org_id: str
+    name: str
+    password_hash: str | None
+    failed_sign_ins: int
+    locked_until_ms: int | None
+
+
+def users_by_id(conn: Connection, user_ids: Iterable[str]) -> dict[str, User]:
+    wanted = sorted(set(user_ids))
+    out: dict[str, User] = {}
+    for chunk in _chunks(wanted):
+        rows = conn.execute(select(users.c.user_id, users.c.org_id, users.c.name).where(users.c.user_id.in_(chunk)))
+        out.update((r.user_id, User(r.user_id, r.org_id, r.name)) for r in rows)
+    return out
+
+
+def user_exists(conn: Connection, user_id: str) -> bool:
+    return conn.execute(select(users.c.user_id).where(users.c.user_id == user_id)).first() is not None
+
+
+def user_org(conn: Connection, user_id: str) -> str | None:
+    org = conn.execute(select(users.c.org_id).where(users.c.user_id == user_id)).scalar()
+    return None if org is None else str(org)
+
+
+def user_name(conn: Connection, user_id: str) -> str | None:
+    row = conn.execute(select(users.c.name).where(users.c.user_id == user_id)).first()
+    return None if row is None else str(row.name)
+
+
+def insert_user(conn: Connection, *, user_id: str, org_id: str, name: str, created_ts_ms: int) -> None:
+    conn.execute(insert(users).values(user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms))
+
+
+def sign_in_state(conn: Connection, user_id: str) -> SignInState | None:
+    row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
+    if row is None:
+        return None
+    return SignInState(row.user_id, row.org_id, row.name, row.password_hash, row.failed_sign_ins, row.locked_until_ms)
+
+
+def set_password_hash(conn: Connection, user_id: str, password_hash: str) -> bool:
+    """Replace the user's password hash and clear its lock-out; False if there is no such user."""
+    done = conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(password_hash=password_hash, failed_sign_ins=0, locked_until_ms=None)
+    ).rowcount
+    return bool(done)
+
+
+def clear_failures(conn: Connection, user_id: str, *, rehashed: str | None = None) -> None:
+    """After a good password: no failures, no lock-out (and the password's new hash, if it was rehashed)."""
+    values: dict[str, object] = {"failed_sign_ins": 0, "locked_until_ms": None}
+    if rehashed is not None:
+        values["password_hash"] = rehashed
+    conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
+
+
+def failed_sign_ins(conn: Connection, user_id: str) -> int:
+    return int(conn.execute(select(users.c.failed_sign_ins).where(users.c.user_id == user_id)).scalar_one())
+
+
+def set_failed_sign_ins(conn: Connection, user_id: str, failures: int) -> None:
+    conn.execute(update(users).where(users.c.user_id == user_id).values(failed_sign_ins=failures))
+
+
+def lock_user(conn: Connection, user_id: str, until_ms: int) -> None:
+    """Lock the user out until ``until_ms``; the failure count starts again."""
+    conn.execute(update(users).where(users.c.user_id == user_id).values(failed_sign_ins=0, locked_until_ms=until_ms))
+
+
+# --- web sessions ------------------------------------------------------------------------------------
+
+
+class Session(NamedTuple):
+    user_id: str
+    org_id: str
+    csrf_token: str
+    expires_ts_ms: int
+
+
+def insert_session(
+    conn: Connection,
+    *,
+    token_sha256: bytes,
+    user_id: str,
+    org_id: str,
+    csrf_token: str,
+    created_ts_ms: int,
+    expires_ts_ms: int,
+) -> None:
+    conn.execute(
+        insert(web_sessions).values(
+            token_sha256=token_sha256,
+            user_id=user_id,
+            org_id=org_id,
+            csrf_token=csrf_token,
+            created_ts_ms=created_ts_ms,
+            expires_ts_ms=expires_ts_ms,
+        )
+    )
+
+
+def session(conn: Connection, token_sha256: bytes) -> Session | None:
+    row = conn.execute(select(web_sessions).where(web_sessions.c.token_sha256 == token_sha256)).first()
+    return None if row is None else Session(row.user_id, row.org_id, row.csrf_token, row.expires_ts_ms)
+
+
+def delete_session(conn: Connection, token_sha256: bytes) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.token_sha256 == token_sha256))
+
+
+def delete_sessions_of(conn: Connection, user_id: str) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.user_id == user_id))
+
+
+def delete_expired_sessions(conn: Connection, now_ms: int) -> None:
+    conn.execute(delete(web_sessions).where(web_sessions.c.expires_ts_ms <= now_ms))
+
+
+# --- idempotency keys --------------------------------------------------------------------------------
+
+
+class IdempotencyRow(NamedTuple):
+    request_sha256: bytes
+    status_code: int
+    response: str
+    created_ts_ms: int
+
+
+def insert_idempotency_key(
+    conn: Connection, *, org_id: str, key: str, request_sha256: bytes, status_code: int, created_ts_ms: int
+) -> bool:
+    """Insert the key's row unless (org_id, key) has one: True if this call inserted it (the caller holds the key).
+
+    INSERT .. ON CONFLICT DO NOTHING RETURNING: a row back means this request holds the key (rowcount is
+    not reliable for it across drivers; RETURNING is, on PostgreSQL and SQLite >= 3.35)."""
+    values = {
+        "org_id": org_id,
+        "key": key,
+        "request_sha256": request_sha256,
+        "status_code": status_code,
+        "response": "",
+        "created_ts_ms": created_ts_ms,
+    }
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(idempotency_keys).values(**values).on_conflict_do_nothing().returning(idempotency_keys.c.key)
+    return conn.execute(stmt).first() is not None
+
+
+def idempotency_key(conn: Connection, org_id: str, key: str) -> IdempotencyRow | None:
+    k = idempotency_keys.c
+    row = conn.execute(select(idempotency_keys).where(k.org_id == org_id, k.key == key)).first()
+    if row is None:
+        return None
+    return IdempotencyRow(bytes(row.request_sha256), row.status_code, row.response, row.created_ts_ms)
+
+
+def delete_idempotency_key_created(conn: Connection, org_id: str, key: str, created_ts_ms: int) -> None:
+    """Delete the key's row if it is still the one created at ``created_ts_ms`` (an expired one)."""
+    k = idempotency_keys.c
+    conn.execute(delete(idempotency_keys).where(k.org_id == org_id, k.key == key, k.created_ts_ms == created_ts_ms))
+
+
+def store_idempotent_response(conn: Connection, org_id: str, key: str, status_code: int, response: str) -> None:
+    k = idempotency_keys.c
+    conn.execute(
+        update(idempotency_keys)
+        .where(k.org_id == org_id, k.key == key)
+        .values(status_code=status_code, response=response)
+    )
+
+
+def delete_idempotency_key_with_status(conn: Connection, org_id: str, key: str, status_code: int) -> None:
+    """Delete the key's row if it still has ``status_code`` (a reservation whose request did not complete)."""
+    k = idempotency_keys.c
+    conn.execute(delete(idempotency_keys).where(k.org_id == org_id, k.key == key, k.status_code == status_code))

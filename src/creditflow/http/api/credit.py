@@ -18,8 +18,9 @@ from creditflow.credit.service import CreditService
 from creditflow.http.common import error_responses
 from creditflow.http.problems import problem
 from creditflow.http.schemas import AmountMinor, OrgId, RequestBody
-from creditflow.http.security import AppDep, Caller, is_overseer, require_role
-from creditflow.kernel.errors import Forbidden, NotFound, Unavailable
+from creditflow.http.security import AppDep, Caller, require_role
+from creditflow.http.visibility import can_ask_credit, may_ask_credit
+from creditflow.kernel.errors import NotFound, Unavailable
 from creditflow.ledger.model.parties import Role
 
 router = APIRouter(tags=["data credit"])
@@ -97,18 +98,11 @@ def credit_service(app: Any) -> CreditService:
     return service
 
 
-def _may_ask(who: Caller, org_id: str) -> None:
-    if who.org_id != org_id and who.role != Role.BANK and not is_overseer(who):
-        raise Forbidden(
-            "a business may apply only for itself (banks and the operator may ask about any)", code="not_allowed"
-        )
-
-
 @router.post("/v1/credit/applications", responses=_W, summary="Apply for credit (or ask about a business)")
 def apply(body: ApplicationIn, app: AppDep, who: Caller) -> dict[str, Any]:
     """Decide an application in milliseconds: approve / refer / decline, PD, limit, rate and reasons."""
     org_id = body.org_id or who.org_id
-    _may_ask(who, org_id)
+    may_ask_credit(who, org_id)
     return credit_service(app).decide(org_id, body.requested_minor, body.product).to_json()
 
 
@@ -164,6 +158,6 @@ def get_decision(decision_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     """A stored decision with its feature snapshot, model version and feature hash: for the applicant, banks,
     the operator and the auditor; to anyone else it does not exist (404, as a missing one)."""
     decision = credit_service(app).decision(decision_id)
-    if who.org_id != decision["org_id"] and who.role != Role.BANK and not is_overseer(who):
+    if not can_ask_credit(who, decision["org_id"]):
         raise NotFound(f"decision {decision_id!r} does not exist", code="decision_not_found", field="decision_id")
     return decision

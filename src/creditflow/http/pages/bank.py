@@ -26,8 +26,9 @@ from creditflow.collateral.assets import AssetSite
 from creditflow.collateral.model import BAND_ORDER, LtvBand
 from creditflow.collateral.model import inside as point_inside
 from creditflow.http.api.collateral import iot_of
-from creditflow.http.api.credit import _may_ask, credit_service
+from creditflow.http.api.credit import credit_service
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, form_error, render, role_pages
+from creditflow.http.visibility import may_ask_credit
 from creditflow.identity.access import Principal
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError, InvalidInput
@@ -316,7 +317,7 @@ def ask_credit(
     form = {"org_id": org_id, "requested": requested, "product": product}
     try:
         amount = parse_yuan(requested, "requested")
-        _may_ask(user.principal, org_id)
+        may_ask_credit(user.principal, org_id)
         app_of(request).queries.party(org_id)
         record = credit_service(app_of(request)).decide(org_id, amount, product)
     except DomainError as error:

@@ -1,0 +1,47 @@
+"""Identity's data as other contexts see it, inside their own unit of work.
+
+Confirmation (trade) checks that the user approving a payable is one of the debtor's users, and adds
+users to an organisation in the same transaction that checks the organisation is registered, so these
+functions take the caller's Connection. They are the only door into identity's store for other contexts
+(an import-linter contract in pyproject keeps it so): the store's row layout stays identity's business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from creditflow.identity import store
+from creditflow.identity.store import User
+from creditflow.kernel.engine import Connection
+
+__all__ = ["User", "add_user", "user_exists", "user_org", "users", "users_of"]
+
+
+# --- for trade ---
+
+
+def users_of(conn: Connection, org_id: str, user_ids: Iterable[str]) -> dict[str, User]:
+    """The users of ``org_id`` among ``user_ids``, by user id (unknown ids and other organisations'
+    users are simply absent)."""
+    return {u.user_id: u for u in store.users_by_id(conn, user_ids).values() if u.org_id == org_id}
+
+
+def users(conn: Connection, user_ids: Iterable[str]) -> dict[str, User]:
+    """The users among ``user_ids``, whatever their organisation, by user id."""
+    return store.users_by_id(conn, user_ids)
+
+
+def user_exists(conn: Connection, user_id: str) -> bool:
+    """Whether ``user_id`` is taken (user ids are unique across organisations)."""
+    return store.user_exists(conn, user_id)
+
+
+def user_org(conn: Connection, user_id: str) -> str | None:
+    """The organisation of ``user_id``, or None if there is no such user."""
+    return store.user_org(conn, user_id)
+
+
+def add_user(conn: Connection, *, user_id: str, org_id: str, name: str, created_ts_ms: int) -> None:
+    """Add a user (without a password: `WebSessions.set_password` gives it one). The caller checks that
+    the organisation is registered and the id is free, in the same transaction."""
+    store.insert_user(conn, user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms)
