@@ -17,21 +17,18 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select
-
 from creditflow.config import Settings
-from creditflow.financing import pain001
+from creditflow.financing import pain001, store
 from creditflow.financing.policy import penalty_minor
-from creditflow.financing.tables import clearing_runs, financing_agreements, payments, settlement_accounts
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
-from creditflow.ledger import store
-from creditflow.ledger.model.certificates import CHINA_TZ, LIVE_STATES, CertificateState, Piece, PieceState
+from creditflow.ledger import reads as ledger_reads
+from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, Piece, PieceState
 from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.queries import Queries
 from creditflow.ledger.service import LedgerService
-from creditflow.ledger.tables import certificates, pieces
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,18 +62,18 @@ class ClearingService:
                 str(exc), code="invalid_account", field="bic" if "BIC" in str(exc) else "account_number"
             ) from exc
         with self.engine.begin() as conn:
-            conn.execute(settlement_accounts.delete().where(settlement_accounts.c.org_id == org_id))
-            conn.execute(
-                insert(settlement_accounts).values(
-                    org_id=org_id, account_name=account_name, account_number=account_number, bic=bic
-                )
-            )
+            store.replace_account(conn, org_id, pain001.Account(account_name, account_number, bic))
 
-    def _account(self, conn: Connection, org_id: str) -> pain001.Account:
-        row = conn.execute(select(settlement_accounts).where(settlement_accounts.c.org_id == org_id)).first()
-        if row is None:
-            raise Conflict(f"{org_id} has no settlement account on file", code="no_settlement_account", field="org_id")
-        return pain001.Account(row.account_name, row.account_number, row.bic)
+    def _accounts(self, conn: Connection, org_ids: list[str]) -> dict[str, pain001.Account]:
+        """The settlement accounts of ``org_ids`` (one batch read); the first without one, in the order
+        given, is refused."""
+        found = store.accounts(conn, org_ids)
+        for org_id in org_ids:
+            if org_id not in found:
+                raise Conflict(
+                    f"{org_id} has no settlement account on file", code="no_settlement_account", field="org_id"
+                )
+        return found
 
     def record_payment(self, payer: str, certificate_id: str, amount_minor: int, reference: str) -> None:
         """The issuer's single payment of the face value."""
@@ -93,17 +90,9 @@ class ClearingService:
                 field="amount_minor",
             )
         with self.engine.begin() as conn:
-            if conn.execute(select(payments.c.certificate_id).where(payments.c.certificate_id == cert.id)).first():
+            if store.is_paid(conn, cert.id):
                 raise Conflict("the certificate has already been paid", code="already_paid", field="certificate_id")
-            conn.execute(
-                insert(payments).values(
-                    certificate_id=cert.id,
-                    payer=payer,
-                    amount_minor=amount_minor,
-                    reference=reference[:140] or "payment",
-                    paid_ts_ms=self.clock.now_ms(),
-                )
-            )
+            store.insert_payment(conn, cert.id, payer, amount_minor, reference[:140] or "payment", self.clock.now_ms())
 
     def clear(self, certificate_id: str) -> ClearingResult:
         cert = self.queries.certificate(certificate_id)
@@ -113,18 +102,12 @@ class ClearingService:
         if today < cert.maturity_date:
             raise Conflict(f"the certificate matures on {cert.maturity_date}", code="not_matured")
         with self.engine.connect().execution_options(read_only=True) as conn:
-            if conn.execute(select(payments).where(payments.c.certificate_id == cert.id)).first() is None:
+            if not store.is_paid(conn, cert.id):
                 raise Conflict("the issuer has not paid this certificate", code="not_paid", field="certificate_id")
-            live = [
-                store.piece_from_row(r)
-                for r in conn.execute(
-                    select(pieces)
-                    .where(pieces.c.certificate_id == cert.id, pieces.c.state.in_([s.value for s in LIVE_STATES]))
-                    .order_by(pieces.c.created_seq, pieces.c.id)
-                )
-            ]
-            debtor = self._account(conn, cert.issuer)
-            creditors = {p.holder: self._account(conn, p.holder) for p in live}
+            live = ledger_reads.live_pieces_of_certificate(conn, cert.id)
+            accounts = self._accounts(conn, [cert.issuer, *dict.fromkeys(p.holder for p in live)])
+            debtor = accounts[cert.issuer]
+            creditors = {p.holder: accounts[p.holder] for p in live}
         message_id = f"CF{uuid.uuid4().hex[:24].upper()}"
         transfers = [
             pain001.CreditTransfer(
@@ -146,16 +129,7 @@ class ClearingService:
         total = sum(t.amount_minor for t in transfers)
 
         def precheck(conn: Connection, _state: MemoryState) -> None:
-            conn.execute(
-                insert(clearing_runs).values(
-                    certificate_id=cert.id,
-                    message_id=message_id,
-                    payment_file=file,
-                    total_minor=total,
-                    transfers=len(transfers),
-                    created_ts_ms=self.clock.now_ms(),
-                )
-            )
+            store.insert_clearing_run(conn, cert.id, message_id, file, total, len(transfers), self.clock.now_ms())
 
         receipt = self.ledger.platform_operation(
             {"type": "clear", "certificate_id": cert.id, "payment_ref": message_id, "piece_ids": [p.id for p in live]},
@@ -172,28 +146,18 @@ class ClearingService:
 
     def payment_file(self, certificate_id: str) -> bytes:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(
-                select(clearing_runs.c.payment_file).where(clearing_runs.c.certificate_id == certificate_id)
-            ).first()
-        if row is None:
+            file = store.payment_file(conn, certificate_id)
+        if file is None:
             raise NotFound("no clearing run for this certificate", code="clearing_not_found", field="certificate_id")
-        return bytes(row.payment_file)
+        return file
 
     def mark_overdue_due(self) -> list[str]:
         """Every outstanding certificate past maturity with no payment becomes overdue."""
         today = self._today()
         with self.engine.connect().execution_options(read_only=True) as conn:
-            paid = set(conn.scalars(select(payments.c.certificate_id)))
-            due = [
-                r.id
-                for r in conn.execute(
-                    select(certificates.c.id).where(
-                        certificates.c.state == CertificateState.OUTSTANDING.value,
-                        certificates.c.maturity_date < today,
-                    )
-                )
-                if r.id not in paid
-            ]
+            paid = store.paid_certificate_ids(conn)
+            matured = ledger_reads.certificates_in_states(conn, [CertificateState.OUTSTANDING], matured_before=today)
+            due = [c.id for c in matured if c.id not in paid]
         marked = []
         for cert_id in due:
             live = [p for p in self.queries.tree(cert_id) if p.live]
@@ -210,16 +174,8 @@ class ClearingService:
         """Who is owed what on overdue certificates, with penalty interest accrued to today and recourse."""
         today = self._today()
         with self.engine.connect().execution_options(read_only=True) as conn:
-            stmt = select(certificates).where(certificates.c.state == CertificateState.OVERDUE.value)
-            if issuer:
-                stmt = stmt.where(certificates.c.issuer == issuer)
-            certs = [store.certificate_from_row(r) for r in conn.execute(stmt)]
-            recourse = {
-                r.bank_piece_id: r
-                for r in conn.execute(
-                    select(financing_agreements).where(financing_agreements.c.with_recourse.is_(True))
-                )
-            }
+            certs = ledger_reads.certificates_in_states(conn, [CertificateState.OVERDUE], issuer=issuer)
+            recourse = store.recourse_agreements(conn)
         rows: list[dict[str, Any]] = []
         for cert in certs:
             days = (today - cert.maturity_date).days
@@ -241,15 +197,17 @@ class ClearingService:
                         "holder": p.holder,
                         "owed_minor": p.amount_minor,
                         "penalty_minor": penalty_minor(p.amount_minor, self.settings.penalty_rate_bps, days),
-                        "recourse_to": agreement.seller
-                        if agreement is not None and agreement.bank == p.holder
+                        "recourse_to": agreement["seller"]
+                        if agreement is not None and agreement["bank"] == p.holder
                         else None,
                     }
                 )
         return rows
 
 
-def _agreement_of(piece: Piece, by_id: dict[str, Piece], agreements: dict[str, Any]) -> Any:
+def _agreement_of(
+    piece: Piece, by_id: dict[str, Piece], agreements: dict[str, dict[str, Any]]
+) -> dict[str, Any] | None:
     """The financing agreement behind a bank-held piece: walk up while the holder stays the same."""
     current: Piece | None = piece
     while current is not None:

@@ -15,13 +15,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
-
-from creditflow.financing.tables import financing_agreements
-from creditflow.ledger import store
-from creditflow.ledger.model.certificates import CertificateState, Piece, PieceState
+from creditflow.financing import store
+from creditflow.kernel.engine import Engine
+from creditflow.ledger import reads as ledger_reads
+from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece, PieceState
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.tables import certificates, parties, pieces
+
+_NOT_VOID = tuple(s for s in CertificateState if s != CertificateState.VOID)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,22 +48,17 @@ class NetworkService:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def _load(self, issuer: str | None) -> tuple[list[Any], list[Piece], dict[str, Role], list[Any]]:
+    def _load(self, issuer: str | None) -> tuple[list[Certificate], list[Piece], dict[str, Role], list[dict[str, Any]]]:
+        """The issuer's (or every) certificate that is not void, all their pieces, every agreement, and the
+        role of each organisation the views name (holders, the issuer, sellers): a few batch reads."""
         with self.engine.connect().execution_options(read_only=True) as conn:
-            stmt = select(certificates).where(certificates.c.state != CertificateState.VOID.value)
+            certs = ledger_reads.certificates_in_states(conn, _NOT_VOID, issuer=issuer)
+            all_pieces = ledger_reads.pieces_of_certificates(conn, [c.id for c in certs])
+            agreements = store.all_agreements(conn)
+            named = {p.holder for p in all_pieces} | {a["seller"] for a in agreements}
             if issuer:
-                stmt = stmt.where(certificates.c.issuer == issuer)
-            certs = [store.certificate_from_row(r) for r in conn.execute(stmt)]
-            ids = [c.id for c in certs]
-            all_pieces: list[Piece] = []
-            for i in range(0, len(ids), 500):
-                chunk = ids[i : i + 500]
-                all_pieces += [
-                    store.piece_from_row(r)
-                    for r in conn.execute(select(pieces).where(pieces.c.certificate_id.in_(chunk)))
-                ]
-            roles = {r.org_id: Role(r.role) for r in conn.execute(select(parties.c.org_id, parties.c.role))}
-            agreements = list(conn.execute(select(financing_agreements)))
+                named.add(issuer)
+            roles = {org: party.role for org, party in ledger_reads.parties_by_id(conn, named).items()}
         return certs, all_pieces, roles, agreements
 
     def penetration(self, issuer: str) -> dict[str, Any]:
@@ -85,11 +80,11 @@ class NetworkService:
         financed: dict[int, int] = defaultdict(int)
         days: dict[int, list[int]] = defaultdict(list)
         for a in agreements:
-            cert = cert_by_id.get(a.certificate_id)
+            cert = cert_by_id.get(a["certificate_id"])
             if cert is None:
                 continue
-            financed[a.tier] += a.face_minor
-            days[a.tier].append((a.financed_on - cert.issue_date).days)
+            financed[a["tier"]] += a["face_minor"]
+            days[a["tier"]].append((a["financed_on"] - cert.issue_date).days)
         for p in all_pieces:
             if p.state == PieceState.CLEARED and roles.get(p.holder) == Role.SUPPLIER:
                 cert = cert_by_id[p.certificate_id]
@@ -161,7 +156,7 @@ class NetworkService:
             if p.live:
                 direct[p.holder] += p.amount_minor
         by_id = {p.id: p for p in all_pieces}
-        recourse = {a.bank_piece_id: a for a in agreements if a.with_recourse}
+        recourse = {a["bank_piece_id"]: a for a in agreements if a["with_recourse"]}
         after = dict(direct)
         for p in all_pieces:
             if not p.live or roles.get(p.holder) != Role.BANK:
@@ -172,7 +167,7 @@ class NetworkService:
             agreement = recourse.get(origin.id)
             if agreement is not None:
                 after[p.holder] -= p.amount_minor
-                after[agreement.seller] = after.get(agreement.seller, 0) + p.amount_minor
+                after[agreement["seller"]] = after.get(agreement["seller"], 0) + p.amount_minor
         holders = sorted(set(direct) | set(after))
         return {
             "issuer": issuer,

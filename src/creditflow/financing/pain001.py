@@ -1,7 +1,8 @@
 """ISO 20022 customer credit transfer initiation, pain.001.001.09, for maturity clearing.
 
 The file is built with lxml and validated against the official XSD that the `sepaxml` package ships
-(we depend on the package rather than copying the schema). Amounts are written from integer fen as
+(we depend on the package rather than copying the schema; `pain001_xsd_path` is the one place that knows
+where inside it the schema lies). Amounts are written from integer fen as
 exact decimals; the control sum is the exact sum. Creditor accounts are Chinese account numbers
 (``Othr/Id``), banks are identified by BIC.
 """
@@ -14,10 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 from lxml import etree
 
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
+XSD_PACKAGE = "sepaxml"
+XSD_RESOURCE = ("schemas", "pain.001.001.09.xsd")
 _BIC_RE = re.compile(r"^[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 _MAX35 = 35
 _MAX140 = 140
@@ -127,11 +131,31 @@ def build(
     return bytes(data)
 
 
+class SchemaMissing(RuntimeError):
+    """The installed `sepaxml` no longer has the pain.001.001.09 XSD where we expect it."""
+
+
+def pain001_xsd_path(package: str = XSD_PACKAGE, resource: tuple[str, ...] = XSD_RESOURCE) -> Path:
+    """The official pain.001.001.09 XSD, as a file inside the installed `sepaxml` package
+    (``sepaxml/schemas/pain.001.001.09.xsd``). We depend on the package rather than copy the schema, so a
+    release of it that moves or drops the file must fail here, loudly, naming the package and the path,
+    not as an obscure error in the middle of a clearing run. (``package``/``resource`` exist for the test.)"""
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError as exc:
+        raise SchemaMissing(f"the {package!r} package, which ships the pain.001.001.09 XSD, is not installed") from exc
+    where = root.joinpath(*resource)
+    if not isinstance(where, Path) or not where.is_file():
+        raise SchemaMissing(
+            f"the pain.001.001.09 XSD is not at {'/'.join(resource)} inside the installed {package!r} package "
+            f"({where}): pin a {package} release that ships it"
+        )
+    return where
+
+
 @lru_cache(maxsize=1)
 def _schema() -> etree.XMLSchema:
-    path = resources.files("sepaxml") / "schemas" / "pain.001.001.09.xsd"
-    with resources.as_file(path) as file:
-        return etree.XMLSchema(etree.parse(str(file)))
+    return etree.XMLSchema(etree.parse(str(pain001_xsd_path())))
 
 
 def validate(data: bytes) -> None:

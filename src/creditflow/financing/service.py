@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 import uuid
 from collections.abc import Callable
@@ -20,9 +19,8 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, insert, select, update
-
 from creditflow.config import Settings
+from creditflow.financing import store
 from creditflow.financing.policy import (
     RATINGS,
     TENOR_BUCKETS_DAYS,
@@ -33,26 +31,19 @@ from creditflow.financing.policy import (
     Reason,
     decide,
 )
-from creditflow.financing.tables import (
-    bank_blacklist,
-    bank_limits,
-    bank_products,
-    core_ratings,
-    financing_agreements,
-    financing_requests,
-)
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
-from creditflow.ledger import store
+from creditflow.ledger import reads as ledger_reads
 from creditflow.ledger.entries import SignatureBlock, SignedOperation
 from creditflow.ledger.model.certificates import CHINA_TZ, Certificate, Effects, Piece, PieceState, derive_id
 from creditflow.ledger.model.parties import Role
 from creditflow.ledger.model.state import MemoryState
-from creditflow.ledger.queries import Page, Queries, after_key, decode_cursor, page_from
+from creditflow.ledger.queries import Page, Queries, decode_cursor, page_from
 from creditflow.ledger.service import LedgerService, new_op_id
-from creditflow.trade.tables import payables, piece_trade_refs
+from creditflow.trade import reads as trade_reads
 
 CreditHook = Callable[[str, int], CreditView | None]
 """(holder org id, amount in fen) -> the data-credit model's view, or None when it has nothing to say."""
@@ -159,66 +150,32 @@ class FinancingService:
             with_recourse=with_recourse,
         )
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(bank_products).values(
-                    id=product.id,
-                    bank=bank,
-                    name=name,
-                    rates_json=json.dumps({r: {str(k): v for k, v in b.items()} for r, b in rates_bps.items()}),
-                    fee_bps=fee_bps,
-                    fee_fixed_minor=fee_fixed_minor,
-                    min_minor=min_minor,
-                    max_minor=max_minor,
-                    with_recourse=with_recourse,
-                    created_ts_ms=self.clock.now_ms(),
-                )
-            )
+            store.insert_product(conn, product, self.clock.now_ms())
         return product
 
     def product(self, product_id: str) -> Product:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(bank_products).where(bank_products.c.id == product_id)).first()
-        if row is None:
+            found = store.product(conn, product_id)
+        if found is None:
             raise NotFound(f"product {product_id!r} does not exist", code="product_not_found", field="product_id")
-        rates = {r: {int(k): int(v) for k, v in b.items()} for r, b in json.loads(row.rates_json).items()}
-        return Product(
-            row.id,
-            row.bank,
-            row.name,
-            rates,
-            row.fee_bps,
-            row.fee_fixed_minor,
-            row.min_minor,
-            row.max_minor,
-            bool(row.with_recourse),
-        )
+        return found
 
     def products(self, bank: str | None = None) -> list[Product]:
-        stmt = select(bank_products.c.id).order_by(bank_products.c.id)
-        if bank:
-            stmt = stmt.where(bank_products.c.bank == bank)
         with self.engine.connect().execution_options(read_only=True) as conn:
-            ids = list(conn.scalars(stmt))
-        return [self.product(i) for i in ids]
+            return store.products(conn, bank)
 
     def set_limit(self, bank: str, core: str, limit_minor: int) -> None:
         """A bank's exposure limit to one core enterprise (what it may hold of that issuer's certificates)."""
         if limit_minor < 0:
             raise InvalidInput("limit must not be negative", field="limit_minor")
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(bank_limits.c.used_minor).where(bank_limits.c.bank == bank, bank_limits.c.core == core)
-            ).first()
-            if row is None:
-                conn.execute(insert(bank_limits).values(bank=bank, core=core, limit_minor=limit_minor, used_minor=0))
-            elif row.used_minor > limit_minor:
-                raise Conflict(f"{row.used_minor} fen is already used", code="limit_below_use", field="limit_minor")
+            current = store.limit_of(conn, bank, core)
+            if current is None:
+                store.insert_limit(conn, bank, core, limit_minor)
+            elif (used := current[1]) > limit_minor:
+                raise Conflict(f"{used} fen is already used", code="limit_below_use", field="limit_minor")
             else:
-                conn.execute(
-                    update(bank_limits)
-                    .where(bank_limits.c.bank == bank, bank_limits.c.core == core)
-                    .values(limit_minor=limit_minor)
-                )
+                store.update_limit(conn, bank, core, limit_minor)
 
     def set_rating(self, core: str, rating: str) -> None:
         if rating not in RATINGS:
@@ -226,28 +183,24 @@ class FinancingService:
         if self.queries.party(core).role != Role.CORE_ENTERPRISE:
             raise InvalidInput("ratings are for core enterprises", field="core")
         with self.engine.begin() as conn:
-            conn.execute(core_ratings.delete().where(core_ratings.c.org_id == core))
-            conn.execute(insert(core_ratings).values(org_id=core, rating=rating, set_ts_ms=self.clock.now_ms()))
+            store.replace_rating(conn, core, rating, self.clock.now_ms())
 
     def blacklist(self, bank: str, org_id: str, reason: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(
-                bank_blacklist.delete().where(bank_blacklist.c.bank == bank, bank_blacklist.c.org_id == org_id)
-            )
-            conn.execute(insert(bank_blacklist).values(bank=bank, org_id=org_id, reason=reason[:200]))
+            store.replace_blacklist_entry(conn, bank, org_id, reason[:200])
 
     # --- the request ---------------------------------------------------------------------------------
 
     def _facts(
         self, conn: Connection, holder: str, piece_id: str, bank: str, amount: int, today: dt.date
     ) -> tuple[FinancingFacts, Any, Any]:
-        piece = store.load_pieces(conn, [piece_id])
+        piece = ledger_reads.pieces(conn, [piece_id])
         if not piece:
             raise NotFound(f"piece {piece_id!r} does not exist", code="piece_not_found", field="piece_id")
         p = piece[0]
         if p.holder != holder:
             raise Forbidden("only the holder of a piece may ask to finance it", code="not_holder", field="piece_id")
-        cert = store.load_certificates(conn, [p.certificate_id])[0]
+        cert = ledger_reads.certificates(conn, [p.certificate_id])[0]
         problem = None
         if p.state != PieceState.ACTIVE:
             problem = f"the piece is {p.state.value}; only an accepted piece can be financed"
@@ -257,34 +210,19 @@ class FinancingService:
             problem = f"the certificate matured on {cert.maturity_date}"
         missing: list[str] = []
         if self.settings.enforce_trade_rules:
-            status = conn.execute(select(payables.c.status).where(payables.c.id == cert.payable_id)).scalar()
+            status = trade_reads.payable_status(conn, cert.payable_id)
             if status != "confirmed":
                 missing.append(f"payable {cert.payable_id} behind the certificate is not confirmed")
             chain = self.queries.provenance(p.id)
             received = [c for c, parent in pairwise(chain) if c.holder != parent.holder and c.sender == parent.holder]
             if received:
-                cited = set(
-                    conn.scalars(
-                        select(piece_trade_refs.c.piece_id).where(
-                            piece_trade_refs.c.piece_id.in_([c.id for c in received])
-                        )
-                    )
-                )
+                cited = trade_reads.pieces_citing_trade(conn, [c.id for c in received])
                 for c in received:
                     if c.id not in cited:
                         missing.append(f"the transfer to {c.holder} at log entry {c.created_seq} cites no invoice")
-        limit = conn.execute(
-            select(bank_limits.c.limit_minor, bank_limits.c.used_minor).where(
-                bank_limits.c.bank == bank, bank_limits.c.core == cert.issuer
-            )
-        ).first()
-        rating = conn.execute(select(core_ratings.c.rating).where(core_ratings.c.org_id == cert.issuer)).scalar()
-        blacklisted = (
-            conn.execute(
-                select(bank_blacklist.c.org_id).where(bank_blacklist.c.bank == bank, bank_blacklist.c.org_id == holder)
-            ).first()
-            is not None
-        )
+        limit = store.limit_of(conn, bank, cert.issuer)
+        rating = store.rating_of(conn, cert.issuer)
+        blacklisted = store.is_blacklisted(conn, bank, holder)
         facts = FinancingFacts(
             piece_problem=problem,
             amount_minor=amount,
@@ -292,7 +230,7 @@ class FinancingService:
             days_to_maturity=(cert.maturity_date - today).days,
             core_rating=rating,
             missing_evidence=tuple(missing),
-            bank_limit_free_minor=0 if limit is None else int(limit.limit_minor - limit.used_minor),
+            bank_limit_free_minor=0 if limit is None else limit[0] - limit[1],
             holder_blacklisted=blacklisted,
             credit=self.credit_hook(holder, amount) if self.credit_hook else None,
             holder_restricted=self.restriction_hook(holder) if self.restriction_hook else None,
@@ -309,7 +247,7 @@ class FinancingService:
         with self.engine.connect().execution_options(read_only=True) as conn:
             facts_amount = amount_minor
             if facts_amount is None:
-                found = store.load_pieces(conn, [piece_id])
+                found = ledger_reads.pieces(conn, [piece_id])
                 facts_amount = found[0].amount_minor if found else 0
             check_amount_minor(facts_amount)
             facts, piece, cert = self._facts(conn, holder, piece_id, bank, facts_amount, today)
@@ -389,46 +327,32 @@ class FinancingService:
         amount = facts_amount
 
         def precheck(conn: Connection, _state: MemoryState) -> None:
-            drawn = conn.execute(
-                update(bank_limits)
-                .where(
-                    bank_limits.c.bank == bank,
-                    bank_limits.c.core == cert.issuer,
-                    bank_limits.c.used_minor + amount <= bank_limits.c.limit_minor,
-                )
-                .values(used_minor=bank_limits.c.used_minor + amount)
-            )
-            if drawn.rowcount != 1:
+            if not store.draw_limit(conn, bank, cert.issuer, amount):
                 raise Conflict("the bank's limit for this core enterprise is used up", code="bank_limit_exceeded")
-            conn.execute(
-                insert(financing_requests).values(
-                    self._request_row(
-                        request_id, holder, piece_id, bank, product_id, amount, "approved", (), now, started
-                    )
-                )
+            self._store_request(
+                conn, request_id, holder, piece_id, bank, product_id, amount, "approved", (), now, started
             )
-            conn.execute(
-                insert(financing_agreements).values(
-                    id=request_id,
-                    piece_id=piece.id,
-                    bank_piece_id=bank_piece_id,
-                    certificate_id=cert.id,
-                    seller=holder,
-                    bank=bank,
-                    core=cert.issuer,
-                    product_id=product.id,
-                    face_minor=quote.face_minor,
-                    rate_bps=quote.annual_rate_bps,
-                    days=quote.days,
-                    interest_minor=quote.interest_minor,
-                    fees_minor=quote.fees_minor,
-                    disbursement_minor=quote.disbursement_minor,
-                    with_recourse=product.with_recourse,
-                    tier=piece.tier,
-                    financed_on=today,
-                    financed_ts_ms=now,
-                    agreement_digest=digest,
-                )
+            store.insert_agreement(
+                conn,
+                agreement_id=request_id,
+                piece_id=piece.id,
+                bank_piece_id=bank_piece_id,
+                certificate_id=cert.id,
+                seller=holder,
+                bank=bank,
+                core=cert.issuer,
+                product_id=product.id,
+                face_minor=quote.face_minor,
+                rate_bps=quote.annual_rate_bps,
+                days=quote.days,
+                interest_minor=quote.interest_minor,
+                fees_minor=quote.fees_minor,
+                disbursement_minor=quote.disbursement_minor,
+                with_recourse=product.with_recourse,
+                tier=piece.tier,
+                financed_on=today,
+                financed_ts_ms=now,
+                agreement_digest=digest,
             )
 
         try:
@@ -461,8 +385,9 @@ class FinancingService:
             blocks.append(SignatureBlock(org, signer.key_id, signer.sign(message)))
         return SignedOperation(canonical, op, tuple(blocks))
 
-    def _request_row(
+    def _store_request(
         self,
+        conn: Connection,
         request_id: str,
         holder: str,
         piece_id: str,
@@ -473,19 +398,20 @@ class FinancingService:
         reasons: tuple[Reason, ...],
         now: int,
         started: float,
-    ) -> dict[str, Any]:
-        return {
-            "id": request_id,
-            "piece_id": piece_id,
-            "holder": holder,
-            "bank": bank,
-            "product_id": product_id,
-            "amount_minor": amount,
-            "status": status,
-            "reasons_json": json.dumps([r.to_json() for r in reasons], ensure_ascii=False),
-            "requested_ts_ms": now,
-            "decision_us": int((time.perf_counter() - started) * 1_000_000),
-        }
+    ) -> None:
+        store.insert_request(
+            conn,
+            request_id=request_id,
+            piece_id=piece_id,
+            holder=holder,
+            bank=bank,
+            product_id=product_id,
+            amount_minor=amount,
+            status=status,
+            reasons=[r.to_json() for r in reasons],
+            requested_ts_ms=now,
+            decision_us=int((time.perf_counter() - started) * 1_000_000),
+        )
 
     def _declined(
         self,
@@ -501,12 +427,8 @@ class FinancingService:
         started: float,
     ) -> FinancingOutcome:
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(financing_requests).values(
-                    self._request_row(
-                        request_id, holder, piece_id, bank, product_id, amount, "declined", reasons, now, started
-                    )
-                )
+            self._store_request(
+                conn, request_id, holder, piece_id, bank, product_id, amount, "declined", reasons, now, started
             )
         return FinancingOutcome(
             request_id=request_id,
@@ -519,49 +441,29 @@ class FinancingService:
     # --- queries ---------------------------------------------------------------------------------------
 
     def requests(self, org_id: str, *, as_bank: bool) -> list[dict[str, Any]]:
-        column = financing_requests.c.bank if as_bank else financing_requests.c.holder
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = conn.execute(
-                select(financing_requests).where(column == org_id).order_by(financing_requests.c.requested_ts_ms)
-            )
-            return [{**r._mapping, "reasons": json.loads(r.reasons_json)} for r in rows]
+            return store.requests(conn, org_id, as_bank=as_bank)
 
     def agreements(self, *, bank: str | None = None, seller: str | None = None) -> list[dict[str, Any]]:
-        stmt = select(financing_agreements).order_by(financing_agreements.c.financed_ts_ms)
-        if bank:
-            stmt = stmt.where(financing_agreements.c.bank == bank)
-        if seller:
-            stmt = stmt.where(financing_agreements.c.seller == seller)
         with self.engine.connect().execution_options(read_only=True) as conn:
-            return [dict(r._mapping) for r in conn.execute(stmt)]
+            return store.agreements(conn, bank=bank, seller=seller)
 
     # --- pages for the API (keyset pagination, see `creditflow.ledger.queries`) ----------------------
 
     def products_page(self, bank: str | None = None, *, cursor: str | None = None, limit: int | None = None) -> Page:
         """Products by id (``bank``: of that bank only)."""
         size = self.queries.page_size(limit)
-        stmt = select(bank_products.c.id)
-        if bank:
-            stmt = stmt.where(bank_products.c.bank == bank)
-        if cursor:
-            stmt = stmt.where(after_key((bank_products.c.id,), decode_cursor(cursor, str)))
+        after = decode_cursor(cursor, str) if cursor else None
         with self.engine.connect().execution_options(read_only=True) as conn:
-            ids = list(conn.scalars(stmt.order_by(bank_products.c.id).limit(size + 1)))
-        return page_from([self.product(i) for i in ids], size, lambda p: (p.id,))
+            found = store.products(conn, bank, after=after, limit=size + 1)
+        return page_from(found, size, lambda p: (p.id,))
 
     def requests_page(self, org_id: str, *, as_bank: bool, cursor: str | None = None, limit: int | None = None) -> Page:
         """Requests made by a holder (or received by a bank), oldest first."""
         size = self.queries.page_size(limit)
-        column = financing_requests.c.bank if as_bank else financing_requests.c.holder
-        order = (financing_requests.c.requested_ts_ms, financing_requests.c.id)
-        stmt = select(financing_requests).where(column == org_id)
-        if cursor:
-            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        after = decode_cursor(cursor, int, str) if cursor else None
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = [
-                {**r._mapping, "reasons": json.loads(r.reasons_json)}
-                for r in conn.execute(stmt.order_by(*order).limit(size + 1))
-            ]
+            rows = store.requests_page(conn, org_id, as_bank=as_bank, after=after, limit=size + 1)
         return page_from(rows, size, lambda r: (int(r["requested_ts_ms"]), str(r["id"])))
 
     def agreements_page(
@@ -574,16 +476,9 @@ class FinancingService:
     ) -> Page:
         """Agreements, oldest first (``bank``/``seller``: of that bank or seller only)."""
         size = self.queries.page_size(limit)
-        order = (financing_agreements.c.financed_ts_ms, financing_agreements.c.id)
-        stmt = select(financing_agreements)
-        if bank:
-            stmt = stmt.where(financing_agreements.c.bank == bank)
-        if seller:
-            stmt = stmt.where(financing_agreements.c.seller == seller)
-        if cursor:
-            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
+        after = decode_cursor(cursor, int, str) if cursor else None
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = [dict(r._mapping) for r in conn.execute(stmt.order_by(*order).limit(size + 1))]
+            rows = store.agreements_page(conn, bank=bank, seller=seller, after=after, limit=size + 1)
         return page_from(rows, size, lambda r: (int(r["financed_ts_ms"]), str(r["id"])))
 
 
@@ -595,12 +490,4 @@ def release_bank_limits(conn: Connection, effects: Effects, before: MemoryState)
             cert = before.certificate(piece.certificate_id)
             if cert is None:
                 continue
-            conn.execute(
-                update(bank_limits)
-                .where(
-                    bank_limits.c.bank == piece.holder,
-                    bank_limits.c.core == cert.issuer,
-                    bank_limits.c.used_minor >= piece.amount_minor,
-                )
-                .values(used_minor=bank_limits.c.used_minor - piece.amount_minor)
-            )
+            store.release_limit(conn, piece.holder, cert.issuer, piece.amount_minor)

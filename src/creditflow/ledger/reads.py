@@ -8,11 +8,12 @@ import-linter contract in pyproject keeps it so): the store's row layout stays t
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable
 
 from creditflow.kernel.engine import Connection
 from creditflow.ledger import store
-from creditflow.ledger.model.certificates import Certificate, Piece
+from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party, PartyKey
 
 
@@ -35,3 +36,27 @@ def certificates(conn: Connection, certificate_ids: Iterable[str]) -> list[Certi
 
 def keys(conn: Connection, org_ids: Iterable[str]) -> list[PartyKey]:
     return store.load_keys(conn, org_ids)
+
+
+# --- for financing ---
+
+
+def pieces_of_certificates(conn: Connection, certificate_ids: Iterable[str]) -> list[Piece]:
+    """Every piece of these certificates (batched), in no particular order."""
+    return store.pieces_of_certificates(conn, certificate_ids)
+
+
+def live_pieces_of_certificate(conn: Connection, certificate_id: str) -> list[Piece]:
+    """The certificate's live pieces in creation order (``created_seq``, then id)."""
+    return store.live_pieces_of_certificate(conn, certificate_id)
+
+
+def certificates_in_states(
+    conn: Connection,
+    states: Iterable[CertificateState],
+    *,
+    issuer: str | None = None,
+    matured_before: dt.date | None = None,
+) -> list[Certificate]:
+    """Certificates in one of ``states``, optionally of one issuer and maturing strictly before a day."""
+    return store.certificates_in_states(conn, states, issuer=issuer, matured_before=matured_before)

@@ -7,6 +7,7 @@ sequencer's group commit is only fast if a batch costs a handful of round-trips,
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -14,6 +15,7 @@ from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, func
 
 from creditflow.ledger.merkle import NodeId
 from creditflow.ledger.model.certificates import (
+    LIVE_STATES,
     Certificate,
     CertificateState,
     Piece,
@@ -727,3 +729,42 @@ def stored_pieces(conn: Connection, per: int = 5000) -> dict[str, dict[str, Any]
 
 def stored_events(conn: Connection, per: int = 5000) -> dict[tuple[str, int], dict[str, Any]]:
     return {(r["piece_id"], r["seq"]): r for r in _dicts_streamed(conn, piece_events, per)}
+
+
+# --- for financing ---
+
+
+def pieces_of_certificates(conn: Connection, certificate_ids: Iterable[str]) -> list[Piece]:
+    """Every piece of these certificates, in no particular order."""
+    wanted = sorted(set(certificate_ids))
+    out: list[Piece] = []
+    for chunk in _chunks(wanted):
+        out.extend(piece_from_row(r) for r in conn.execute(select(pieces).where(pieces.c.certificate_id.in_(chunk))))
+    return out
+
+
+def live_pieces_of_certificate(conn: Connection, certificate_id: str) -> list[Piece]:
+    """The certificate's live pieces in creation order (the order clearing pays them in)."""
+    stmt = (
+        select(pieces)
+        .where(pieces.c.certificate_id == certificate_id, pieces.c.state.in_([s.value for s in LIVE_STATES]))
+        .order_by(pieces.c.created_seq, pieces.c.id)
+    )
+    return [piece_from_row(r) for r in conn.execute(stmt)]
+
+
+def certificates_in_states(
+    conn: Connection,
+    states: Iterable[CertificateState],
+    *,
+    issuer: str | None = None,
+    matured_before: dt.date | None = None,
+) -> list[Certificate]:
+    """Certificates in one of ``states`` (``issuer``: of that issuer only; ``matured_before``: maturing
+    strictly before that day), in no particular order."""
+    stmt = select(certificates).where(certificates.c.state.in_([s.value for s in states]))
+    if issuer:
+        stmt = stmt.where(certificates.c.issuer == issuer)
+    if matured_before is not None:
+        stmt = stmt.where(certificates.c.maturity_date < matured_before)
+    return [certificate_from_row(r) for r in conn.execute(stmt)]
