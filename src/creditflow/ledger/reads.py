@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from creditflow.kernel.engine import Connection
 from creditflow.ledger import store
-from creditflow.ledger.model.certificates import Certificate, Piece
+from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party, PartyKey
 
 
@@ -35,3 +35,16 @@ def certificates(conn: Connection, certificate_ids: Iterable[str]) -> list[Certi
 
 def keys(conn: Connection, org_ids: Iterable[str]) -> list[PartyKey]:
     return store.load_keys(conn, org_ids)
+
+
+# --- for trade ---
+
+
+def org_ids_by_uscc(conn: Connection, usccs: Iterable[str]) -> dict[str, str]:
+    """USCC -> org_id of the registered organisations among ``usccs`` (unknown USCCs are simply absent)."""
+    return store.org_ids_by_uscc(conn, usccs)
+
+
+def face_minor_in_states(conn: Connection, issuer: str, states: Iterable[CertificateState]) -> int:
+    """The summed face value of the issuer's certificates in one of ``states`` (0 if none)."""
+    return store.face_minor_in_states(conn, issuer, states)

@@ -401,3 +401,26 @@ def tree_head_at(conn: Connection, tree_size: int) -> TreeHead | None:
 
 def count_rows(conn: Connection, table: Any) -> int:
     return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+# --- for trade ---
+
+
+def org_ids_by_uscc(conn: Connection, usccs: Iterable[str]) -> dict[str, str]:
+    """USCC -> org_id of the registered organisations among ``usccs``."""
+    wanted = sorted(set(usccs))
+    out: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        out.update(
+            (r.uscc, r.org_id)
+            for r in conn.execute(select(parties.c.org_id, parties.c.uscc).where(parties.c.uscc.in_(chunk)))
+        )
+    return out
+
+
+def face_minor_in_states(conn: Connection, issuer: str, states: Iterable[CertificateState]) -> int:
+    """The summed face value of the issuer's certificates in one of ``states``."""
+    stmt = select(func.coalesce(func.sum(certificates.c.face_minor), 0)).where(
+        certificates.c.issuer == issuer, certificates.c.state.in_([s.value for s in states])
+    )
+    return int(conn.execute(stmt).scalar_one())
