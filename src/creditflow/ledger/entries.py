@@ -86,14 +86,6 @@ class SignedOperation:
         return {"op": self.payload, "sigs": [s.to_json() for s in self.sigs]}
 
 
-def required_signers(op: operations.Operation) -> tuple[str, ...]:
-    """Who must sign: the actor (issuer for issue, holder for transfer/split, recipient for accept...);
-    a financing is signed by the holder and the bank that buys the piece."""
-    if isinstance(op, operations.Finance):
-        return (op.actor, op.bank)
-    return (op.actor,)
-
-
 Verify = Callable[[bytes, bytes, bytes], bool]
 
 
@@ -107,7 +99,7 @@ def check_signatures(
     """Every required signer has a valid signature by a key valid at ``seq``; raise `BadSignature` if not.
     ``verify`` lets the offline replay run the Ed25519 arithmetic on another core (see the verifier)."""
     message = signed.message
-    needed = set(required_signers(signed.op))
+    needed = set(signed.op.signers())  # the actor; for a financing, the holder and the bank
     by_signer = {s.signer: s for s in signed.sigs}
     if set(by_signer) != needed or len(signed.sigs) != len(needed):
         raise BadSignature(f"operation must be signed by exactly {sorted(needed)}", field="sigs")

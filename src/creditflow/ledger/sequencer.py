@@ -34,7 +34,6 @@ from creditflow.kernel.clock import Clock
 from creditflow.kernel.errors import Conflict, DomainError, Unavailable
 from creditflow.ledger import merkle, store
 from creditflow.ledger.entries import SignedOperation, entry_bytes, step
-from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.certificates import Certificate, Context, Effects, Piece
 from creditflow.ledger.model.parties import PLATFORM, Party, PartyKey
 from creditflow.ledger.model.state import MemoryState
@@ -140,23 +139,6 @@ class _StateCache:
             if org_id in state.parties:
                 self.keys[org_id] = list(keys.values())
         self.size = size
-
-
-def _referenced(op: ops.Operation) -> tuple[set[str], set[str], set[str]]:
-    """(piece ids, certificate ids, party ids) an operation may read."""
-    piece_ids: set[str] = set()
-    cert_ids: set[str] = set()
-    party_ids = {op.actor}
-    if hasattr(op, "piece_id"):
-        piece_ids.add(op.piece_id)
-    if hasattr(op, "piece_ids"):
-        piece_ids.update(op.piece_ids)
-    if hasattr(op, "certificate_id"):
-        cert_ids.add(op.certificate_id)
-    for name in ("to", "org_id", "bank"):
-        if hasattr(op, name):
-            party_ids.add(getattr(op, name))
-    return piece_ids, cert_ids, party_ids
 
 
 class Sequencer:
@@ -340,10 +322,10 @@ class Sequencer:
         cert_ids: set[str] = set()
         party_ids: set[str] = set()
         for sub in batch:
-            p, c, o = _referenced(sub.signed.op)
-            piece_ids |= p
-            cert_ids |= c
-            party_ids |= o
+            refs = sub.signed.op.references()
+            piece_ids |= refs.pieces
+            cert_ids |= refs.certificates
+            party_ids |= refs.parties
         cache = self._cache
         if not cache.valid_at(size):
             return self._read_state(conn, piece_ids, cert_ids, party_ids)

@@ -161,26 +161,32 @@ class LedgerService:
 
     # --- platform custody: build, sign with the held key, submit ----------------------------------
 
-    def _sign_as(self, actor: str, payload: dict[str, Any]) -> SignedOperation:
-        signer = self.custody.signer(actor)
-        op = ops.parse(payload)
+    def sign(self, op: ops.Operation) -> SignedOperation:
+        """Sign a typed operation with the held key of every signer it needs (`op.signers()`: the actor;
+        for a financing the holder and the bank). It is first held to `parse`'s field rules
+        (`ops.checked`), and what is signed is its payload normal form, `ops.payload`."""
+        keys = [self.custody.signer(org) for org in op.signers()]
+        op = ops.checked(op)
         canonical = ops.payload(op)
-        return SignedOperation(
-            canonical, op, (SignatureBlock(actor, signer.key_id, signer.sign(op_message(canonical))),)
+        message = op_message(canonical)
+        blocks = tuple(
+            SignatureBlock(org, key.key_id, key.sign(message)) for org, key in zip(op.signers(), keys, strict=True)
         )
+        return SignedOperation(canonical, op, blocks)
 
-    def _act(self, actor: str, fields: dict[str, Any]) -> Receipt:
-        payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": actor, **fields}
-        signed = self._sign_as(actor, payload)
-        return self.submit_signed(signed)
+    def _act(self, op: ops.Operation) -> Receipt:
+        return self.submit_signed(self.sign(op))
 
-    def platform_operation(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
-        """An operation the platform itself signs with the log key (clearing, overdue, expiry)."""
-        return self._platform_op(fields, precheck)
+    def platform_operation(self, op: ops.Operation | dict[str, Any], precheck: Precheck | None = None) -> Receipt:
+        """An operation the platform itself signs with the log key (clearing, overdue, expiry). Build it
+        typed (``actor=PLATFORM``, an op id from `new_op_id`); a dict of its type and fields is still
+        taken and completed with a fresh op id and the platform as actor."""
+        if isinstance(op, dict):
+            op = ops.parse({"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": PLATFORM, **op})
+        return self._platform_op(op, precheck)
 
-    def _platform_op(self, fields: dict[str, Any], precheck: Precheck | None = None) -> Receipt:
-        payload = {"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": PLATFORM, **fields}
-        op = ops.parse(payload)
+    def _platform_op(self, op: ops.Operation, precheck: Precheck | None = None) -> Receipt:
+        op = ops.checked(op)
         canonical = ops.payload(op)
         sig = self.log_signer.sign(op_message(canonical))
         signed = SignedOperation(canonical, op, (SignatureBlock(PLATFORM, self.log_signer.key_id, sig),))
@@ -208,16 +214,17 @@ class LedgerService:
             if signer is not None and state.party(org_id) is None:
                 custody.store(conn, signer, org_id, now)
 
-        fields = {
-            "type": "register_party",
-            "org_id": org_id,
-            "name": name,
-            "role": role.value,
-            "uscc": uscc,
-            "key_id": "k1",
-            "public_key": key.hex(),
-        }
-        return self._platform_op(fields, precheck)
+        op = ops.RegisterParty(
+            op_id=new_op_id(),
+            actor=PLATFORM,
+            org_id=org_id,
+            name=name,
+            role=role,
+            uscc=uscc,
+            key_id="k1",
+            public_key=key,
+        )
+        return self._platform_op(op, precheck)
 
     def rotate_key(self, org_id: str, *, new_public_key: bytes | None = None, key_id: str | None = None) -> Receipt:
         """Rotate an organisation's key: the old key signs the new one onto the ledger."""
@@ -229,16 +236,9 @@ class LedgerService:
         signer = Signer.generate(new_key_id) if new_public_key is None else None
         public = signer.public_key if signer is not None else new_public_key
         assert public is not None
-        payload = {
-            "v": ops.PAYLOAD_VERSION,
-            "type": "rotate_key",
-            "op_id": new_op_id(),
-            "actor": org_id,
-            "org_id": org_id,
-            "key_id": new_key_id,
-            "public_key": public.hex(),
-        }
-        signed = self._sign_as(org_id, payload)
+        signed = self.sign(
+            ops.RotateKey(op_id=new_op_id(), actor=org_id, org_id=org_id, key_id=new_key_id, public_key=public)
+        )
         custody, now = self.custody, self.clock.now_ms()
 
         def precheck(conn: Connection, state: MemoryState) -> None:
@@ -330,57 +330,58 @@ class LedgerService:
         payable = self.get_payable(payable_id)
         today = dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, CHINA_TZ).date()
         return self._act(
-            issuer,
-            {
-                "type": "issue",
-                "to": payable.creditor,
-                "face_minor": face_minor,
-                "currency": payable.currency,
-                "issue_date": (issue_date or today).isoformat(),
-                "maturity_date": maturity_date.isoformat(),
-                "accept_by_ms": self._accept_by(),
-                "payable_id": payable.id,
-                "payable_digest": payable.digest,
-            },
+            ops.Issue(
+                op_id=new_op_id(),
+                actor=issuer,
+                to=payable.creditor,
+                face_minor=face_minor,
+                currency=payable.currency,
+                issue_date=issue_date or today,
+                maturity_date=maturity_date,
+                accept_by_ms=self._accept_by(),
+                payable_id=payable.id,
+                payable_digest=payable.digest,
+            )
         )
 
     def _accept_by(self) -> int:
         return self.clock.now_ms() + self.settings.accept_deadline_days * DAY_MS
 
     def accept(self, actor: str, piece_id: str) -> Receipt:
-        return self._act(actor, {"type": "accept", "piece_id": piece_id})
+        return self._act(ops.Accept(op_id=new_op_id(), actor=actor, piece_id=piece_id))
 
     def reject(self, actor: str, piece_id: str) -> Receipt:
-        return self._act(actor, {"type": "reject", "piece_id": piece_id})
+        return self._act(ops.Reject(op_id=new_op_id(), actor=actor, piece_id=piece_id))
 
     def transfer(
         self, actor: str, piece_id: str, to: str, amount_minor: int, *, trade_ref: str | None = None
     ) -> Receipt:
         """Pay ``to`` with (part of) a piece; ``trade_ref`` is the digest of the invoice it settles."""
-        extra = {} if trade_ref is None else {"trade_ref": trade_ref}
         return self._act(
-            actor,
-            {
-                **extra,
-                "type": "transfer",
-                "piece_id": piece_id,
-                "to": to,
-                "amount_minor": amount_minor,
-                "accept_by_ms": self._accept_by(),
-            },
+            ops.Transfer(
+                op_id=new_op_id(),
+                actor=actor,
+                piece_id=piece_id,
+                to=to,
+                amount_minor=amount_minor,
+                accept_by_ms=self._accept_by(),
+                trade_ref=trade_ref,
+            )
         )
 
     def split(self, actor: str, piece_id: str, amounts_minor: Sequence[int]) -> Receipt:
-        return self._act(actor, {"type": "split", "piece_id": piece_id, "amounts_minor": list(amounts_minor)})
+        return self._act(
+            ops.Split(op_id=new_op_id(), actor=actor, piece_id=piece_id, amounts_minor=tuple(amounts_minor))
+        )
 
     def freeze(self, actor: str, piece_id: str, reason: str) -> Receipt:
-        return self._act(actor, {"type": "freeze", "piece_id": piece_id, "reason": reason})
+        return self._act(ops.Freeze(op_id=new_op_id(), actor=actor, piece_id=piece_id, reason=reason))
 
     def unfreeze(self, actor: str, piece_id: str, reason: str) -> Receipt:
-        return self._act(actor, {"type": "unfreeze", "piece_id": piece_id, "reason": reason})
+        return self._act(ops.Unfreeze(op_id=new_op_id(), actor=actor, piece_id=piece_id, reason=reason))
 
     def revoke(self, actor: str, certificate_id: str) -> Receipt:
-        return self._act(actor, {"type": "revoke", "certificate_id": certificate_id})
+        return self._act(ops.Revoke(op_id=new_op_id(), actor=actor, certificate_id=certificate_id))
 
     def expire_due(self, limit: int = 1000) -> list[Receipt]:
         """Return every pending piece whose acceptance deadline has passed to its sender."""
@@ -397,7 +398,7 @@ class LedgerService:
         receipts = []
         for piece_id in due:
             try:
-                receipts.append(self._platform_op({"type": "expire", "piece_id": piece_id}))
+                receipts.append(self._platform_op(ops.Expire(op_id=new_op_id(), actor=PLATFORM, piece_id=piece_id)))
             except Conflict:
                 continue  # accepted or rejected meanwhile
         return receipts

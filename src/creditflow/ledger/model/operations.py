@@ -11,7 +11,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from creditflow.kernel.errors import InvalidInput
 from creditflow.kernel.money import check_amount_minor, check_currency
@@ -89,13 +89,47 @@ def _hex32(data: Mapping[str, Any], name: str) -> bytes:
     return bytes.fromhex(value)
 
 
+_NONE: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class References:
+    """The rows an operation may read: what the sequencer loads for it before running the rules."""
+
+    pieces: frozenset[str] = _NONE
+    certificates: frozenset[str] = _NONE
+    parties: frozenset[str] = _NONE
+
+
 @dataclass(frozen=True, slots=True)
 class Operation:
-    """Fields every operation has: a client-chosen unique id (replay protection) and the acting party."""
+    """Fields every operation has: a client-chosen unique id (replay protection) and the acting party.
+
+    Each type declares the rows it may read (`references`) and who must sign it (`signers`); the
+    sequencer loads by the first and the entry checks demand the second, so adding a type touches
+    its model, its rule and the service that issues it."""
 
     TYPE: ClassVar[str] = ""
     op_id: str
     actor: str
+
+    def references(self) -> References:
+        """The pieces, certificates and parties this operation may read (always its actor)."""
+        return References(parties=frozenset((self.actor,)))
+
+    def signers(self) -> tuple[str, ...]:
+        """Who must sign: the actor (issuer for issue, holder for transfer/split, recipient for accept...)."""
+        return (self.actor,)
+
+
+@dataclass(frozen=True, slots=True)
+class _OnPiece(Operation):
+    """An operation on one piece, read by its actor."""
+
+    piece_id: str
+
+    def references(self) -> References:
+        return References(pieces=frozenset((self.piece_id,)), parties=frozenset((self.actor,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +142,9 @@ class RegisterParty(Operation):
     key_id: str
     public_key: bytes
 
+    def references(self) -> References:
+        return References(parties=frozenset((self.actor, self.org_id)))
+
 
 @dataclass(frozen=True, slots=True)
 class RotateKey(Operation):
@@ -115,6 +152,9 @@ class RotateKey(Operation):
     org_id: str
     key_id: str
     public_key: bytes
+
+    def references(self) -> References:
+        return References(parties=frozenset((self.actor, self.org_id)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,29 +169,28 @@ class Issue(Operation):
     payable_id: str
     payable_digest: str
 
+    def references(self) -> References:
+        return References(parties=frozenset((self.actor, self.to)))
+
 
 @dataclass(frozen=True, slots=True)
-class Accept(Operation):
+class Accept(_OnPiece):
     TYPE: ClassVar[str] = "accept"
-    piece_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Reject(Operation):
+class Reject(_OnPiece):
     TYPE: ClassVar[str] = "reject"
-    piece_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Expire(Operation):
+class Expire(_OnPiece):
     TYPE: ClassVar[str] = "expire"
-    piece_id: str
 
 
 @dataclass(frozen=True, slots=True)
-class Transfer(Operation):
+class Transfer(_OnPiece):
     TYPE: ClassVar[str] = "transfer"
-    piece_id: str
     to: str
     amount_minor: int
     accept_by_ms: int
@@ -159,25 +198,25 @@ class Transfer(Operation):
     # Optional in the payload (omitted when None); the service requires it when policy says so.
     trade_ref: str | None = None
 
+    def references(self) -> References:
+        return References(pieces=frozenset((self.piece_id,)), parties=frozenset((self.actor, self.to)))
+
 
 @dataclass(frozen=True, slots=True)
-class Split(Operation):
+class Split(_OnPiece):
     TYPE: ClassVar[str] = "split"
-    piece_id: str
     amounts_minor: tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
-class Freeze(Operation):
+class Freeze(_OnPiece):
     TYPE: ClassVar[str] = "freeze"
-    piece_id: str
     reason: str
 
 
 @dataclass(frozen=True, slots=True)
-class Unfreeze(Operation):
+class Unfreeze(_OnPiece):
     TYPE: ClassVar[str] = "unfreeze"
-    piece_id: str
     reason: str
 
 
@@ -185,6 +224,9 @@ class Unfreeze(Operation):
 class Revoke(Operation):
     TYPE: ClassVar[str] = "revoke"
     certificate_id: str
+
+    def references(self) -> References:
+        return References(certificates=frozenset((self.certificate_id,)), parties=frozenset((self.actor,)))
 
 
 def _amounts(data: Mapping[str, Any], name: str) -> tuple[int, ...]:
@@ -255,14 +297,19 @@ OPERATION_TYPES: dict[str, type[Operation]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Finance(Operation):
+class Finance(_OnPiece):
     """A bank buys (all or part of) a piece: signed by the holder (actor) AND the bank."""
 
     TYPE: ClassVar[str] = "finance"
-    piece_id: str
     bank: str
     amount_minor: int
     agreement_digest: str
+
+    def references(self) -> References:
+        return References(pieces=frozenset((self.piece_id,)), parties=frozenset((self.actor, self.bank)))
+
+    def signers(self) -> tuple[str, ...]:
+        return (self.actor, self.bank)
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,6 +322,13 @@ class Clear(Operation):
     payment_ref: str
     piece_ids: tuple[str, ...]
 
+    def references(self) -> References:
+        return References(
+            pieces=frozenset(self.piece_ids),
+            certificates=frozenset((self.certificate_id,)),
+            parties=frozenset((self.actor,)),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MarkOverdue(Operation):
@@ -283,6 +337,13 @@ class MarkOverdue(Operation):
     TYPE: ClassVar[str] = "mark_overdue"
     certificate_id: str
     piece_ids: tuple[str, ...]
+
+    def references(self) -> References:
+        return References(
+            pieces=frozenset(self.piece_ids),
+            certificates=frozenset((self.certificate_id,)),
+            parties=frozenset((self.actor,)),
+        )
 
 
 OPERATION_TYPES.update({cls.TYPE: cls for cls in (Finance, Clear, MarkOverdue)})
@@ -352,3 +413,15 @@ def payload(op: Operation) -> dict[str, Any]:
             continue  # absent, so payloads written before the field existed keep their bytes
         out[f.name] = value
     return out
+
+
+_Op = TypeVar("_Op", bound=Operation)
+
+
+def checked(op: _Op) -> _Op:
+    """A typed operation a service built, held to the same field rules as `parse`: a bad value (a piece
+    id from a URL that is not a UUID, a negative amount) is refused with the error `parse` gives, and
+    the result is in payload normal form (``payload(checked(op))`` is what is signed)."""
+    parsed = parse(payload(op))
+    assert isinstance(parsed, type(op))
+    return parsed
