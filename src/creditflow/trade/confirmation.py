@@ -22,18 +22,20 @@ from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.ledger import reads as ledger
 from creditflow.ledger.model.certificates import CertificateState
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.service import LedgerService, Payable
 from creditflow.trade import store
 from creditflow.trade.documents import MatchStatus
+from creditflow.trade.payables import Payable, PayablesService
 from creditflow.trade.service import TradeService
 
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class ConfirmationService:
-    def __init__(self, engine: Engine, ledger: LedgerService, trade: TradeService, settings: Settings, clock: Clock):
+    def __init__(
+        self, engine: Engine, payables: PayablesService, trade: TradeService, settings: Settings, clock: Clock
+    ):
         self.engine = engine
-        self.ledger = ledger
+        self.payables = payables
         self.trade = trade
         self.settings = settings
         self.clock = clock
@@ -132,8 +134,8 @@ class ConfirmationService:
         with self.engine.connect().execution_options(read_only=True) as conn:
             exists = store.payable_status(conn, payable_id) is not None
         if exists:
-            return self.ledger.get_payable(payable_id)
-        payable = self.ledger.create_payable(
+            return self.payables.get_payable(payable_id)
+        payable = self.payables.create_payable(
             debtor, creditor, gross_minor, reference, payable_id=payable_id, documents=docs, status="matched"
         )
         with self.engine.begin() as conn:
@@ -142,7 +144,7 @@ class ConfirmationService:
 
     def approve(self, payable_id: str, user_id: str) -> dict[str, Any]:
         """One user of the debtor approves; the second *different* user's approval confirms."""
-        payable = self.ledger.get_payable(payable_id)
+        payable = self.payables.get_payable(payable_id)
         org = self.user_org(user_id)
         if org != payable.debtor:
             raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user", field="user_id")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, and_, insert, select, update
+from sqlalchemy import ColumnElement, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from creditflow.kernel.engine import Connection
@@ -372,3 +372,95 @@ def add_approval(conn: Connection, payable_id: str, user_id: str, approved_ts_ms
     conn.execute(
         insert(payable_approvals).values(payable_id=payable_id, user_id=user_id, approved_ts_ms=approved_ts_ms)
     )
+
+
+class PayableRow(NamedTuple):
+    id: str
+    debtor: str
+    creditor: str
+    amount_minor: int
+    currency: str
+    reference: str
+    digest: str
+    issued_minor: int
+    status: str
+
+
+class AwaitingRow(NamedTuple):
+    id: str
+    creditor: str
+    amount_minor: int
+    currency: str
+    reference: str
+    status: str
+    created_ts_ms: int
+    approved_by: tuple[str, ...]
+
+
+def _payable_row(r: Any) -> PayableRow:
+    return PayableRow(
+        r.id, r.debtor, r.creditor, r.amount_minor, r.currency, r.reference, r.digest, r.issued_minor, r.status
+    )
+
+
+def load_payable(conn: Connection, payable_id: str) -> PayableRow | None:
+    row = conn.execute(select(payables).where(payables.c.id == payable_id)).first()
+    return None if row is None else _payable_row(row)
+
+
+def insert_payable(conn: Connection, payable: PayableRow, created_ts_ms: int) -> None:
+    conn.execute(payables.insert().values(**payable._asdict(), created_ts_ms=created_ts_ms))
+
+
+def draw_payable(conn: Connection, payable_id: str, face_minor: int) -> bool:
+    """Issue ``face_minor`` against the payable if it stays within its amount (a guarded ``UPDATE``)."""
+    result = conn.execute(
+        update(payables)
+        .where(payables.c.id == payable_id, payables.c.issued_minor + face_minor <= payables.c.amount_minor)
+        .values(issued_minor=payables.c.issued_minor + face_minor)
+    )
+    return bool(result.rowcount == 1)
+
+
+def release_payable(conn: Connection, payable_id: str, face_minor: int) -> None:
+    conn.execute(
+        update(payables).where(payables.c.id == payable_id).values(issued_minor=payables.c.issued_minor - face_minor)
+    )
+
+
+def issued_by_payable(conn: Connection) -> list[tuple[str, int]]:
+    """(id, issued_minor) of every payable."""
+    return [(r.id, int(r.issued_minor)) for r in conn.execute(select(payables.c.id, payables.c.issued_minor))]
+
+
+def awaiting_payables(conn: Connection, debtor: str, after: tuple[int, str] | None, limit: int) -> list[AwaitingRow]:
+    """The debtor's payables not confirmed yet, by (created_ts_ms, id) strictly after ``after``, at most
+    ``limit``, each with the users who approved it so far (in approval order)."""
+    stmt = select(payables).where(payables.c.debtor == debtor, payables.c.status != "confirmed")
+    if after is not None:
+        ts, pid = after
+        stmt = stmt.where(or_(payables.c.created_ts_ms > ts, and_(payables.c.created_ts_ms == ts, payables.c.id > pid)))
+    stmt = stmt.order_by(payables.c.created_ts_ms, payables.c.id).limit(limit)
+    rows = list(conn.execute(stmt))
+    approvals: dict[str, list[str]] = {r.id: [] for r in rows}
+    if rows:
+        found = conn.execute(
+            select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
+            .where(payable_approvals.c.payable_id.in_(list(approvals)))
+            .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
+        )
+        for payable_id, user_id in found:
+            approvals[payable_id].append(user_id)
+    return [
+        AwaitingRow(
+            r.id,
+            r.creditor,
+            int(r.amount_minor),
+            r.currency,
+            r.reference,
+            r.status,
+            int(r.created_ts_ms),
+            tuple(approvals[r.id]),
+        )
+        for r in rows
+    ]
