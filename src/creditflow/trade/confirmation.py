@@ -23,7 +23,7 @@ from creditflow.ledger import reads as ledger
 from creditflow.ledger.model.certificates import CertificateState
 from creditflow.ledger.model.parties import Role
 from creditflow.trade import store
-from creditflow.trade.documents import MatchStatus
+from creditflow.trade.match import MatchStatus
 from creditflow.trade.payables import Payable, PayablesService
 from creditflow.trade.service import TradeService
 

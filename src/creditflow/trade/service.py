@@ -37,7 +37,6 @@ from creditflow.trade.documents import (
     GoodsReceipt,
     Invoice,
     InvoiceLine,
-    MatchResult,
     PurchaseOrder,
     ReceiptLine,
     RejectedDocument,
@@ -47,9 +46,9 @@ from creditflow.trade.documents import (
     check_dates_in_order,
     decimal_text,
     document_digest,
-    three_way_match,
 )
 from creditflow.trade.erp import Format, parse_file, parse_kind
+from creditflow.trade.match import MatchResult, three_way_match
 
 CHUNK = 500
 ATTEMPTS = 2
