@@ -159,7 +159,7 @@ def world(app: App) -> App:
 
 def issue_accepted(application: App, face_minor: int = 100_000_000, holder: str = "factory") -> str:
     """Issue a certificate from xcmg to ``holder`` and accept it; return the root piece id."""
-    payable = application.ledger.create_payable("xcmg", holder, face_minor, f"PO-{uuid.uuid4().hex[:6]}")
+    payable = application.payables.create_payable("xcmg", holder, face_minor, f"PO-{uuid.uuid4().hex[:6]}")
     receipt = application.ledger.issue("xcmg", payable.id, face_minor, dt.date(2026, 9, 1))
     piece_id = str(receipt.result["piece_id"])
     application.ledger.accept(holder, piece_id)

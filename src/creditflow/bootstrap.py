@@ -23,9 +23,10 @@ from creditflow.ledger.model.parties import PLATFORM
 from creditflow.ledger.proofs import Proofs
 from creditflow.ledger.queries import Queries
 from creditflow.ledger.sequencer import Sequencer
-from creditflow.ledger.service import LedgerService, release_void_payables
+from creditflow.ledger.service import LedgerService
 from creditflow.ledger.signing import Signer
 from creditflow.trade.confirmation import ConfirmationService
+from creditflow.trade.payables import PayablesService, check_payables, release_void_payables
 from creditflow.trade.rules import release_trade_reservations
 from creditflow.trade.service import TradeService
 
@@ -45,6 +46,7 @@ class App:
     proofs: Proofs
     access: Access
     trade: TradeService
+    payables: PayablesService
     confirmation: ConfirmationService
     financing: FinancingService
     clearing: ClearingService
@@ -58,7 +60,7 @@ class App:
         return {self.log_signer.key_id: self.log_signer.public_key}
 
     def verify(self, progress=None) -> VerifyReport:  # type: ignore[no-untyped-def]
-        return verify_database(self.engine, self.log_keys, progress=progress)
+        return verify_database(self.engine, self.log_keys, progress=progress, checks=[check_payables])
 
     def close(self) -> None:
         self.iot.close()
@@ -112,8 +114,18 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         settings,
         projections=[release_void_payables, release_trade_reservations, release_bank_limits],
     )
-    ledger = LedgerService(engine, sequencer, custody, settings, clock, log_signer)
     queries = Queries(engine, settings)
+    payables = PayablesService(engine, queries, settings, clock)
+    ledger = LedgerService(
+        engine,
+        sequencer,
+        custody,
+        settings,
+        clock,
+        log_signer,
+        prechecks=payables.precheck_for,
+        payables=payables.get_payable,
+    )
     trade = TradeService(engine, settings, clock)
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
@@ -129,7 +141,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         proofs=Proofs(engine, log_signer, clock),
         access=Access(engine, clock),
         trade=trade,
-        confirmation=ConfirmationService(engine, ledger, trade, settings, clock),
+        payables=payables,
+        confirmation=ConfirmationService(engine, payables, trade, settings, clock),
         financing=FinancingService(
             engine,
             ledger,

@@ -29,7 +29,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, App, s
         app.confirmation.add_user("steel", "chen.jing", "Chen Jing")
         app.sessions.set_password("chen.jing", PASSWORD)
         today = dt.datetime.fromtimestamp(app.clock.now_ms() / 1000, dt.UTC).date()
-        payable = app.ledger.create_payable("xcmg", "factory", 1_000_000 * YUAN, "PO-BROWSER-1")
+        payable = app.payables.create_payable("xcmg", "factory", 1_000_000 * YUAN, "PO-BROWSER-1")
         root = str(
             app.ledger.issue("xcmg", payable.id, 1_000_000 * YUAN, today + dt.timedelta(days=120)).result["piece_id"]
         )

@@ -209,7 +209,7 @@ def _build_side(app: App, name: str) -> Side:
         side.tokens[role] = app.access.create_key(org, "api world")
         side.users[role] = f"{org}.clerk"
         app.confirmation.add_user(org, side.users[role], f"{org.title()} Clerk")
-    side.payable_id = app.ledger.create_payable(side.core, side.supplier, 300_000_000, f"PO-{name}").id
+    side.payable_id = app.payables.create_payable(side.core, side.supplier, 300_000_000, f"PO-{name}").id
     side.certificate_id, side.piece_id = _issue(app, side, 100_000_000, accept=True)
     side.pending_certificate_id, side.pending_piece_id = _issue(app, side, 50_000_000, accept=False)
     side.financed_certificate_id, financed = _issue(app, side, 100_000_000, accept=True)

@@ -585,7 +585,7 @@ def test_self_custody_signed_operations(client: TestClient, world: App, h: dict[
     assert r.status_code == 201 and r.json()["custody"] == "self"
     me = bearer(r.json()["api_key"])
     root = issue_accepted(world, holder="factory")  # something selfie is not party to
-    payable = world.ledger.create_payable("xcmg", "selfie", 1_000_000, "PO-S")
+    payable = world.payables.create_payable("xcmg", "selfie", 1_000_000, "PO-S")
     piece_id = str(world.ledger.issue("xcmg", payable.id, 1_000_000, dt.date(2026, 9, 1)).result["piece_id"])
     # Platform custody does not exist for selfie.
     assert_problem(client.post(f"/v1/pieces/{piece_id}/accept", headers=me), 404, "no_custody_key")

@@ -133,7 +133,7 @@ def import_invoice(app: App, buyer: str, seller: str, net_minor: int) -> str:
 
 
 def make_chain(app: App) -> Chain:
-    payable = app.ledger.create_payable("xcmg", "factory", FACE, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", "factory", FACE, f"PO-{uuid.uuid4().hex[:8]}")
     app.confirmation.approve(payable.id, "alice")
     app.confirmation.approve(payable.id, "bob")
     issued = app.ledger.issue("xcmg", payable.id, FACE, MATURITY).result
@@ -226,7 +226,7 @@ def test_record_payment_rules(capp: App) -> None:
 
 
 def test_a_pending_certificate_cannot_be_paid(capp: App) -> None:
-    payable = capp.ledger.create_payable("xcmg", "factory", FACE, "PO-p")
+    payable = capp.payables.create_payable("xcmg", "factory", FACE, "PO-p")
     capp.confirmation.approve(payable.id, "alice")
     capp.confirmation.approve(payable.id, "bob")
     cert = str(capp.ledger.issue("xcmg", payable.id, FACE, MATURITY).result["certificate_id"])

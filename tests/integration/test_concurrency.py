@@ -124,7 +124,7 @@ def _append_in_process(url: str, holder: str, out: str, barrier: Any) -> None:
         barrier.wait(timeout=60)
         seqs: list[int] = []
         for _ in range(OPS_PER_PROCESS // 2):
-            payable = app.ledger.create_payable("xcmg", holder, 1_000, "PO-mp")
+            payable = app.payables.create_payable("xcmg", holder, 1_000, "PO-mp")
             issued = app.ledger.issue("xcmg", payable.id, 1_000, dt.date(2026, 9, 1))
             accepted = app.ledger.accept(holder, str(issued.result["piece_id"]))
             seqs += [issued.seq, accepted.seq]

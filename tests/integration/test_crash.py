@@ -54,7 +54,7 @@ CHILD = textwrap.dedent(
 
     def work(holder, recipient):
         while True:
-            payable = app.ledger.create_payable("xcmg", holder, 100_000, "PO-crash")
+            payable = app.payables.create_payable("xcmg", holder, 100_000, "PO-crash")
             issued = app.ledger.issue("xcmg", payable.id, 100_000, dt.date(2026, 9, 1))
             ack(issued)
             root = str(issued.result["piece_id"])

@@ -21,7 +21,8 @@ from creditflow.http.api import trade as routes_erp
 from creditflow.http.app import create_app
 from creditflow.kernel.errors import InvalidInput, NotFound
 from creditflow.migrations.schema import metadata
-from creditflow.trade.documents import DocKind, MatchStatus
+from creditflow.trade.documents import DocKind
+from creditflow.trade.match import MatchStatus
 from creditflow.trade.service import ImportReport, TradeService
 from creditflow.trade.tables import trade_documents, trade_lines
 

@@ -83,7 +83,7 @@ def request_rows(app: App) -> list[dict[str, Any]]:
 
 
 def issue(app: App, face: int, holder: str = "factory") -> dict[str, Any]:
-    payable = app.ledger.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
     app.confirmation.approve(payable.id, "alice")
     app.confirmation.approve(payable.id, "bob")
     receipt = app.ledger.issue("xcmg", payable.id, face, MATURITY)
@@ -365,7 +365,7 @@ def test_a_core_enterprise_without_rating_is_declined(fapp: App, product: Produc
     fapp.confirmation.add_user("rival", "rita", "Rita")
     fapp.confirmation.add_user("rival", "ray", "Ray")
     fapp.confirmation.set_credit_line("rival", 10**10)
-    payable = fapp.ledger.create_payable("rival", "factory", 10_000_000, "PO-R1")
+    payable = fapp.payables.create_payable("rival", "factory", 10_000_000, "PO-R1")
     fapp.confirmation.approve(payable.id, "rita")
     fapp.confirmation.approve(payable.id, "ray")
     piece = str(fapp.ledger.issue("rival", payable.id, 10_000_000, MATURITY).result["piece_id"])
@@ -374,7 +374,7 @@ def test_a_core_enterprise_without_rating_is_declined(fapp: App, product: Produc
 
 
 def test_a_certificate_on_an_unconfirmed_payable_is_declined(fapp: App, loose: App, product: Product) -> None:
-    payable = loose.ledger.create_payable("xcmg", "factory", 10_000_000, "PO-old")
+    payable = loose.payables.create_payable("xcmg", "factory", 10_000_000, "PO-old")
     piece = str(loose.ledger.issue("xcmg", payable.id, 10_000_000, MATURITY).result["piece_id"])
     loose.ledger.accept("factory", piece)
     outcome = declined(fapp, "factory", piece, product.id)

@@ -115,7 +115,7 @@ def resigned(op: SignedOperation, *blocks: SignatureBlock) -> SignedOperation:
 
 def issue_to(app: App, holder: str, face: int = FACE) -> str:
     """Issue a certificate from xcmg to ``holder`` (pending); return the root piece id."""
-    payable = app.ledger.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
     return str(app.ledger.issue("xcmg", payable.id, face, dt.date(2026, 9, 1)).result["piece_id"])
 
 

@@ -94,7 +94,7 @@ def log_size(app: App) -> int:
 
 def issue(app: App, holder: str = "factory", face: int = FACE, *, maturity: dt.date = MATURITY) -> tuple[str, str, str]:
     """Record a payable and issue a certificate on all of it; return (certificate, root piece, payable) ids."""
-    payable = app.ledger.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
     receipt = app.ledger.issue("xcmg", payable.id, face, maturity)
     return str(receipt.result["certificate_id"]), str(receipt.result["piece_id"]), payable.id
 
@@ -114,14 +114,14 @@ def event(seq: int, name: str, actor: str, ts_ms: int) -> dict[str, Any]:
 
 def test_the_demo_story(world: App, clock: ManualClock) -> None:
     app, q = world, world.queries
-    payable = app.ledger.create_payable("xcmg", "factory", FACE, "PO-2026-0001")
+    payable = app.payables.create_payable("xcmg", "factory", FACE, "PO-2026-0001")
 
     issued = app.ledger.issue("xcmg", payable.id, FACE, MATURITY)
     cert_id, root = issued.result["certificate_id"], issued.result["piece_id"]
     assert (issued.seq, issued.tree_size, issued.op_type) == (len(ROLES), len(ROLES) + 1, "issue")
     assert q.liability("xcmg") == Liability("xcmg", 0, FACE, 1)
     assert q.circulation_by_tier("xcmg") == [TierValue(1, FACE, 1, 1)]
-    assert app.ledger.get_payable(payable.id).issued_minor == FACE
+    assert app.payables.get_payable(payable.id).issued_minor == FACE
 
     clock.advance(HOUR_MS)
     accepted = app.ledger.accept("factory", root)
@@ -329,12 +329,12 @@ def test_an_unaccepted_certificate_expires_void_and_frees_its_payable(world: App
     assert expired.result == {"piece_id": root, "certificate_state": "void"}
     assert q.certificate(cert).state == CertificateState.VOID
     assert q.piece(root).state == PieceState.EXPIRED
-    assert app.ledger.get_payable(payable).issued_minor == 0
+    assert app.payables.get_payable(payable).issued_minor == 0
     assert q.liability("xcmg") == Liability("xcmg", 0, 0, 0)
     assert q.circulation_by_tier() == []
 
     again = app.ledger.issue("xcmg", payable, FACE, MATURITY)
-    assert app.ledger.get_payable(payable).issued_minor == FACE
+    assert app.payables.get_payable(payable).issued_minor == FACE
     app.ledger.accept("factory", again.result["piece_id"])
     assert q.liability("xcmg") == Liability("xcmg", FACE, 0, 1)
     app.verify()
@@ -366,7 +366,7 @@ def test_rejecting_a_new_certificate_voids_it_and_frees_the_payable(world: App) 
     cert, root, payable = issue(app, "steel", 300_000 * YUAN)
     app.ledger.reject("steel", root)
     assert q.certificate(cert).state == CertificateState.VOID
-    assert app.ledger.get_payable(payable).issued_minor == 0
+    assert app.payables.get_payable(payable).issued_minor == 0
     assert q.liability("xcmg") == Liability("xcmg", 0, 0, 0)
     app.ledger.issue("xcmg", payable, 300_000 * YUAN, MATURITY)
     app.verify()
@@ -386,7 +386,7 @@ def test_the_issuer_may_revoke_only_while_the_certificate_is_pending(world: App)
         event(revoked.seq - 1, "issued", "xcmg", START_MS),
         event(revoked.seq, "revoked", "xcmg", START_MS),
     ]
-    assert app.ledger.get_payable(payable).issued_minor == 0
+    assert app.payables.get_payable(payable).issued_minor == 0
     refused(app, lambda: app.ledger.accept("factory", root), "piece_not_live", field="piece_id")
     refused(app, lambda: app.ledger.revoke("xcmg", cert), "revoke_not_allowed", field="certificate_id")
 
@@ -395,7 +395,7 @@ def test_the_issuer_may_revoke_only_while_the_certificate_is_pending(world: App)
     refused(
         app, lambda: app.ledger.revoke("xcmg", again.result["certificate_id"]), "revoke_not_allowed", "certificate_id"
     )
-    assert app.ledger.get_payable(payable).issued_minor == FACE
+    assert app.payables.get_payable(payable).issued_minor == FACE
     app.verify()
 
 
@@ -464,7 +464,7 @@ class Stage:
 @pytest.fixture
 def stage(world: App) -> Stage:
     piece = issue_accepted(world)
-    payable = world.ledger.create_payable("xcmg", "factory", 500_000 * YUAN, "PO-stage")
+    payable = world.payables.create_payable("xcmg", "factory", 500_000 * YUAN, "PO-stage")
     pending_cert, _, _ = issue(world, "steel", 10 * YUAN)
     return Stage(world, piece, payable.id, pending_cert)
 
@@ -603,42 +603,42 @@ BAD_INPUT: dict[str, tuple[Callable[[Stage], object], str, str | None]] = {
         None,
     ),
     "payable zero": (
-        lambda s: s.app.ledger.create_payable("xcmg", "factory", 0, "PO-0"),
+        lambda s: s.app.payables.create_payable("xcmg", "factory", 0, "PO-0"),
         "invalid_amount",
         "amount_minor",
     ),
     "payable over max": (
-        lambda s: s.app.ledger.create_payable("xcmg", "factory", MAX_AMOUNT_MINOR + 1, "PO-0"),
+        lambda s: s.app.payables.create_payable("xcmg", "factory", MAX_AMOUNT_MINOR + 1, "PO-0"),
         "invalid_amount",
         "amount_minor",
     ),
     "payable in USD": (
-        lambda s: s.app.ledger.create_payable("xcmg", "factory", 1, "PO-0", currency="USD"),
+        lambda s: s.app.payables.create_payable("xcmg", "factory", 1, "PO-0", currency="USD"),
         "invalid_currency",
         "currency",
     ),
     "payable without reference": (
-        lambda s: s.app.ledger.create_payable("xcmg", "factory", 1, ""),
+        lambda s: s.app.payables.create_payable("xcmg", "factory", 1, ""),
         "invalid_input",
         "reference",
     ),
     "payable of unknown debtor": (
-        lambda s: s.app.ledger.create_payable("nobody", "factory", 1, "PO-0"),
+        lambda s: s.app.payables.create_payable("nobody", "factory", 1, "PO-0"),
         "party_not_found",
         "debtor",
     ),
     "payable to unknown creditor": (
-        lambda s: s.app.ledger.create_payable("xcmg", "nobody", 1, "PO-0"),
+        lambda s: s.app.payables.create_payable("xcmg", "nobody", 1, "PO-0"),
         "party_not_found",
         "creditor",
     ),
     "payable of a supplier": (
-        lambda s: s.app.ledger.create_payable("factory", "steel", 1, "PO-0"),
+        lambda s: s.app.payables.create_payable("factory", "steel", 1, "PO-0"),
         "role_not_allowed",
         "debtor",
     ),
     "payable id taken": (
-        lambda s: s.app.ledger.create_payable("xcmg", "factory", 1, "PO-0", payable_id=s.payable),
+        lambda s: s.app.payables.create_payable("xcmg", "factory", 1, "PO-0", payable_id=s.payable),
         "payable_exists",
         "payable_id",
     ),
@@ -679,18 +679,18 @@ def test_the_limits_themselves_are_allowed(stage: Stage) -> None:
     assert len(split.result["piece_ids"]) == fanout
     year = app.ledger.issue("xcmg", stage.payable, 500_000 * YUAN, TODAY + dt.timedelta(days=365))
     assert app.queries.certificate(year.result["certificate_id"]).maturity_date == dt.date(2027, 3, 2)
-    assert app.ledger.get_payable(stage.payable).issued_minor == 500_000 * YUAN
+    assert app.payables.get_payable(stage.payable).issued_minor == 500_000 * YUAN
     app.verify()
 
 
 def test_a_payable_is_drawn_down_by_each_issue(world: App) -> None:
     app = world
-    payable = app.ledger.create_payable("xcmg", "factory", FACE, "PO-2026-0002").id
+    payable = app.payables.create_payable("xcmg", "factory", FACE, "PO-2026-0002").id
     app.ledger.issue("xcmg", payable, 600_000 * YUAN, MATURITY)
     app.ledger.issue("xcmg", payable, 400_000 * YUAN - 1, MATURITY)
     refused(app, lambda: app.ledger.issue("xcmg", payable, 2, MATURITY), "payable_exceeded", field="face_minor")
     app.ledger.issue("xcmg", payable, 1, MATURITY)
-    assert app.ledger.get_payable(payable).issued_minor == FACE
+    assert app.payables.get_payable(payable).issued_minor == FACE
     assert app.queries.liability("xcmg") == Liability("xcmg", 0, FACE, 3)
 
 

@@ -92,7 +92,7 @@ def pay(app: App, sender: str, piece_id: str, to: str, amount: int, *, accept: b
 
 
 def issue(app: App, face: int, *, accept: bool = True) -> dict[str, str]:
-    payable = app.ledger.create_payable("xcmg", "factory", face, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", "factory", face, f"PO-{uuid.uuid4().hex[:8]}")
     app.confirmation.approve(payable.id, "alice")
     app.confirmation.approve(payable.id, "bob")
     result = app.ledger.issue("xcmg", payable.id, face, MATURITY).result

@@ -72,7 +72,7 @@ def tell_story(app: App) -> Story:
     pending = str(app.ledger.transfer("steel", to_steel, "ore", 1_000_000).result["piece_id"])
     app.ledger.freeze("operator", kept, "court order")
     app.ledger.unfreeze("operator", kept, "released")
-    payable = app.ledger.create_payable("xcmg", "steel", 500_000, "PO-revoked")
+    payable = app.payables.create_payable("xcmg", "steel", 500_000, "PO-revoked")
     issued = app.ledger.issue("xcmg", payable.id, 500_000, dt.date(2026, 8, 1))
     app.ledger.revoke("xcmg", str(issued.result["certificate_id"]))
     app.ledger.rotate_key("factory")
@@ -345,7 +345,7 @@ ONE_VALUE: dict[str, Change] = {
 
 def expect_failure(app: App) -> VerificationFailure:
     with pytest.raises(VerificationFailure) as failure:
-        verify_database(app.engine, app.log_keys)
+        app.verify()
     return failure.value
 
 
@@ -639,7 +639,7 @@ def test_failed_verify_closes_its_cursors(pg_url: str, clock: Any, broken: str) 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ResourceWarning)
             try:
-                verify_database(app.engine, app.log_keys)
+                app.verify()
             except VerificationFailure as exc:
                 where = exc.where
             else:

@@ -75,7 +75,7 @@ def refused(app: App, code: str, action: Callable[[], object]) -> DomainError:
 
 
 def confirmed_payable(app: App, face: int, holder: str = "factory") -> str:
-    payable = app.ledger.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
+    payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
     app.confirmation.approve(payable.id, "alice")
     app.confirmation.approve(payable.id, "bob")
     return payable.id
@@ -148,13 +148,13 @@ def line(app: App) -> tuple[int, int]:
 
 def test_issue_on_a_draft_or_matched_payable_is_refused(tapp: App) -> None:
     tapp.confirmation.set_credit_line("xcmg", 1_000_000_000)
-    draft = tapp.ledger.create_payable("xcmg", "factory", 100_000_000, "PO-draft")
+    draft = tapp.payables.create_payable("xcmg", "factory", 100_000_000, "PO-draft")
     refused(tapp, "payable_not_confirmed", lambda: tapp.ledger.issue("xcmg", draft.id, 100_000_000, MATURITY))
     # one approval is not enough
     assert tapp.confirmation.approve(draft.id, "alice")["status"] == "draft"
     refused(tapp, "payable_not_confirmed", lambda: tapp.ledger.issue("xcmg", draft.id, 100_000_000, MATURITY))
     # a three-way match makes a payable eligible, not confirmed
-    matched = tapp.ledger.create_payable("xcmg", "factory", 100_000_000, "invoice INV-9", status="matched")
+    matched = tapp.payables.create_payable("xcmg", "factory", 100_000_000, "invoice INV-9", status="matched")
     refused(tapp, "payable_not_confirmed", lambda: tapp.ledger.issue("xcmg", matched.id, 100_000_000, MATURITY))
     assert line(tapp) == (1_000_000_000, 0)
     assert tapp.verify().entries == 9  # the 9 organisations registered, nothing else
@@ -162,7 +162,7 @@ def test_issue_on_a_draft_or_matched_payable_is_refused(tapp: App) -> None:
 
 def test_maker_checker_needs_two_different_users_of_the_debtor(tapp: App) -> None:
     tapp.confirmation.set_credit_line("xcmg", 1_000_000_000)
-    payable = tapp.ledger.create_payable("xcmg", "factory", 50_000_000, "PO-mc")
+    payable = tapp.payables.create_payable("xcmg", "factory", 50_000_000, "PO-mc")
     # a user of the supplier, or of another core enterprise, cannot confirm xcmg's debt
     refused(tapp, "not_debtor_user", lambda: tapp.confirmation.approve(payable.id, "frank"))
     refused(tapp, "not_debtor_user", lambda: tapp.confirmation.approve(payable.id, "rita"))
@@ -180,7 +180,7 @@ def test_maker_checker_needs_two_different_users_of_the_debtor(tapp: App) -> Non
         "required": 2,
         "status": "confirmed",
     }
-    assert tapp.ledger.get_payable(payable.id).status == "confirmed"
+    assert tapp.payables.get_payable(payable.id).status == "confirmed"
     refused(tapp, "already_confirmed", lambda: tapp.confirmation.approve(payable.id, "carol"))
     receipt = tapp.ledger.issue("xcmg", payable.id, 50_000_000, MATURITY)
     assert tapp.queries.certificate(str(receipt.result["certificate_id"])).face_minor == 50_000_000

@@ -37,7 +37,6 @@ from creditflow.kernel.clock import ManualClock
 from creditflow.kernel.errors import DomainError
 from creditflow.kernel.uscc import make_uscc
 from creditflow.ledger import merkle
-from creditflow.ledger.audit import verify_database
 from creditflow.ledger.entries import sign_operation
 from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, PieceState
 from creditflow.ledger.sequencer import Receipt
@@ -209,7 +208,7 @@ class Driver:
     def create_payable(self, debtor: str, creditor: str, amount: int) -> None:
         before = self.snapshot()
         try:
-            payable = self.app.ledger.create_payable(debtor, creditor, amount, f"PO-{len(self.payables)}")
+            payable = self.app.payables.create_payable(debtor, creditor, amount, f"PO-{len(self.payables)}")
         except DomainError as exc:
             assert self.snapshot() == before, f"create_payable refused ({exc.code}) but changed something"
             self.outcomes[f"create_payable: {exc.code}"] += 1
@@ -220,7 +219,7 @@ class Driver:
         self.outcomes["create_payable: ok"] += 1
 
     def issue(self, who: str | None, payable_ref: int, face_spec: tuple[str, int], maturity_days: int) -> None:
-        payable = self.app.ledger.get_payable(self.payables[payable_ref % len(self.payables)])
+        payable = self.app.payables.get_payable(self.payables[payable_ref % len(self.payables)])
         kind, value = face_spec
         face = payable.amount_minor * value // 100 if kind == "part" else value
         maturity = self.today() + dt.timedelta(days=maturity_days)
@@ -328,7 +327,7 @@ class Driver:
             if cert.state != CertificateState.VOID:
                 payable_drawn[cert.payable_id] += cert.face_minor
         for payable_id in self.payables:
-            payable = self.app.ledger.get_payable(payable_id)
+            payable = self.app.payables.get_payable(payable_id)
             assert payable.issued_minor == payable_drawn[payable_id], f"payable {payable_id} drawn wrongly"
             assert 0 <= payable.issued_minor <= payable.amount_minor
         with self.app.engine.connect() as conn:
@@ -696,7 +695,7 @@ def test_any_single_change_is_detected(
             where = tamper(app, driver, target, data)
             note(f"tampered {target} at {where}")
             with pytest.raises(VerificationFailure) as failure:
-                verify_database(app.engine, app.log_keys)
+                app.verify()
             assert failure.value.where == where, f"{failure.value} (expected it at {where})"
         finally:
             app.close()

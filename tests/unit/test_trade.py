@@ -18,7 +18,6 @@ from creditflow.trade.documents import (
     GoodsReceipt,
     Invoice,
     InvoiceLine,
-    MatchStatus,
     PoLine,
     PurchaseOrder,
     ReceiptLine,
@@ -30,11 +29,11 @@ from creditflow.trade.documents import (
     document_digest,
     line_net_minor,
     line_tax_minor,
-    three_way_match,
     validate_goods_receipt,
     validate_invoice,
     validate_purchase_order,
 )
+from creditflow.trade.match import MatchStatus, three_way_match
 
 BUYER = make_uscc("91320300134780001")
 SELLER = make_uscc("91320300134780002")

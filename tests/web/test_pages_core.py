@@ -34,7 +34,7 @@ def li(web: TestClient, world: App) -> str:
 def test_core_pages_render_for_the_core_enterprise_only(web: TestClient, world: App, li: str) -> None:
     root = issue_accepted(world)
     cert_id = world.queries.piece(root).certificate_id
-    payable = world.ledger.create_payable("xcmg", "factory", 5_000_000, "PO-9")
+    payable = world.payables.create_payable("xcmg", "factory", 5_000_000, "PO-9")
     for path in (*CORE_PAGES, f"/ui/core/certificates/{cert_id}"):
         page = web.get(path)
         assert page.status_code == 200, path
@@ -59,7 +59,7 @@ def test_core_pages_render_for_the_core_enterprise_only(web: TestClient, world: 
 
 
 def test_maker_checker_approval_by_two_signed_in_users(web: TestClient, world: App, li: str) -> None:
-    payable = world.ledger.create_payable("xcmg", "factory", 12_345_678, "PO-77")
+    payable = world.payables.create_payable("xcmg", "factory", 12_345_678, "PO-77")
     listing = web.get("/ui/core/payables").text
     assert f'<tr data-payable="{payable.id}" data-approvals="0">' in listing and "123,456.78" in listing
     watched = (payables, payable_approvals)
@@ -71,13 +71,13 @@ def test_maker_checker_approval_by_two_signed_in_users(web: TestClient, world: A
     first = web.post(f"/ui/core/payables/{payable.id}/approve", data={"csrf_token": li})
     assert first.status_code == 200 and "You approved payable" in first.text and "(1 of 2)" in first.text
     assert f'id="approve-{payable.id}"' not in first.text  # li.wei cannot be the checker too
-    assert world.ledger.get_payable(payable.id).status == "draft"
+    assert world.payables.get_payable(payable.id).status == "draft"
     before = table_rows(world, watched)
     again = web.post(f"/ui/core/payables/{payable.id}/approve", data={"csrf_token": li})
     assert again.status_code == 409 and "a different user must confirm" in (banner(again.text) or "")
     assert table_rows(world, watched) == before
 
-    theirs = world.ledger.create_payable("rival", "factory", 1_000, "PO-R")
+    theirs = world.payables.create_payable("rival", "factory", 1_000, "PO-R")
     before = table_rows(world, watched)
     api = web.get(f"/v1/payables/{theirs.id}")
     assert api.status_code == 404
@@ -91,7 +91,7 @@ def test_maker_checker_approval_by_two_signed_in_users(web: TestClient, world: A
     second = web.post(f"/ui/core/payables/{payable.id}/approve", data={"csrf_token": zhang})
     assert second.status_code == 200 and f"Payable {payable.id} is confirmed" in second.text
     assert f'data-payable="{payable.id}"' not in second.text  # no longer awaiting confirmation
-    assert world.ledger.get_payable(payable.id).status == "confirmed"
+    assert world.payables.get_payable(payable.id).status == "confirmed"
     with world.engine.connect() as conn:
         approvers = sorted(r.user_id for r in conn.execute(payable_approvals.select()))
     assert approvers == ["li.wei", "zhang.min"]
@@ -129,7 +129,7 @@ def test_certificates_issued_are_paginated(web: TestClient, world: App, li: str)
     assert seen == ids  # oldest first, each once
     tree = web.get(f"/ui/core/certificates/{ids[0]}")
     assert tree.status_code == 200 and f'<tr data-piece="{roots[0]}" data-tier="1">' in tree.text
-    theirs = world.ledger.create_payable("rival", "other", 1_000, "PO-R")
+    theirs = world.payables.create_payable("rival", "other", 1_000, "PO-R")
     rival_cert = str(world.ledger.issue("rival", theirs.id, 1_000, dt.date(2026, 9, 1)).result["certificate_id"])
     api = web.get(f"/v1/certificates/{rival_cert}")
     page = web.get(f"/ui/core/certificates/{rival_cert}")

@@ -513,7 +513,7 @@ def invoice_digest(app: App, buyer: str, seller: str, gross_yuan: str) -> str:
 
 def test_with_trade_rules_a_transfer_cites_its_invoice(tweb: tuple[TestClient, App]) -> None:
     web, app = tweb
-    payable = app.ledger.create_payable("xcmg", "factory", FACE, "PO-1")
+    payable = app.payables.create_payable("xcmg", "factory", FACE, "PO-1")
     app.confirmation.approve(payable.id, "alice")
     app.confirmation.approve(payable.id, "bob")
     root = str(app.ledger.issue("xcmg", payable.id, FACE, MATURITY).result["piece_id"])

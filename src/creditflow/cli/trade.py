@@ -22,7 +22,8 @@ from rich.table import Table
 from creditflow.config import Settings
 from creditflow.kernel.errors import DomainError
 from creditflow.kernel.money import format_minor
-from creditflow.trade.documents import DocKind, MatchResult, MatchStatus
+from creditflow.trade.documents import DocKind
+from creditflow.trade.match import MatchResult, MatchStatus
 
 if TYPE_CHECKING:
     from creditflow.bootstrap import App

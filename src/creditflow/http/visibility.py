@@ -10,7 +10,7 @@ from creditflow.identity.access import Principal
 from creditflow.kernel.errors import Forbidden, NotFound
 from creditflow.ledger.model.certificates import Certificate, Piece
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.service import Payable
+from creditflow.trade.payables import Payable
 
 
 def piece_not_found(piece_id: str) -> NotFound:
@@ -48,7 +48,7 @@ def visible_certificate(app: App, who: Principal, certificate_id: str) -> Certif
 
 def visible_payable(app: App, who: Principal, payable_id: str) -> Payable:
     """Payables are seen by their debtor and creditor only."""
-    payable = app.ledger.get_payable(payable_id)
+    payable = app.payables.get_payable(payable_id)
     if who.org_id in (payable.debtor, payable.creditor):
         return payable
     raise payable_not_found(payable_id)

@@ -8,25 +8,25 @@ Checks, in order, stopping at the first failure (which names the entry or row an
 4. every signed tree head: signature valid, root equal to the recomputed root at its size; the
    latest one covers the whole log; the log head row agrees;
 5. the read model: parties, keys, certificates, pieces and piece history equal the re-derived state;
-6. payables: the amount drawn on each equals the face of the live certificates resting on it.
+6. the ``checks`` other contexts plug in, run on the same connection and re-derived state (the composition
+   root passes trade's: payables, the amount drawn on each equals the face of the live certificates resting
+   on it, `creditflow.trade.payables.check_payables`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select  # check 6 (payables), until trade takes it
-
-from creditflow.kernel.engine import Engine
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.ledger import merkle, store
 from creditflow.ledger.entries import Entry
 from creditflow.ledger.model.certificates import CertificateState, PieceState
+from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.verifier import VerificationFailure, check_tree_head, replay
-from creditflow.trade.tables import payables
 
 _T = TypeVar("_T")
 
@@ -90,6 +90,7 @@ def verify_database(
     log_keys: Mapping[str, bytes],
     *,
     progress: Callable[[int, int], None] | None = None,
+    checks: Sequence[Callable[[Connection, MemoryState], None]] = (),
 ) -> VerifyReport:
     started = time.perf_counter()
     with engine.connect().execution_options(read_only=True) as conn, ExitStack() as streams:
@@ -200,17 +201,9 @@ def verify_database(
                     f"certificate {cert.id}", f"live pieces sum to {live.get(cert.id, 0)}, face is {expected}"
                 )
 
-        # 6. payables
-        drawn: dict[str, int] = {}
-        for cert in state.certificates.values():
-            if cert.state != CertificateState.VOID:
-                drawn[cert.payable_id] = drawn.get(cert.payable_id, 0) + cert.face_minor
-        for r in conn.execute(select(payables.c.id, payables.c.issued_minor)):
-            if r.issued_minor != drawn.get(r.id, 0):
-                raise VerificationFailure(
-                    f"payables row id={r.id}",
-                    f"issued_minor is {r.issued_minor}, certificates draw {drawn.get(r.id, 0)}",
-                )
+        # 6. and on: the checks other contexts plug in (trade's payables), on the same connection and state
+        for check in checks:
+            check(conn, state)
 
     return VerifyReport(
         entries=n,

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import select  # the payable parts, until trade takes them
-
 from creditflow.config import Settings
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
@@ -26,7 +24,6 @@ from creditflow.ledger import store
 from creditflow.ledger.model.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party
 from creditflow.ledger.store import after_key as after_key  # re-exported: other contexts page with it
-from creditflow.trade.tables import payable_approvals, payables
 
 LIVE = tuple(s.value for s in LIVE_STATES)
 _CREATION = {
@@ -79,20 +76,6 @@ def page_from(rows: list[T], size: int, key: Callable[[T], CursorKey]) -> Page:
     more = len(rows) > size
     rows = rows[:size]
     return Page(rows, encode_cursor(*key(rows[-1])) if more and rows else None)
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitingPayable:
-    """A payable of the debtor not yet confirmed, with the users who approved it so far."""
-
-    id: str
-    creditor: str
-    amount_minor: int
-    currency: str
-    reference: str
-    status: str  # draft or matched
-    created_ts_ms: int
-    approved_by: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,43 +186,6 @@ class Queries:
             start = decode_cursor(cursor, *shape)
             ordered = [item for item in ordered if key(item) > start]
         return page_from(ordered[: size + 1], size, key)
-
-    def payables_awaiting_confirmation(
-        self, debtor: str, *, cursor: str | None = None, limit: int | None = None
-    ) -> Page:
-        """The debtor's payables that are not confirmed yet (draft or matched), oldest first, each with
-        the users who approved it so far (maker-checker)."""
-        size = self.page_size(limit)
-        stmt = select(payables).where(payables.c.debtor == debtor, payables.c.status != "confirmed")
-        order = (payables.c.created_ts_ms, payables.c.id)
-        if cursor:
-            stmt = stmt.where(after_key(order, decode_cursor(cursor, int, str)))
-        stmt = stmt.order_by(*order).limit(size + 1)
-        with self._conn() as conn:
-            rows = list(conn.execute(stmt))
-            approvals: dict[str, list[str]] = {r.id: [] for r in rows}
-            if rows:
-                found = conn.execute(
-                    select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
-                    .where(payable_approvals.c.payable_id.in_(list(approvals)))
-                    .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
-                )
-                for payable_id, user_id in found:
-                    approvals[payable_id].append(user_id)
-        items = [
-            AwaitingPayable(
-                r.id,
-                r.creditor,
-                int(r.amount_minor),
-                r.currency,
-                r.reference,
-                r.status,
-                int(r.created_ts_ms),
-                tuple(approvals[r.id]),
-            )
-            for r in rows
-        ]
-        return page_from(items, size, lambda p: (p.created_ts_ms, p.id))
 
     def tree(self, certificate_id: str) -> list[Piece]:
         """Every piece of a certificate, in creation order (parents before children)."""

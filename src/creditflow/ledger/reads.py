@@ -60,3 +60,16 @@ def certificates_in_states(
 ) -> list[Certificate]:
     """Certificates in one of ``states``, optionally of one issuer and maturing strictly before a day."""
     return store.certificates_in_states(conn, states, issuer=issuer, matured_before=matured_before)
+
+
+# --- for trade ---
+
+
+def org_ids_by_uscc(conn: Connection, usccs: Iterable[str]) -> dict[str, str]:
+    """USCC -> org_id of the registered organisations among ``usccs`` (unknown USCCs are simply absent)."""
+    return store.org_ids_by_uscc(conn, usccs)
+
+
+def face_minor_in_states(conn: Connection, issuer: str, states: Iterable[CertificateState]) -> int:
+    """The summed face value of the issuer's certificates in one of ``states`` (0 if none)."""
+    return store.face_minor_in_states(conn, issuer, states)

@@ -12,72 +12,45 @@ signing, and not by the replayed rules (see `creditflow.ledger.model.certificate
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import Connection, Engine, select, update  # the payable parts, until trade takes them
+from typing import Any, Protocol
 
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
-from creditflow.kernel.encoding import encode
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
-from creditflow.kernel.money import check_amount_minor, check_currency
 from creditflow.kernel.uscc import validate_uscc
 from creditflow.ledger import store
 from creditflow.ledger.custody import Custody
 from creditflow.ledger.entries import SignatureBlock, SignedOperation
 from creditflow.ledger.model import operations as ops
-from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, Effects
+from creditflow.ledger.model.certificates import CHINA_TZ
 from creditflow.ledger.model.parties import PLATFORM, Role
 from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.sequencer import Precheck, Receipt, Sequencer
 from creditflow.ledger.signing import Signer, op_message
-from creditflow.trade import rules as trade_rules
-from creditflow.trade.tables import payables
 
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
-class Payable:
-    id: str
-    debtor: str
-    creditor: str
-    amount_minor: int
-    currency: str
-    reference: str
-    digest: str
-    issued_minor: int
-    status: str = "draft"
+class PayableTerms(Protocol):
+    """What an issue takes from the payable it is issued on (trade keeps payables; the composition root
+    gives `LedgerService` the lookup)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def creditor(self) -> str: ...
+    @property
+    def currency(self) -> str: ...
+    @property
+    def digest(self) -> str: ...
 
 
-def payable_digest(
-    payable_id: str,
-    debtor: str,
-    creditor: str,
-    amount_minor: int,
-    currency: str,
-    reference: str,
-    documents: Sequence[str] = (),
-) -> str:
-    """The hash the ledger carries for a payable: the record itself, and the trade documents behind it
-    (their digests, ``documents``), stay off the log."""
-    body: dict[str, Any] = {
-        "v": 1,
-        "id": payable_id,
-        "debtor": debtor,
-        "creditor": creditor,
-        "amount_minor": amount_minor,
-        "currency": currency,
-        "reference": reference,
-    }
-    if documents:
-        body["documents"] = sorted(documents)
-    return hashlib.sha256(b"creditflow/payable/v1\x00" + encode(body)).hexdigest()
+PrecheckProvider = Callable[[ops.Operation], Precheck | None]
+PayableLookup = Callable[[str], PayableTerms]
 
 
 def new_op_id() -> str:
@@ -99,13 +72,20 @@ class LedgerService:
         settings: Settings,
         clock: Clock,
         log_signer: Signer,
+        *,
+        prechecks: PrecheckProvider | None = None,
+        payables: PayableLookup | None = None,
     ):
+        """``prechecks`` gives the checks a client's operation needs on other contexts' data (run in the
+        sequencer's transaction); ``payables`` looks up the payable `issue` builds the issue from."""
         self.engine = engine
         self.sequencer = sequencer
         self.custody = custody
         self.settings = settings
         self.clock = clock
         self.log_signer = log_signer
+        self.prechecks = prechecks
+        self.payables = payables
 
     # --- self custody: the one entry point for signed operations ---------------------------------
 
@@ -149,20 +129,7 @@ class LedgerService:
             )
 
     def _precheck_for(self, op: ops.Operation) -> Precheck | None:
-        enforce = self.settings.enforce_trade_rules
-        if isinstance(op, ops.Issue):
-            reserve = _reserve_payable(op)
-            if not enforce:
-                return reserve
-
-            def issue_checks(conn: Connection, state: MemoryState) -> None:
-                trade_rules.check_issue(conn, op)
-                reserve(conn, state)
-
-            return issue_checks
-        if isinstance(op, ops.Transfer) and enforce:
-            return lambda conn, _state: trade_rules.check_transfer(conn, op)
-        return None
+        return None if self.prechecks is None else self.prechecks(op)
 
     # --- platform custody: build, sign with the held key, submit ----------------------------------
 
@@ -255,73 +222,6 @@ class LedgerService:
 
         return self.sequencer.submit(signed, precheck)
 
-    def create_payable(
-        self,
-        debtor: str,
-        creditor: str,
-        amount_minor: int,
-        reference: str,
-        *,
-        currency: str = "CNY",
-        payable_id: str | None = None,
-        documents: Sequence[str] = (),
-        status: str = "draft",
-    ) -> Payable:
-        """Record the core enterprise's payable to a supplier: ``draft`` when entered by hand, ``matched``
-        when it comes from a three-way match (`ConfirmationService`). Either way it must be confirmed by
-        two users before it can back an issue (when trade rules are enforced)."""
-        check_amount_minor(amount_minor)
-        check_currency(currency)
-        if not reference or len(reference) > 200:
-            raise InvalidInput("reference must be 1-200 characters", field="reference")
-        if status not in ("draft", "matched"):
-            raise InvalidInput("a new payable is draft or matched", field="status")
-        pid = payable_id or f"pay-{uuid.uuid4().hex[:16]}"
-        ops.check_ident(pid, "payable_id")
-        with self.engine.begin() as conn:
-            found = {p.org_id: p for p in store.load_parties(conn, [debtor, creditor])}
-            if debtor not in found:
-                raise NotFound(f"organisation {debtor!r} is not registered", code="party_not_found", field="debtor")
-            if creditor not in found:
-                raise NotFound(f"organisation {creditor!r} is not registered", code="party_not_found", field="creditor")
-            if found[debtor].role != Role.CORE_ENTERPRISE:
-                raise Forbidden("only a core enterprise records payables", code="role_not_allowed", field="debtor")
-            if conn.execute(select(payables.c.id).where(payables.c.id == pid)).first() is not None:
-                raise Conflict(f"payable {pid!r} exists", code="payable_exists", field="payable_id")
-            digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference, documents)
-            conn.execute(
-                payables.insert().values(
-                    id=pid,
-                    debtor=debtor,
-                    creditor=creditor,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    reference=reference,
-                    digest=digest,
-                    issued_minor=0,
-                    created_ts_ms=self.clock.now_ms(),
-                    status=status,
-                )
-            )
-        return Payable(pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status)
-
-    def get_payable(self, payable_id: str) -> Payable:
-        with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(payables).where(payables.c.id == payable_id)).first()
-        if row is None:
-            raise NotFound(f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id")
-        return Payable(
-            row.id,
-            row.debtor,
-            row.creditor,
-            row.amount_minor,
-            row.currency,
-            row.reference,
-            row.digest,
-            row.issued_minor,
-            row.status,
-        )
-
     def issue(
         self,
         issuer: str,
@@ -331,7 +231,9 @@ class LedgerService:
         *,
         issue_date: dt.date | None = None,
     ) -> Receipt:
-        payable = self.get_payable(payable_id)
+        if self.payables is None:
+            raise NotFound(f"payable {payable_id!r} does not exist", code="payable_not_found", field="payable_id")
+        payable = self.payables(payable_id)
         today = dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, CHINA_TZ).date()
         return self._act(
             ops.Issue(
@@ -399,51 +301,3 @@ class LedgerService:
             except Conflict:
                 continue  # accepted or rejected meanwhile
         return receipts
-
-
-def _reserve_payable(op: ops.Issue) -> Precheck:
-    """Issuing draws on the payable: it must be the issuer's, to this supplier, with the digest the
-    ledger will carry, and not over-issued. The reservation is released if the certificate goes void."""
-
-    def precheck(conn: Connection, _state: MemoryState) -> None:
-        row = conn.execute(select(payables).where(payables.c.id == op.payable_id)).first()
-        if row is None:
-            raise NotFound(f"payable {op.payable_id!r} does not exist", code="payable_not_found", field="payable_id")
-        if row.debtor != op.actor or row.creditor != op.to:
-            raise Forbidden(
-                "the payable must be owed by the issuer to the recipient",
-                code="payable_mismatch",
-                field="payable_id",
-            )
-        if row.digest != op.payable_digest or row.currency != op.currency:
-            raise InvalidInput(
-                "payable_digest does not match the payable", code="payable_mismatch", field="payable_digest"
-            )
-        result = conn.execute(
-            update(payables)
-            .where(
-                payables.c.id == op.payable_id,
-                payables.c.issued_minor + op.face_minor <= payables.c.amount_minor,
-            )
-            .values(issued_minor=payables.c.issued_minor + op.face_minor)
-        )
-        if result.rowcount != 1:
-            raise Conflict(
-                f"face value exceeds what is left of the payable ({row.amount_minor - row.issued_minor} fen)",
-                code="payable_exceeded",
-                field="face_minor",
-            )
-
-    return precheck
-
-
-def release_void_payables(conn: Connection, effects: Effects, before: MemoryState) -> None:
-    """Projection: a certificate that goes void gives its face value back to its payable."""
-    for cert in effects.certificates:
-        old = before.certificate(cert.id)
-        if cert.state == CertificateState.VOID and old is not None and old.state != CertificateState.VOID:
-            conn.execute(
-                update(payables)
-                .where(payables.c.id == cert.payable_id)
-                .values(issued_minor=payables.c.issued_minor - cert.face_minor)
-            )

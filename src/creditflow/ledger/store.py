@@ -768,3 +768,26 @@ def certificates_in_states(
     if matured_before is not None:
         stmt = stmt.where(certificates.c.maturity_date < matured_before)
     return [certificate_from_row(r) for r in conn.execute(stmt)]
+
+
+# --- for trade ---
+
+
+def org_ids_by_uscc(conn: Connection, usccs: Iterable[str]) -> dict[str, str]:
+    """USCC -> org_id of the registered organisations among ``usccs``."""
+    wanted = sorted(set(usccs))
+    out: dict[str, str] = {}
+    for chunk in _chunks(wanted):
+        out.update(
+            (r.uscc, r.org_id)
+            for r in conn.execute(select(parties.c.org_id, parties.c.uscc).where(parties.c.uscc.in_(chunk)))
+        )
+    return out
+
+
+def face_minor_in_states(conn: Connection, issuer: str, states: Iterable[CertificateState]) -> int:
+    """The summed face value of the issuer's certificates in one of ``states``."""
+    stmt = select(func.coalesce(func.sum(certificates.c.face_minor), 0)).where(
+        certificates.c.issuer == issuer, certificates.c.state.in_([s.value for s in states])
+    )
+    return int(conn.execute(stmt).scalar_one())

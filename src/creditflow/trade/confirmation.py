@@ -13,29 +13,29 @@ import hashlib
 import re
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-
 from creditflow.config import Settings
-from creditflow.identity.tables import users
+from creditflow.identity import reads as identity
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
+from creditflow.kernel.engine import Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
-from creditflow.ledger import store
+from creditflow.ledger import reads as ledger
 from creditflow.ledger.model.certificates import CertificateState
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.service import LedgerService, Payable
-from creditflow.ledger.tables import certificates, parties
-from creditflow.trade.documents import MatchStatus
+from creditflow.trade import store
+from creditflow.trade.match import MatchStatus
+from creditflow.trade.payables import Payable, PayablesService
 from creditflow.trade.service import TradeService
-from creditflow.trade.tables import credit_lines, payable_approvals, payables
 
 _USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
 
 class ConfirmationService:
-    def __init__(self, engine: Engine, ledger: LedgerService, trade: TradeService, settings: Settings, clock: Clock):
+    def __init__(
+        self, engine: Engine, payables: PayablesService, trade: TradeService, settings: Settings, clock: Clock
+    ):
         self.engine = engine
-        self.ledger = ledger
+        self.payables = payables
         self.trade = trade
         self.settings = settings
         self.clock = clock
@@ -46,17 +46,15 @@ class ConfirmationService:
         if not _USER_RE.fullmatch(user_id):
             raise InvalidInput("user_id: 1-64 letters, digits and _ . @ -", field="user_id")
         with self.engine.begin() as conn:
-            if not store.load_parties(conn, [org_id]):
+            if not ledger.parties(conn, [org_id]):
                 raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
-            if conn.execute(select(users.c.user_id).where(users.c.user_id == user_id)).first() is not None:
+            if identity.user_exists(conn, user_id):
                 raise Conflict(f"user {user_id!r} exists", code="user_exists", field="user_id")
-            conn.execute(
-                insert(users).values(user_id=user_id, org_id=org_id, name=name[:200], created_ts_ms=self.clock.now_ms())
-            )
+            identity.add_user(conn, user_id=user_id, org_id=org_id, name=name[:200], created_ts_ms=self.clock.now_ms())
 
     def user_org(self, user_id: str) -> str:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            org = conn.execute(select(users.c.org_id).where(users.c.user_id == user_id)).scalar()
+            org = identity.user_org(conn, user_id)
         if org is None:
             raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
         return str(org)
@@ -68,35 +66,21 @@ class ConfirmationService:
         if limit_minor < 0:
             raise InvalidInput("limit must not be negative", field="limit_minor")
         with self.engine.begin() as conn:
-            party = store.load_parties(conn, [core])
+            party = ledger.parties(conn, [core])
             if not party or party[0].role != Role.CORE_ENTERPRISE:
                 raise InvalidInput(f"{core!r} is not a registered core enterprise", field="core")
-            used = int(
-                conn.execute(
-                    select(func.coalesce(func.sum(certificates.c.face_minor), 0)).where(
-                        certificates.c.issuer == core,
-                        certificates.c.state.in_(
-                            [
-                                CertificateState.PENDING.value,
-                                CertificateState.OUTSTANDING.value,
-                                CertificateState.OVERDUE.value,
-                            ]
-                        ),
-                    )
-                ).scalar_one()
+            used = ledger.face_minor_in_states(
+                conn,
+                core,
+                [CertificateState.PENDING, CertificateState.OUTSTANDING, CertificateState.OVERDUE],
             )
             if used > limit_minor:
                 raise Conflict(f"{used} fen is already outstanding", code="limit_below_use", field="limit_minor")
-            conn.execute(credit_lines.delete().where(credit_lines.c.org_id == core))
-            conn.execute(
-                insert(credit_lines).values(
-                    org_id=core, limit_minor=limit_minor, used_minor=used, set_ts_ms=self.clock.now_ms()
-                )
-            )
+            store.set_credit_line(conn, core, limit_minor, used, self.clock.now_ms())
 
     def credit_line(self, core: str) -> dict[str, int]:
         with self.engine.connect().execution_options(read_only=True) as conn:
-            row = conn.execute(select(credit_lines).where(credit_lines.c.org_id == core)).first()
+            row = store.credit_line(conn, core)
         if row is None:
             raise NotFound(f"{core!r} has no credit line", code="no_credit_line", field="core")
         return {
@@ -114,7 +98,7 @@ class ConfirmationService:
         stored = self.trade.get_document(invoice_id, viewer=core)
         invoice = stored.document
         with self.engine.connect().execution_options(read_only=True) as conn:
-            by_uscc = {r.uscc: r.org_id for r in conn.execute(select(parties.c.org_id, parties.c.uscc))}
+            by_uscc = ledger.org_ids_by_uscc(conn, [invoice.buyer_uscc, invoice.seller_uscc])
         if by_uscc.get(invoice.buyer_uscc) != core:
             raise Forbidden("only the invoice's buyer turns it into a payable", code="not_buyer", field="invoice_id")
         seller = by_uscc.get(invoice.seller_uscc)
@@ -148,44 +132,38 @@ class ConfirmationService:
         reference = f"invoice {invoice_number}"
         payable_id = "pay-" + hashlib.sha256(encode({"invoice": invoice_id, "docs": docs})).hexdigest()[:20]
         with self.engine.connect().execution_options(read_only=True) as conn:
-            exists = conn.execute(select(payables.c.id).where(payables.c.id == payable_id)).first() is not None
+            exists = store.payable_status(conn, payable_id) is not None
         if exists:
-            return self.ledger.get_payable(payable_id)
-        payable = self.ledger.create_payable(
+            return self.payables.get_payable(payable_id)
+        payable = self.payables.create_payable(
             debtor, creditor, gross_minor, reference, payable_id=payable_id, documents=docs, status="matched"
         )
         with self.engine.begin() as conn:
-            conn.execute(update(payables).where(payables.c.id == payable.id).values(invoice_id=invoice_id))
+            store.set_payable_invoice(conn, payable.id, invoice_id)
         return payable
 
     def approve(self, payable_id: str, user_id: str) -> dict[str, Any]:
         """One user of the debtor approves; the second *different* user's approval confirms."""
-        payable = self.ledger.get_payable(payable_id)
+        payable = self.payables.get_payable(payable_id)
         org = self.user_org(user_id)
         if org != payable.debtor:
             raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user", field="user_id")
         with self.engine.begin() as conn:
-            status = conn.execute(select(payables.c.status).where(payables.c.id == payable_id)).scalar_one()
+            status = store.payable_status(conn, payable_id)
             if status == "confirmed":
                 raise Conflict("the payable is already confirmed", code="already_confirmed", field="payable_id")
-            seen = set(
-                conn.scalars(select(payable_approvals.c.user_id).where(payable_approvals.c.payable_id == payable_id))
-            )
+            seen = store.approvers(conn, payable_id)
             if user_id in seen:
                 raise Conflict(
                     "this user has already approved; a different user must confirm (maker-checker)",
                     code="same_approver",
                     field="user_id",
                 )
-            conn.execute(
-                insert(payable_approvals).values(
-                    payable_id=payable_id, user_id=user_id, approved_ts_ms=self.clock.now_ms()
-                )
-            )
+            store.add_approval(conn, payable_id, user_id, self.clock.now_ms())
             approvals = len(seen) + 1
             confirmed = approvals >= self.settings.approvals_required
             if confirmed:
-                conn.execute(update(payables).where(payables.c.id == payable_id).values(status="confirmed"))
+                store.set_payable_status(conn, payable_id, "confirmed")
         return {
             "payable_id": payable_id,
             "approvals": approvals,

@@ -13,20 +13,19 @@ reservation back when a certificate goes void or is cleared, or a cited transfer
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, insert, select, update
-
+from creditflow.kernel.engine import Connection
 from creditflow.kernel.errors import Conflict, InvalidInput, NotFound
+from creditflow.ledger import reads as ledger
 from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.certificates import CertificateState, Effects, PieceState, derive_id
 from creditflow.ledger.model.state import MemoryState
-from creditflow.ledger.tables import parties
-from creditflow.trade.tables import credit_lines, invoice_usage, payables, piece_trade_refs, trade_documents
+from creditflow.trade import store
 
 _RELEASING = (CertificateState.VOID, CertificateState.CLEARED)
 
 
 def check_issue(conn: Connection, op: ops.Issue) -> None:
-    status = conn.execute(select(payables.c.status).where(payables.c.id == op.payable_id)).scalar()
+    status = store.payable_status(conn, op.payable_id)
     if status is None:
         raise NotFound(f"payable {op.payable_id!r} does not exist", code="payable_not_found", field="payable_id")
     if status != "confirmed":
@@ -35,15 +34,8 @@ def check_issue(conn: Connection, op: ops.Issue) -> None:
             code="payable_not_confirmed",
             field="payable_id",
         )
-    drawn = conn.execute(
-        update(credit_lines)
-        .where(
-            credit_lines.c.org_id == op.actor, credit_lines.c.used_minor + op.face_minor <= credit_lines.c.limit_minor
-        )
-        .values(used_minor=credit_lines.c.used_minor + op.face_minor)
-    )
-    if drawn.rowcount != 1:
-        line = conn.execute(select(credit_lines).where(credit_lines.c.org_id == op.actor)).first()
+    if not store.draw_credit_line(conn, op.actor, op.face_minor):
+        line = store.credit_line(conn, op.actor)
         if line is None:
             raise Conflict("the core enterprise has no credit line", code="no_credit_line", field="face_minor")
         raise Conflict(
@@ -61,46 +53,22 @@ def check_transfer(conn: Connection, op: ops.Transfer) -> None:
             code="trade_ref_required",
             field="trade_ref",
         )
-    uscc = dict(
-        conn.execute(select(parties.c.org_id, parties.c.uscc).where(parties.c.org_id.in_([op.actor, op.to]))).all()
-    )
-    invoice = conn.execute(
-        select(trade_documents.c.id, trade_documents.c.gross_minor).where(
-            trade_documents.c.kind == "invoice",
-            trade_documents.c.digest == op.trade_ref,
-            trade_documents.c.buyer_uscc == uscc.get(op.actor, ""),
-            trade_documents.c.seller_uscc == uscc.get(op.to, ""),
-        )
-    ).first()
-    if invoice is None:
+    found = ledger.parties_by_id(conn, [op.actor, op.to])
+    uscc = {org_id: p.uscc for org_id, p in found.items()}
+    gross_minor = store.invoice_by_digest(conn, op.trade_ref, uscc.get(op.actor, ""), uscc.get(op.to, ""))
+    if gross_minor is None:
         raise Conflict(
             "no imported invoice with this digest from the recipient (seller) to the sender (buyer)",
             code="trade_invoice_not_found",
             field="trade_ref",
         )
-    if conn.execute(select(invoice_usage.c.trade_ref).where(invoice_usage.c.trade_ref == op.trade_ref)).first() is None:
-        conn.execute(
-            insert(invoice_usage).values(trade_ref=op.trade_ref, gross_minor=invoice.gross_minor, used_minor=0)
-        )
-    used = conn.execute(
-        update(invoice_usage)
-        .where(
-            invoice_usage.c.trade_ref == op.trade_ref,
-            invoice_usage.c.used_minor + op.amount_minor <= invoice_usage.c.gross_minor,
-        )
-        .values(used_minor=invoice_usage.c.used_minor + op.amount_minor)
-    )
-    if used.rowcount != 1:
+    if not store.draw_invoice(conn, op.trade_ref, gross_minor, op.amount_minor):
         raise Conflict(
             "the certificate value already moved against this invoice would exceed its gross amount",
             code="invoice_exhausted",
             field="trade_ref",
         )
-    conn.execute(
-        insert(piece_trade_refs).values(
-            piece_id=derive_id(op.op_id, "piece/0"), trade_ref=op.trade_ref, amount_minor=op.amount_minor
-        )
-    )
+    store.cite_invoice(conn, derive_id(op.op_id, "piece/0"), op.trade_ref, op.amount_minor)
 
 
 def release_trade_reservations(conn: Connection, effects: Effects, before: MemoryState) -> None:
@@ -108,18 +76,8 @@ def release_trade_reservations(conn: Connection, effects: Effects, before: Memor
     for cert in effects.certificates:
         old = before.certificate(cert.id)
         if cert.state in _RELEASING and old is not None and old.state not in _RELEASING:
-            conn.execute(
-                update(credit_lines)
-                .where(credit_lines.c.org_id == cert.issuer, credit_lines.c.used_minor >= cert.face_minor)
-                .values(used_minor=credit_lines.c.used_minor - cert.face_minor)
-            )
+            store.release_credit_line(conn, cert.issuer, cert.face_minor)
     for piece in effects.pieces:
         old_piece = before.piece(piece.id)
         if piece.state in (PieceState.REJECTED, PieceState.EXPIRED) and old_piece is not None and old_piece.live:
-            ref = conn.execute(select(piece_trade_refs).where(piece_trade_refs.c.piece_id == piece.id)).first()
-            if ref is not None:
-                conn.execute(
-                    update(invoice_usage)
-                    .where(invoice_usage.c.trade_ref == ref.trade_ref)
-                    .values(used_minor=invoice_usage.c.used_minor - ref.amount_minor)
-                )
+            store.release_invoice_use(conn, piece.id)

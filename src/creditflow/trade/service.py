@@ -19,20 +19,17 @@ sees the stored document.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
-
-from sqlalchemy import Connection, Engine, Row, and_, select
-from sqlalchemy.exc import IntegrityError
 
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import NotFound
+from creditflow.ledger import reads as ledger
 from creditflow.ledger.model.parties import Role
-from creditflow.ledger.tables import parties
+from creditflow.trade import store
 from creditflow.trade.documents import (
     KIND_NAME,
     NUMBER_FIELD,
@@ -40,8 +37,6 @@ from creditflow.trade.documents import (
     GoodsReceipt,
     Invoice,
     InvoiceLine,
-    MatchResult,
-    PoLine,
     PurchaseOrder,
     ReceiptLine,
     RejectedDocument,
@@ -51,10 +46,9 @@ from creditflow.trade.documents import (
     check_dates_in_order,
     decimal_text,
     document_digest,
-    three_way_match,
 )
 from creditflow.trade.erp import Format, parse_file, parse_kind
-from creditflow.trade.tables import trade_documents, trade_lines
+from creditflow.trade.match import MatchResult, three_way_match
 
 CHUNK = 500
 ATTEMPTS = 2
@@ -186,120 +180,9 @@ class StoredDocument:
         }
 
 
-def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(values), CHUNK):
-        yield values[start : start + CHUNK]
-
-
 def _reject(doc: TradeDocument, field_name: str, code: str, message: str) -> RejectedDocument:
     return RejectedDocument(
         doc.kind, doc.number, doc.seller_uscc, doc.row, (RowError(doc.row, field_name, code, message),)
-    )
-
-
-def _doc_values(doc: TradeDocument) -> dict[str, Any]:
-    return {
-        "kind": doc.kind.value,
-        "number": doc.number,
-        "buyer_uscc": doc.buyer_uscc,
-        "seller_uscc": doc.seller_uscc,
-        "doc_date": doc.doc_date,
-        "currency": doc.currency,
-        "net_minor": doc.net_minor,
-        "tax_minor": doc.tax_minor,
-        "gross_minor": doc.gross_minor,
-        "po_number": doc.po_number,
-    }
-
-
-def _line_values(document_id: int, doc: TradeDocument) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for line in doc.lines:
-        values: dict[str, Any] = {
-            "document_id": document_id,
-            "line_no": line.line_no,
-            "po_line_no": None,
-            "item": line.item,
-            "quantity": None,
-            "unit_price": None,
-            "net_minor": None,
-            "tax_rate_pct": None,
-            "tax_minor": None,
-            "gross_minor": None,
-            "quantity_received": None,
-        }
-        if isinstance(line, ReceiptLine):
-            values |= {"po_line_no": line.po_line_no, "quantity_received": decimal_text(line.quantity_received)}
-        else:
-            values |= {
-                "quantity": decimal_text(line.quantity),
-                "unit_price": decimal_text(line.unit_price),
-                "net_minor": line.net_minor,
-            }
-        if isinstance(line, InvoiceLine):
-            values |= {
-                "po_line_no": line.po_line_no,
-                "tax_rate_pct": line.tax_rate_pct,
-                "tax_minor": line.tax_minor,
-                "gross_minor": line.gross_minor,
-            }
-        out.append(values)
-    return out
-
-
-def _as_date(value: Any) -> dt.date:
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    return dt.date.fromisoformat(str(value))
-
-
-def _document_from_rows(row: Row[Any], lines: Sequence[Row[Any]]) -> TradeDocument:
-    kind = DocKind(row.kind)
-    date = _as_date(row.doc_date)
-    ordered = sorted(lines, key=lambda r: r.line_no)
-    if kind is DocKind.PO:
-        return PurchaseOrder(
-            number=row.number,
-            buyer_uscc=row.buyer_uscc,
-            seller_uscc=row.seller_uscc,
-            order_date=date,
-            currency=row.currency,
-            lines=tuple(
-                PoLine(r.line_no, r.item, Decimal(r.quantity), Decimal(r.unit_price), int(r.net_minor)) for r in ordered
-            ),
-        )
-    if kind is DocKind.RECEIPT:
-        return GoodsReceipt(
-            number=row.number,
-            po_number=row.po_number,
-            buyer_uscc=row.buyer_uscc,
-            seller_uscc=row.seller_uscc,
-            receipt_date=date,
-            lines=tuple(ReceiptLine(r.line_no, r.po_line_no, r.item, Decimal(r.quantity_received)) for r in ordered),
-        )
-    return Invoice(
-        number=row.number,
-        po_number=row.po_number,
-        buyer_uscc=row.buyer_uscc,
-        seller_uscc=row.seller_uscc,
-        invoice_date=date,
-        currency=row.currency,
-        lines=tuple(
-            InvoiceLine(
-                r.line_no,
-                r.po_line_no,
-                r.item,
-                Decimal(r.quantity),
-                Decimal(r.unit_price),
-                int(r.net_minor),
-                int(r.tax_rate_pct),
-                int(r.tax_minor),
-                int(r.gross_minor),
-            )
-            for r in ordered
-        ),
     )
 
 
@@ -336,7 +219,7 @@ class TradeService:
                     with self.engine.begin() as conn:
                         imported, skipped, refused = self._store(conn, org_id, importer[0], parsed.documents)
                     break
-                except IntegrityError:
+                except store.DocumentRace:
                     # another import stored one of these documents first; look again (it now exists)
                     if attempt == ATTEMPTS - 1:
                         raise
@@ -360,12 +243,12 @@ class TradeService:
         kind = docs[0].kind
         existing = {
             key: (stored_id, digest)
-            for key, (stored_id, digest, _) in self._stored(
+            for key, (stored_id, digest, _) in store.stored_keys(
                 conn, kind, [(d.seller_uscc, d.number) for d in docs]
             ).items()
         }
         orders = (
-            self._stored(conn, DocKind.PO, [(d.seller_uscc, d.po_number) for d in docs if d.po_number])
+            store.stored_keys(conn, DocKind.PO, [(d.seller_uscc, d.po_number) for d in docs if d.po_number])
             if kind is not DocKind.PO
             else {}
         )
@@ -415,52 +298,14 @@ class TradeService:
                         continue
             to_insert.append((doc, digest))
         now = self.clock.now_ms()
-        t = trade_documents
         for start in range(0, len(to_insert), CHUNK):
             batch = to_insert[start : start + CHUNK]
-            # one multi-row INSERT ... RETURNING per batch; ids come back in the order of the parameters
-            ids = (
-                conn.execute(
-                    t.insert().returning(t.c.id, sort_by_parameter_order=True),
-                    [
-                        {**_doc_values(doc), "digest": digest, "imported_by": org_id, "imported_ts_ms": now}
-                        for doc, digest in batch
-                    ],
-                )
-                .scalars()
-                .all()
-            )
-            assert len(ids) == len(batch)
-            conn.execute(
-                trade_lines.insert(),
-                [v for (doc, _), doc_id in zip(batch, ids, strict=True) for v in _line_values(doc_id, doc)],
-            )
+            ids = store.insert_documents(conn, batch, org_id, now)
             imported.extend(
-                DocumentOutcome(kind, doc.number, doc.seller_uscc, int(doc_id), digest, doc.row)
+                DocumentOutcome(kind, doc.number, doc.seller_uscc, doc_id, digest, doc.row)
                 for (doc, digest), doc_id in zip(batch, ids, strict=True)
             )
         return imported, skipped, rejected
-
-    def _stored(
-        self, conn: Connection, kind: DocKind, keys: Iterable[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[int, str, dt.date]]:
-        """(seller USCC, number) -> (id, digest, date) of the stored documents of ``kind`` among ``keys``;
-        one query per seller and chunk, each on the unique index (kind, seller_uscc, number)."""
-        by_seller: dict[str, set[str]] = {}
-        for seller, number in keys:
-            by_seller.setdefault(seller, set()).add(number)
-        found: dict[tuple[str, str], tuple[int, str, dt.date]] = {}
-        t = trade_documents
-        for seller, numbers in sorted(by_seller.items()):
-            for chunk in _chunks(sorted(numbers)):
-                rows = conn.execute(
-                    select(t.c.id, t.c.number, t.c.digest, t.c.doc_date).where(
-                        t.c.kind == kind.value, t.c.seller_uscc == seller, t.c.number.in_(chunk)
-                    )
-                )
-                for r in rows:
-                    found[(seller, r.number)] = (int(r.id), r.digest, _as_date(r.doc_date))
-        return found
 
     # --- look-ups ----------------------------------------------------------------------------------------
 
@@ -469,31 +314,13 @@ class TradeService:
 
     def _party(self, conn: Connection, org_id: str) -> tuple[str, str]:
         """(USCC, role) of a registered organisation."""
-        row = conn.execute(select(parties.c.uscc, parties.c.role).where(parties.c.org_id == org_id)).first()
-        if row is None:
+        found = ledger.parties(conn, [org_id])
+        if not found:
             raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
-        return row.uscc, row.role
+        return found[0].uscc, found[0].role.value
 
-    def _load(self, conn: Connection, where: Any) -> list[StoredDocument]:
-        t = trade_documents
-        rows = conn.execute(select(t).where(where).order_by(t.c.id)).all()
-        if not rows:
-            return []
-        lines: dict[int, list[Row[Any]]] = {int(r.id): [] for r in rows}
-        for chunk_start in range(0, len(rows), CHUNK):
-            ids = [int(r.id) for r in rows[chunk_start : chunk_start + CHUNK]]
-            for line in conn.execute(select(trade_lines).where(trade_lines.c.document_id.in_(ids))):
-                lines[int(line.document_id)].append(line)
-        return [
-            StoredDocument(
-                id=int(r.id),
-                document=_document_from_rows(r, lines[int(r.id)]),
-                digest=r.digest,
-                imported_by=r.imported_by,
-                imported_ts_ms=int(r.imported_ts_ms),
-            )
-            for r in rows
-        ]
+    def _load(self, conn: Connection, **where: Any) -> list[StoredDocument]:
+        return [StoredDocument(*record) for record in store.load_documents(conn, **where)]
 
     def _check_visible(self, conn: Connection, stored: StoredDocument, viewer: str | None, what: str) -> None:
         if viewer is None:
@@ -507,7 +334,7 @@ class TradeService:
     def get_document(self, document_id: int, *, viewer: str | None = None) -> StoredDocument:
         """A stored document by id; with ``viewer``, only if that org is its buyer or seller (or an overseer)."""
         with self._read() as conn:
-            found = self._load(conn, trade_documents.c.id == document_id)
+            found = self._load(conn, document_id=document_id)
             if not found:
                 raise NotFound(f"no document {document_id}", code="document_not_found", field="document_id")
             self._check_visible(conn, found[0], viewer, "document")
@@ -517,12 +344,8 @@ class TradeService:
         self, kind: DocKind | str, seller_uscc: str, number: str, *, viewer: str | None = None
     ) -> StoredDocument:
         doc_kind = parse_kind(kind)
-        t = trade_documents
         with self._read() as conn:
-            found = self._load(
-                conn,
-                and_(t.c.kind == doc_kind.value, t.c.seller_uscc == seller_uscc.strip().upper(), t.c.number == number),
-            )
+            found = self._load(conn, kind=doc_kind, seller_uscc=seller_uscc.strip().upper(), number=number)
             if not found:
                 raise NotFound(
                     f"no {KIND_NAME[doc_kind]} {number} of seller {seller_uscc}",
@@ -534,13 +357,10 @@ class TradeService:
 
     def invoices_between(self, buyer_org: str, seller_org: str) -> list[StoredDocument]:
         """The invoices a seller issued to a buyer (by their registered USCCs), oldest first."""
-        t = trade_documents
         with self._read() as conn:
             buyer, _ = self._party(conn, buyer_org)
             seller, _ = self._party(conn, seller_org)
-            found = self._load(
-                conn, and_(t.c.kind == DocKind.INVOICE.value, t.c.buyer_uscc == buyer, t.c.seller_uscc == seller)
-            )
+            found = self._load(conn, kind=DocKind.INVOICE, buyer_uscc=buyer, seller_uscc=seller)
         return sorted(found, key=lambda s: (s.document.doc_date, s.document.number))
 
     # --- three-way match ---------------------------------------------------------------------------------
@@ -548,9 +368,8 @@ class TradeService:
     def match_invoice(self, invoice_id: int, *, viewer: str | None = None) -> MatchResult:
         """Match a stored invoice against its purchase order (by the invoice's po_number and seller), the
         receipts for that order, and the invoices on that order imported before it."""
-        t = trade_documents
         with self._read() as conn:
-            found = self._load(conn, and_(t.c.id == invoice_id, t.c.kind == DocKind.INVOICE.value))
+            found = self._load(conn, document_id=invoice_id, kind=DocKind.INVOICE)
             if not found:
                 raise NotFound(f"no invoice {invoice_id}", code="invoice_not_found", field="invoice_id")
             self._check_visible(conn, found[0], viewer, "invoice")
@@ -560,23 +379,16 @@ class TradeService:
             receipts: list[GoodsReceipt] = []
             earlier: list[Invoice] = []
             if invoice.po_number:
-                same_order = and_(t.c.seller_uscc == invoice.seller_uscc, t.c.po_number == invoice.po_number)
+                same_order = {"seller_uscc": invoice.seller_uscc, "po_number": invoice.po_number}
                 for stored in self._load(
-                    conn,
-                    and_(
-                        t.c.kind == DocKind.PO.value,
-                        t.c.seller_uscc == invoice.seller_uscc,
-                        t.c.number == invoice.po_number,
-                    ),
+                    conn, kind=DocKind.PO, seller_uscc=invoice.seller_uscc, number=invoice.po_number
                 ):
                     assert isinstance(stored.document, PurchaseOrder)
                     po = stored.document
-                for stored in self._load(conn, and_(same_order, t.c.kind == DocKind.RECEIPT.value)):
+                for stored in self._load(conn, **same_order, kind=DocKind.RECEIPT):
                     assert isinstance(stored.document, GoodsReceipt)
                     receipts.append(stored.document)
-                for stored in self._load(
-                    conn, and_(same_order, t.c.kind == DocKind.INVOICE.value, t.c.id < invoice_id)
-                ):
+                for stored in self._load(conn, **same_order, kind=DocKind.INVOICE, id_below=invoice_id):
                     assert isinstance(stored.document, Invoice)
                     earlier.append(stored.document)
         return three_way_match(

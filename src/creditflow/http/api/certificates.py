@@ -34,7 +34,7 @@ router = APIRouter(tags=["certificates"])
 def create_payable(body: PayableIn, app: AppDep, who: Caller) -> PayableOut:
     """Record the caller's (a core enterprise's) payable to a supplier: what certificates are issued against."""
     require_role(who, Role.CORE_ENTERPRISE, what="record payables")
-    payable = app.ledger.create_payable(
+    payable = app.payables.create_payable(
         who.org_id,
         body.creditor,
         body.amount_minor,

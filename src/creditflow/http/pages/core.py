@@ -83,7 +83,7 @@ def _payables_page(request: Request, user: WebUser, *, status: int = 200, **cont
     app = app_of(request)
     cursor = request.query_params.get("cursor")
     try:
-        page = app.queries.payables_awaiting_confirmation(user.org_id, cursor=cursor, limit=page_limit(request))
+        page = app.payables.awaiting_confirmation(user.org_id, cursor=cursor, limit=page_limit(request))
     except DomainError as error:
         return render(request, "core/payables.html", status=error.status, payables=[], **page_error(error))
     return render(
@@ -140,7 +140,7 @@ def certificates(request: Request, user: Core) -> HTMLResponse:
         return render(request, "core/certificates.html", status=error.status, certs=[], **page_error(error))
     payable_of = {}
     for cert in page.items:
-        payable_of[cert.id] = app.ledger.get_payable(cert.payable_id)
+        payable_of[cert.id] = app.payables.get_payable(cert.payable_id)
     return render(
         request,
         "core/certificates.html",

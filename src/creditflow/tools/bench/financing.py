@@ -42,7 +42,7 @@ def setup_world(app: App, pieces: int) -> dict[str, Any]:
     app.confirmation.add_user("core", "checker", "Checker")
     face = pieces * 10_000 * YUAN
     app.confirmation.set_credit_line("core", face * 2)
-    payable = app.ledger.create_payable("core", "supplier", face, "bench PO")
+    payable = app.payables.create_payable("core", "supplier", face, "bench PO")
     app.confirmation.approve(payable.id, "maker")
     app.confirmation.approve(payable.id, "checker")
     today = dt.datetime.fromtimestamp(app.clock.now_ms() / 1000, dt.timezone(dt.timedelta(hours=8))).date()

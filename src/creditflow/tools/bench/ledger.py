@@ -86,7 +86,7 @@ class Workload:
         app = self.app
         now = app.clock.now_ms()
         today = dt.datetime.fromtimestamp(now / 1000, dt.timezone(dt.timedelta(hours=8))).date()
-        payable = app.ledger.create_payable("core", "alpha", face, "bench")
+        payable = app.payables.create_payable("core", "alpha", face, "bench")
         issue = self.sign(
             "core",
             {
