@@ -14,7 +14,16 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-__all__ = ["Connection", "Engine", "is_sqlite", "make_engine", "migrate", "normalise_url"]
+__all__ = [
+    "Connection",
+    "Engine",
+    "create_database",
+    "drop_database",
+    "is_sqlite",
+    "make_engine",
+    "migrate",
+    "normalise_url",
+]
 # `Connection` and `Engine` are re-exported: services hold an Engine and open one transaction per command
 # (`with engine.begin() as conn`), handing the Connection to store functions, without importing SQLAlchemy.
 
@@ -75,3 +84,27 @@ def alembic_config(engine: Engine) -> Config:
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest revision (idempotent)."""
     command.upgrade(alembic_config(engine), "head")
+
+
+def create_database(url: str, name: str, *, template: str | None = None) -> str:
+    """Create PostgreSQL database ``name`` on the server of ``url`` (a copy of ``template`` if given) and return
+    its URL. For the demo's tampered copy and the benchmarks' scratch databases; never for production data."""
+    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            suffix = f' TEMPLATE "{template}"' if template else ""
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"{suffix}')
+    finally:
+        admin.dispose()
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database ``url`` names (connected through the server's ``postgres`` database)."""
+    base, name = url.rsplit("/", 1)
+    admin = create_engine(normalise_url(base + "/postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()

@@ -73,3 +73,12 @@ def org_ids_by_uscc(conn: Connection, usccs: Iterable[str]) -> dict[str, str]:
 def face_minor_in_states(conn: Connection, issuer: str, states: Iterable[CertificateState]) -> int:
     """The summed face value of the issuer's certificates in one of ``states`` (0 if none)."""
     return store.face_minor_in_states(conn, issuer, states)
+
+
+# --- for the tools (demo) ---
+
+
+def log_head(conn: Connection) -> tuple[int, int]:
+    """(tree size, timestamp of the last entry in ms): the log's clock never goes back, so a kept database's
+    next operation is dated no earlier than this."""
+    return store.read_head(conn)

@@ -25,22 +25,20 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.tree import Tree
-from sqlalchemy import create_engine, text, update
 
 from creditflow.bootstrap import App, build
 from creditflow.config import Settings
 from creditflow.financing import pain001
 from creditflow.kernel.clock import ManualClock, SystemClock
-from creditflow.kernel.engine import make_engine, normalise_url
+from creditflow.kernel.engine import create_database, drop_database, make_engine
 from creditflow.kernel.errors import DomainError
 from creditflow.kernel.money import format_minor
 from creditflow.kernel.uscc import make_uscc
-from creditflow.ledger import merkle
+from creditflow.ledger import reads as ledger_reads
 from creditflow.ledger.audit import verify_database
 from creditflow.ledger.model.certificates import CHINA_TZ, Piece
-from creditflow.ledger.store import read_head
-from creditflow.ledger.tables import ledger_entries, pieces
 from creditflow.ledger.verifier import VerificationFailure, check_consistency_document, check_inclusion_document
+from creditflow.tools import store as tamper
 
 YUAN = 100
 
@@ -102,22 +100,13 @@ def _copy_database(app: App, url: str, workdir: Path) -> str:
         return f"sqlite:///{target}"
     app.close()
     name = f"creditflow_tampered_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
-    source_db = admin.url.database
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{source_db}"'))
-    admin.dispose()
-    return url.rsplit("/", 1)[0] + f"/{name}"
+    return create_database(url, name, template=url.rsplit("/", 1)[1])
 
 
 def _drop_copy(url: str) -> None:
     if url.startswith("sqlite"):
         return
-    name = url.rsplit("/", 1)[1]
-    admin = create_engine(normalise_url(url.rsplit("/", 1)[0] + "/postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    drop_database(url)
 
 
 def run_demo(console: Console, db: str | None) -> int:
@@ -185,7 +174,7 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
     app = build(Settings(db_url=url), clock=clock)
     # A kept database (--db) may hold entries from an earlier run's fast-forward: time never goes back.
     with app.engine.connect().execution_options(read_only=True) as conn:
-        clock.set(max(clock.now_ms(), read_head(conn)[1]))
+        clock.set(max(clock.now_ms(), ledger_reads.log_head(conn)[1]))
     console.print(f"database: {app.engine.url.render_as_string(hide_password=True)}")
     console.print(f"log key {app.log_signer.key_id}: {app.log_signer.public_key.hex()}")
     today = dt.datetime.fromtimestamp(clock.now_ms() / 1000, CHINA_TZ).date()
@@ -370,7 +359,7 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
     try:
         tampered = make_engine(copy_url)
         with tampered.begin() as conn:
-            conn.execute(update(pieces).where(pieces.c.id == ore_piece).values(amount_minor=900_000 * YUAN))
+            tamper.set_piece_amount(conn, ore_piece, 900_000 * YUAN)
         try:
             verify_database(tampered, log_keys)
             console.print("  [red]tampering NOT detected[/red]")
@@ -378,15 +367,9 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         except VerificationFailure as failure:
             console.print(f"  [red bold]VERIFY FAILED[/red bold] at {failure.where}: {failure.what}")
         with tampered.begin() as conn:
-            conn.execute(update(pieces).where(pieces.c.id == ore_piece).values(amount_minor=200_000 * YUAN))
-            stored = conn.execute(ledger_entries.select().where(ledger_entries.c.seq == transfer_seq)).one()
-            forged = bytes(stored.entry).replace(b'"amount_minor":20000000', b'"amount_minor":90000000')
+            tamper.set_piece_amount(conn, ore_piece, 200_000 * YUAN)
             # A careful forger also recomputes the leaf hash; the holder's signature still gives it away.
-            conn.execute(
-                ledger_entries.update()
-                .where(ledger_entries.c.seq == transfer_seq)
-                .values(entry=forged, leaf_hash=merkle.leaf_hash(forged))
-            )
+            tamper.forge_entry(conn, transfer_seq, b'"amount_minor":20000000', b'"amount_minor":90000000')
         try:
             verify_database(tampered, log_keys)
             console.print("  [red]tampering NOT detected[/red]")

@@ -42,20 +42,13 @@ FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
 
 @contextmanager
 def _pg_database(url: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
+    from creditflow.kernel.engine import create_database, drop_database
 
-    from creditflow.kernel.engine import normalise_url
-
-    name = f"cf_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(normalise_url(url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    scratch = create_database(url, f"cf_bench_{uuid.uuid4().hex[:10]}")
     try:
-        yield url.rsplit("/", 1)[0] + f"/{name}"
+        yield scratch
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(scratch)
 
 
 class Workload:
@@ -235,11 +228,9 @@ def _proof_at_million(workdir: Path, entries: int = 1_000_000) -> dict[str, Any]
     """Proof generation + verification against a log of ``entries`` rows. The rows are synthetic (bulk
     loaded, not signed operations: a million real ones would take minutes to create); the proof path
     (one batched node query, the entry read, RFC 9162 verification) is the production one."""
-    from sqlalchemy import insert
-
     from creditflow.kernel.engine import make_engine, migrate
     from creditflow.ledger import store
-    from creditflow.ledger.tables import ledger_entries, merkle_nodes
+    from creditflow.tools.store import load_synthetic_log
 
     engine = make_engine(f"sqlite:///{workdir / 'million.db'}")
     migrate(engine)
@@ -266,18 +257,13 @@ def _proof_at_million(workdir: Path, entries: int = 1_000_000) -> dict[str, Any]
                         "leaf_hash": leaf,
                     }
                 )
-            conn.execute(insert(ledger_entries), rows)
-            conn.execute(
-                insert(merkle_nodes), [{"node_key": store.node_key((lv, ix)), "hash": h} for lv, ix, h in nodes]
-            )
+            load_synthetic_log(conn, rows, [{"node_key": store.node_key((lv, ix)), "hash": h} for lv, ix, h in nodes])
     root = frontier.root()
     times = []
     with engine.connect() as conn:
         for k, seq in enumerate(range(0, entries, 997)):
             t = time.perf_counter()
-            data = conn.execute(
-                ledger_entries.select().with_only_columns(ledger_entries.c.entry).where(ledger_entries.c.seq == seq)
-            ).scalar_one()
+            data = store.entry_at(conn, seq)
             path = merkle.inclusion_proof(seq, entries, lambda nodes: store.fetch_nodes(conn, nodes))
             ok = merkle.verify_inclusion(merkle.leaf_hash(bytes(data)), seq, entries, path, root)
             times.append((time.perf_counter() - t) * 1000)
