@@ -1,0 +1,1 @@
+"""The creditflow command, one module per context (main assembles them). Calls services only."""

@@ -1,0 +1,1 @@
+"""Who is calling: organisations' API keys, users with passwords and web sessions, and idempotency keys."""

@@ -1,0 +1,1 @@
+"""The verifiable log of debt certificates: operations and their rules (model/), the log primitives on the standard library (entries, signing, merkle, tree_head, verifier), the sequencer and services, and the only SQL on the ledger's tables (store)."""

@@ -1,0 +1,1 @@
+"""Alembic migrations; schema.py registers every context's tables for them."""
