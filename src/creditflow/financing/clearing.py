@@ -25,10 +25,12 @@ from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
 from creditflow.ledger import reads as ledger_reads
+from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.certificates import CHINA_TZ, CertificateState, Piece, PieceState
+from creditflow.ledger.model.parties import PLATFORM
 from creditflow.ledger.model.state import MemoryState
 from creditflow.ledger.queries import Queries
-from creditflow.ledger.service import LedgerService
+from creditflow.ledger.service import LedgerService, new_op_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,13 @@ class ClearingService:
             store.insert_clearing_run(conn, cert.id, message_id, file, total, len(transfers), self.clock.now_ms())
 
         receipt = self.ledger.platform_operation(
-            {"type": "clear", "certificate_id": cert.id, "payment_ref": message_id, "piece_ids": [p.id for p in live]},
+            ops.Clear(
+                op_id=new_op_id(),
+                actor=PLATFORM,
+                certificate_id=cert.id,
+                payment_ref=message_id,
+                piece_ids=tuple(p.id for p in live),
+            ),
             precheck,
         )
         return ClearingResult(
@@ -163,7 +171,9 @@ class ClearingService:
             live = [p for p in self.queries.tree(cert_id) if p.live]
             try:
                 self.ledger.platform_operation(
-                    {"type": "mark_overdue", "certificate_id": cert_id, "piece_ids": [p.id for p in live]}
+                    ops.MarkOverdue(
+                        op_id=new_op_id(), actor=PLATFORM, certificate_id=cert_id, piece_ids=tuple(p.id for p in live)
+                    )
                 )
             except Conflict:
                 continue

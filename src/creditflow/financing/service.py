@@ -37,7 +37,7 @@ from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, DomainError, Forbidden, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
 from creditflow.ledger import reads as ledger_reads
-from creditflow.ledger.entries import SignatureBlock, SignedOperation
+from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.certificates import CHINA_TZ, Certificate, Effects, Piece, PieceState, derive_id
 from creditflow.ledger.model.parties import Role
 from creditflow.ledger.model.state import MemoryState
@@ -312,17 +312,17 @@ class FinancingService:
             **decision.quote.to_json(),
         }
         digest = agreement_digest(terms)
-        payload = {
-            "v": 1,
-            "type": "finance",
-            "op_id": op_id,
-            "actor": holder,
-            "piece_id": piece.id,
-            "bank": bank,
-            "amount_minor": facts_amount,
-            "agreement_digest": digest,
-        }
-        signed = self._sign_both(payload, holder, bank)
+        # ONE operation signed by the holder and the bank (`Finance.signers()`): the piece passes to the bank.
+        signed = self.ledger.sign(
+            ops.Finance(
+                op_id=op_id,
+                actor=holder,
+                piece_id=piece.id,
+                bank=bank,
+                amount_minor=facts_amount,
+                agreement_digest=digest,
+            )
+        )
         quote = decision.quote
         amount = facts_amount
 
@@ -371,19 +371,6 @@ class FinancingService:
             agreement={**terms, "agreement_digest": digest, "bank_piece_id": bank_piece_id},
             receipt=receipt.to_json(),
         )
-
-    def _sign_both(self, payload: dict[str, Any], holder: str, bank: str) -> SignedOperation:
-        from creditflow.ledger.model import operations as ops
-        from creditflow.ledger.signing import op_message
-
-        op = ops.parse(payload)
-        canonical = ops.payload(op)
-        message = op_message(canonical)
-        blocks = []
-        for org in (holder, bank):
-            signer = self.ledger.custody.signer(org)
-            blocks.append(SignatureBlock(org, signer.key_id, signer.sign(message)))
-        return SignedOperation(canonical, op, tuple(blocks))
 
     def _store_request(
         self,

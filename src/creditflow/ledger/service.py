@@ -15,7 +15,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Any, Protocol
+from typing import Protocol
 
 from creditflow.config import Settings
 from creditflow.kernel.clock import Clock
@@ -149,12 +149,9 @@ class LedgerService:
     def _act(self, op: ops.Operation) -> Receipt:
         return self.submit_signed(self.sign(op))
 
-    def platform_operation(self, op: ops.Operation | dict[str, Any], precheck: Precheck | None = None) -> Receipt:
-        """An operation the platform itself signs with the log key (clearing, overdue, expiry). Build it
-        typed (``actor=PLATFORM``, an op id from `new_op_id`); a dict of its type and fields is still
-        taken and completed with a fresh op id and the platform as actor."""
-        if isinstance(op, dict):
-            op = ops.parse({"v": ops.PAYLOAD_VERSION, "op_id": new_op_id(), "actor": PLATFORM, **op})
+    def platform_operation(self, op: ops.Operation, precheck: Precheck | None = None) -> Receipt:
+        """An operation the platform itself signs with the log key (clearing, overdue, expiry), built typed
+        (``actor=PLATFORM``, an op id from `new_op_id`)."""
         return self._platform_op(op, precheck)
 
     def _platform_op(self, op: ops.Operation, precheck: Precheck | None = None) -> Receipt:
