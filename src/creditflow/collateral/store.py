@@ -33,6 +33,7 @@ from creditflow.collateral.tables import (
     iot_releases,
     iot_webhooks,
 )
+from creditflow.kernel.engine import after_key
 
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
 
@@ -40,14 +41,6 @@ _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
 def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for i in range(0, len(values), _IN_CHUNK):
         yield values[i : i + _IN_CHUNK]
-
-
-def _after(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
-    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
-    first, *rest = columns
-    if not rest:
-        return first > key[0]
-    return or_(first > key[0], and_(first == key[0], _after(rest, key[1:])))
 
 
 # --- the rules engine's view of locked assets (ingest, sweep, every command that moves a rule) ------------------
@@ -629,7 +622,7 @@ def assets_page(
     if viewer is not None:
         stmt = stmt.where(_visible_assets(viewer))
     if after:
-        stmt = stmt.where(_after([iot_assets.c.id], after))
+        stmt = stmt.where(after_key([iot_assets.c.id], after))
     return [_asset_json(r) for r in conn.execute(stmt.order_by(iot_assets.c.id).limit(limit)).all()]
 
 
@@ -729,7 +722,7 @@ def devices_page(
     if asset_id is not None:
         stmt = stmt.where(iot_devices.c.asset_id == asset_id)
     if after:
-        stmt = stmt.where(_after([iot_devices.c.id], after))
+        stmt = stmt.where(after_key([iot_devices.c.id], after))
     return [_device_json(r) for r in conn.execute(stmt.order_by(iot_devices.c.id).limit(limit)).all()]
 
 
@@ -853,7 +846,7 @@ def loans_page(
     if viewer is not None:
         stmt = stmt.where(or_(iot_loans.c.borrower == viewer, iot_loans.c.lender == viewer))
     if after:
-        stmt = stmt.where(_after([iot_loans.c.id], after))
+        stmt = stmt.where(after_key([iot_loans.c.id], after))
     rows = conn.execute(stmt.order_by(iot_loans.c.id).limit(limit)).all()
     return _loans_json(conn, rows)
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from creditflow.financing import pain001
 from creditflow.financing.policy import Product
@@ -28,17 +28,9 @@ from creditflow.financing.tables import (
     payments,
     settlement_accounts,
 )
+from creditflow.kernel.engine import after_key
 
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
-
-
-def _after(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
-    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable): the keyset
-    condition of the API's pages (the cursors are `creditflow.ledger.queries`'s)."""
-    first, *rest = columns
-    if not rest:
-        return first > key[0]
-    return or_(first > key[0], and_(first == key[0], _after(rest, key[1:])))
 
 
 # --- products --------------------------------------------------------------------------------------
@@ -90,7 +82,7 @@ def products(
     if bank:
         stmt = stmt.where(bank_products.c.bank == bank)
     if after:
-        stmt = stmt.where(_after((bank_products.c.id,), after))
+        stmt = stmt.where(after_key((bank_products.c.id,), after))
     stmt = stmt.order_by(bank_products.c.id)
     if limit is not None:
         stmt = stmt.limit(limit)
@@ -272,7 +264,7 @@ def requests_page(
     order = (financing_requests.c.requested_ts_ms, financing_requests.c.id)
     stmt = select(financing_requests).where(column == org_id)
     if after:
-        stmt = stmt.where(_after(order, after))
+        stmt = stmt.where(after_key(order, after))
     return [_request_from_row(r) for r in conn.execute(stmt.order_by(*order).limit(limit))]
 
 
@@ -297,7 +289,7 @@ def agreements_page(
     if seller:
         stmt = stmt.where(financing_agreements.c.seller == seller)
     if after:
-        stmt = stmt.where(_after(order, after))
+        stmt = stmt.where(after_key(order, after))
     return [dict(r._mapping) for r in conn.execute(stmt.order_by(*order).limit(limit))]
 
 

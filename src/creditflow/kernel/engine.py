@@ -6,12 +6,13 @@ SQLite runs in WAL mode with ``synchronous=FULL``: a commit that returned is on 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import ColumnElement, Connection, Engine, and_, create_engine, event, or_
 from sqlalchemy.engine import make_url
 
 __all__ = [
@@ -108,3 +109,12 @@ def drop_database(url: str) -> None:
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         admin.dispose()
+
+
+def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
+    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable): the keyset
+    condition of every paged list (the API's cursors encode ``key``; see `creditflow.ledger.queries`)."""
+    first, *rest = columns
+    if not rest:
+        return first > key[0]
+    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))

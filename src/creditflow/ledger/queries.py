@@ -23,7 +23,6 @@ from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
 from creditflow.ledger import store
 from creditflow.ledger.model.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party
-from creditflow.ledger.store import after_key as after_key  # re-exported: other contexts page with it
 
 LIVE = tuple(s.value for s in LIVE_STATES)
 _CREATION = {

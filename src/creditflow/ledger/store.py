@@ -11,8 +11,9 @@ import datetime as dt
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Integer, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import Connection, Integer, bindparam, func, literal, or_, select, update
 
+from creditflow.kernel.engine import after_key
 from creditflow.ledger.merkle import NodeId
 from creditflow.ledger.model.certificates import (
     LIVE_STATES,
@@ -532,14 +533,6 @@ def tree_head_rows(conn: Connection, start: int, stop: int, limit: int) -> list[
 
 
 # --- read-side queries (`creditflow.ledger.queries`): keyset pages, the provenance CTE, aggregates ---
-
-
-def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
-    """``(columns) > (key)`` in lexicographic order, written out (row values are not portable)."""
-    first, *rest = columns
-    if not rest:
-        return first > key[0]
-    return or_(first > key[0], and_(first == key[0], after_key(rest, key[1:])))
 
 
 def all_parties(conn: Connection) -> list[Party]:
