@@ -573,6 +573,18 @@ MATRIX: list[Row] = [
     ),
     # every caller gets its own events (overseers all): a stream never ends, so only its 401 is checked here
     row("GET", "/v1/iot/stream", fixed("/v1/iot/stream"), ALL_OK, stream=True),
+    # --- issue 13 H1: rows of roles, users and approvals ---
+    # --- end H1 ---
+    # --- issue 13 H2: rows of API keys, sessions and sign-in ---
+    # --- end H2 ---
+    # --- issue 13 H3: rows of collateral consent and price books ---
+    # --- end H3 ---
+    # --- issue 13 H4: rows of credit authorisations and four eyes ---
+    # --- end H4 ---
+    # --- issue 13 H5: rows of secrets and rotation ---
+    # --- end H5 ---
+    # --- issue 13 H6: rows of accounts, payouts and need to know ---
+    # --- end H6 ---
     # --- last: rotating keys (the world's signers must not change under the rows above) -------------
     row(
         "POST",
@@ -581,6 +593,37 @@ MATRIX: list[Row] = [
         ALL_OK,
         OPERATOR_ONLY,
     ),
+]
+
+
+# --- abuse cases (issue 13, point 7) -------------------------------------------------------------------
+# One party trying to harm another through the API. Each case is run on a fresh copy of the world's state
+# it touches: ``state`` reads what the attempt must not change, ``attempt`` makes the abusive request(s)
+# and returns the final response, which must be refused with ``status`` and the stable ``code``.
+
+
+@dataclass(frozen=True)
+class Abuse:
+    name: str
+    attempt: Callable[[World, TestClient], Any]  # -> the refused response
+    status: int
+    code: str
+    state: Callable[[World], Any]  # what must be the same before and after the attempt
+
+
+ABUSE: list[Abuse] = [
+    # --- issue 13 H1 ---
+    # --- end H1 ---
+    # --- issue 13 H2 ---
+    # --- end H2 ---
+    # --- issue 13 H3 ---
+    # --- end H3 ---
+    # --- issue 13 H4 ---
+    # --- end H4 ---
+    # --- issue 13 H5 ---
+    # --- end H5 ---
+    # --- issue 13 H6 ---
+    # --- end H6 ---
 ]
 
 
@@ -669,3 +712,14 @@ def test_the_matrix(matrix_world: tuple[World, TestClient]) -> None:
                 elif expected.endswith("+") and not any(i in response.text for i in hidden):
                     failures.append(f"{cell}, but it does not list the other side's objects")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("case", ABUSE, ids=lambda c: c.name)
+def test_an_abuse_is_refused_and_changes_nothing(matrix_world: tuple[World, TestClient], case: Abuse) -> None:
+    world, client = matrix_world
+    before = case.state(world)
+    response = case.attempt(world, client)
+    body = json_of(response)
+    code = body.get("code") if isinstance(body, dict) else None
+    assert (response.status_code, code) == (case.status, case.code), response.text[:300]
+    assert case.state(world) == before, "the refused attempt changed something"
