@@ -12,6 +12,7 @@ from creditflow.financing.clearing import ClearingService
 from creditflow.financing.network import NetworkService
 from creditflow.financing.service import FinancingService, release_bank_limits
 from creditflow.identity.access import Access
+from creditflow.identity.notices import Notices
 from creditflow.identity.sessions import WebSessions
 from creditflow.kernel.clock import Clock, SystemClock
 from creditflow.kernel.engine import Engine, make_engine, migrate
@@ -54,6 +55,7 @@ class App:
     credit: CreditService
     iot: IotSystem
     sessions: WebSessions
+    notices: Notices
 
     @property
     def log_keys(self) -> dict[str, bytes]:
@@ -157,4 +159,5 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),
         sessions=WebSessions(engine, settings.web, clock),
+        notices=Notices(engine),
     )

@@ -145,6 +145,7 @@ MATRIX: list[Row] = [
     row("GET", "/v1/organisations", fixed("/v1/organisations"), ALL_OK),
     row("POST", "/v1/organisations", lambda w, s, role: Req("/v1/organisations", json=new_org()), OPERATOR_ONLY),
     row("POST", "/v1/api-keys", fixed("/v1/api-keys", json={"label": "matrix"}), ALL_OK),
+    row("GET", "/v1/notifications", fixed("/v1/notifications"), ALL_OK),
     # --- pieces and signed operations -------------------------------------------------------------
     row("GET", "/v1/pieces", fixed("/v1/pieces", params={"live_only": False}), ALL_OK, "ok- ok- ok- ok- ok-"),
     row("GET", "/v1/pieces/{piece_id}", lambda w, s, r: Req(f"/v1/pieces/{piece_for(s, r)}"), ALL_OK, OVERSEERS_SEE),

@@ -245,6 +245,18 @@ class OrganisationOut(BaseModel):
 class MeOut(OrganisationOut):
     model_config = ConfigDict(json_schema_extra={"examples": [{**ORG_EXAMPLE, "api_key_id": "1f2e3d4c5b6a7980"}]})
     api_key_id: str
+    user_id: str | None = Field(None, description="the person calling (null: an organisation-wide key)")
+    user_roles: list[str] = Field(default_factory=list, description="the person's roles in the organisation")
+    auth: str = Field("api_key", description="api_key, personal_token or session")
+
+
+class NotificationOut(BaseModel):
+    notification_id: str
+    org_id: str
+    kind: str = Field(description="a stable name: account_changed, sign_in_locked, ...")
+    message: str
+    data: dict[str, Any]
+    created_ts_ms: int
 
 
 class OrganisationCreatedOut(OrganisationOut):

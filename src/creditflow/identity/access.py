@@ -9,6 +9,7 @@ import secrets
 from dataclasses import dataclass
 
 from creditflow.identity import store
+from creditflow.identity.roles import Auth, UserRole, parse_roles
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Engine
 from creditflow.kernel.errors import NotFound, Unauthenticated
@@ -20,9 +21,19 @@ TOKEN_PREFIX = "cf_"
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who is calling: always an organisation (``org_id``, its platform ``role``), and a person of it
+    (``user_id``, ``user_roles``) when the caller signed in or used a personal token."""
+
     org_id: str
     role: Role
     key_id: str
+    user_id: str | None = None
+    user_roles: frozenset[UserRole] = frozenset()
+    auth: Auth = Auth.API_KEY
+
+    @property
+    def is_person(self) -> bool:
+        return self.user_id is not None
 
 
 class Access:
@@ -31,13 +42,16 @@ class Access:
         self.clock = clock
         self._cache: dict[str, tuple[bytes, Principal]] = {}
 
-    def create_key(self, org_id: str, label: str = "default") -> str:
-        """Create an API key for ``org_id`` and return the token (the only time it is seen)."""
+    def create_key(self, org_id: str, label: str = "default", *, user_id: str | None = None) -> str:
+        """Create an API key for ``org_id`` and return the token (the only time it is seen). With
+        ``user_id`` it is that user's personal token: who uses it acts as that person."""
         key_id = secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             if not reads.parties(conn, [org_id]):
                 raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
+            if user_id is not None and store.user_org(conn, user_id) != org_id:
+                raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
             store.insert_api_key(
                 conn,
                 key_id=key_id,
@@ -45,6 +59,7 @@ class Access:
                 secret_sha256=hashlib.sha256(secret.encode()).digest(),
                 label=label[:200],
                 created_ts_ms=self.clock.now_ms(),
+                user_id=user_id,
             )
         return f"{TOKEN_PREFIX}{key_id}_{secret}"
 
@@ -69,9 +84,22 @@ class Access:
         with self.engine.connect().execution_options(read_only=True) as conn:
             row = store.api_key(conn, key_id)
             party = reads.parties(conn, [row.org_id]) if row is not None else []
+            user = store.users_by_id(conn, [row.user_id]).get(row.user_id) if row and row.user_id else None
         if row is None or row.revoked or not party or not hmac.compare_digest(row.secret_sha256, digest):
             raise Unauthenticated("the API key is not valid", code="unauthenticated")
-        principal = Principal(org_id=row.org_id, role=party[0].role, key_id=key_id)
+        if row.user_id is None:
+            principal = Principal(org_id=row.org_id, role=party[0].role, key_id=key_id)
+        elif user is None or user.org_id != row.org_id:
+            raise Unauthenticated("the API key is not valid", code="unauthenticated")
+        else:
+            principal = Principal(
+                org_id=row.org_id,
+                role=party[0].role,
+                key_id=key_id,
+                user_id=user.user_id,
+                user_roles=parse_roles(user.roles),
+                auth=Auth.PERSONAL_TOKEN,
+            )
         self._cache[key_id] = (digest, principal)
         return principal
 

@@ -8,13 +8,17 @@ functions take the caller's Connection. They are the only door into identity's s
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+import secrets
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from creditflow.identity import store
+from creditflow.identity.roles import UserRole, format_roles
 from creditflow.identity.store import User
 from creditflow.kernel.engine import Connection
 
-__all__ = ["User", "add_user", "user_exists", "user_org", "users", "users_of"]
+__all__ = ["User", "UserRole", "add_user", "notify_admins", "user_exists", "user_org", "users", "users_of"]
 
 
 # --- for trade ---
@@ -41,7 +45,45 @@ def user_org(conn: Connection, user_id: str) -> str | None:
     return store.user_org(conn, user_id)
 
 
-def add_user(conn: Connection, *, user_id: str, org_id: str, name: str, created_ts_ms: int) -> None:
-    """Add a user (without a password: `WebSessions.set_password` gives it one). The caller checks that
-    the organisation is registered and the id is free, in the same transaction."""
-    store.insert_user(conn, user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms)
+def add_user(
+    conn: Connection,
+    *,
+    user_id: str,
+    org_id: str,
+    name: str,
+    created_ts_ms: int,
+    roles: Iterable[UserRole] = (),
+) -> None:
+    """Add a user with ``roles`` (without a password: `WebSessions.set_password` gives it one). The caller
+    checks that the organisation is registered and the id is free, in the same transaction."""
+    store.insert_user(
+        conn, user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms, roles=format_roles(roles)
+    )
+
+
+# --- for every context ---
+
+
+def notify_admins(
+    conn: Connection,
+    *,
+    org_id: str,
+    kind: str,
+    message: str,
+    now_ms: int,
+    data: Mapping[str, Any] | None = None,
+) -> str:
+    """Tell ``org_id``'s admins something (in the caller's transaction, so the notice exists exactly when
+    what it reports happened). ``kind`` is a stable snake_case name (``account_changed``, ...); ``message``
+    is for people. Returns the notification id."""
+    notification_id = secrets.token_hex(16)
+    store.insert_notification(
+        conn,
+        notification_id=notification_id,
+        org_id=org_id,
+        kind=kind,
+        message=message[:2000],
+        data_json=json.dumps(dict(data or {}), sort_keys=True, ensure_ascii=False),
+        created_ts_ms=now_ms,
+    )
+    return notification_id

@@ -23,6 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from creditflow.identity import store
 from creditflow.identity.access import Principal
+from creditflow.identity.roles import Auth, UserRole, parse_roles
 from creditflow.identity.settings import WebSettings
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Engine
@@ -45,10 +46,18 @@ class WebUser:
     role: Role
     csrf_token: str
     expires_ts_ms: int
+    roles: frozenset[UserRole] = frozenset()
 
     @property
     def principal(self) -> Principal:
-        return Principal(org_id=self.org_id, role=self.role, key_id=f"user:{self.user_id}")
+        return Principal(
+            org_id=self.org_id,
+            role=self.role,
+            key_id=f"user:{self.user_id}",
+            user_id=self.user_id,
+            user_roles=self.roles,
+            auth=Auth.SESSION,
+        )
 
 
 def _digest(token: str) -> bytes:
@@ -138,7 +147,7 @@ class WebSessions:
                 expires_ts_ms=expires,
             )
         party = parties[0]
-        user = WebUser(user_id, row.name, row.org_id, party.name, party.role, csrf, expires)
+        user = WebUser(user_id, row.name, row.org_id, party.name, party.role, csrf, expires, parse_roles(row.roles))
         return token, user
 
     def resolve(self, token: str | None) -> WebUser | None:
@@ -159,18 +168,19 @@ class WebSessions:
             session = store.session(conn, digest)
             if session is None or session.expires_ts_ms <= now:
                 return None
-            name = store.user_name(conn, session.user_id)
+            found = store.users_by_id(conn, [session.user_id]).get(session.user_id)
             parties = reads.parties(conn, [session.org_id])
-        if name is None or not parties:
+        if found is None or not parties:
             return None
         user = WebUser(
             session.user_id,
-            name,
+            found.name,
             session.org_id,
             parties[0].name,
             parties[0].role,
             session.csrf_token,
             session.expires_ts_ms,
+            parse_roles(found.roles),
         )
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:

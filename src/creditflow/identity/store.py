@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from creditflow.identity.tables import api_keys, idempotency_keys, users, web_sessions
+from creditflow.identity.tables import api_keys, idempotency_keys, notifications, users, web_sessions
 
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
 
@@ -31,10 +31,18 @@ class ApiKey(NamedTuple):
     org_id: str
     secret_sha256: bytes
     revoked: bool
+    user_id: str | None  # a personal token's user; None: organisation-wide
 
 
 def insert_api_key(
-    conn: Connection, *, key_id: str, org_id: str, secret_sha256: bytes, label: str, created_ts_ms: int
+    conn: Connection,
+    *,
+    key_id: str,
+    org_id: str,
+    secret_sha256: bytes,
+    label: str,
+    created_ts_ms: int,
+    user_id: str | None = None,
 ) -> None:
     conn.execute(
         api_keys.insert().values(
@@ -44,6 +52,7 @@ def insert_api_key(
             label=label,
             created_ts_ms=created_ts_ms,
             revoked=False,
+            user_id=user_id,
         )
     )
 
@@ -52,7 +61,7 @@ def api_key(conn: Connection, key_id: str) -> ApiKey | None:
     row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
     if row is None:
         return None
-    return ApiKey(row.key_id, row.org_id, bytes(row.secret_sha256), bool(row.revoked))
+    return ApiKey(row.key_id, row.org_id, bytes(row.secret_sha256), bool(row.revoked), row.user_id)
 
 
 def revoke_api_key(conn: Connection, key_id: str) -> None:
@@ -68,6 +77,7 @@ class User(NamedTuple):
     user_id: str
     org_id: str
     name: str
+    roles: str = ""  # space-separated (creditflow.identity.roles.parse_roles)
 
 
 class SignInState(NamedTuple):
@@ -79,14 +89,17 @@ class SignInState(NamedTuple):
     password_hash: str | None
     failed_sign_ins: int
     locked_until_ms: int | None
+    roles: str
 
 
 def users_by_id(conn: Connection, user_ids: Iterable[str]) -> dict[str, User]:
     wanted = sorted(set(user_ids))
     out: dict[str, User] = {}
     for chunk in _chunks(wanted):
-        rows = conn.execute(select(users.c.user_id, users.c.org_id, users.c.name).where(users.c.user_id.in_(chunk)))
-        out.update((r.user_id, User(r.user_id, r.org_id, r.name)) for r in rows)
+        rows = conn.execute(
+            select(users.c.user_id, users.c.org_id, users.c.name, users.c.roles).where(users.c.user_id.in_(chunk))
+        )
+        out.update((r.user_id, User(r.user_id, r.org_id, r.name, r.roles)) for r in rows)
     return out
 
 
@@ -99,20 +112,33 @@ def user_org(conn: Connection, user_id: str) -> str | None:
     return None if org is None else str(org)
 
 
-def user_name(conn: Connection, user_id: str) -> str | None:
-    row = conn.execute(select(users.c.name).where(users.c.user_id == user_id)).first()
-    return None if row is None else str(row.name)
+def insert_user(conn: Connection, *, user_id: str, org_id: str, name: str, created_ts_ms: int, roles: str) -> None:
+    conn.execute(
+        insert(users).values(user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms, roles=roles)
+    )
 
 
-def insert_user(conn: Connection, *, user_id: str, org_id: str, name: str, created_ts_ms: int) -> None:
-    conn.execute(insert(users).values(user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms))
+def set_user_roles(conn: Connection, user_id: str, roles: str) -> bool:
+    """Replace the user's roles; False if there is no such user."""
+    return bool(conn.execute(update(users).where(users.c.user_id == user_id).values(roles=roles)).rowcount)
+
+
+def users_of_org(conn: Connection, org_id: str) -> list[User]:
+    rows = conn.execute(
+        select(users.c.user_id, users.c.org_id, users.c.name, users.c.roles)
+        .where(users.c.org_id == org_id)
+        .order_by(users.c.user_id)
+    )
+    return [User(r.user_id, r.org_id, r.name, r.roles) for r in rows]
 
 
 def sign_in_state(conn: Connection, user_id: str) -> SignInState | None:
     row = conn.execute(select(users).where(users.c.user_id == user_id)).first()
     if row is None:
         return None
-    return SignInState(row.user_id, row.org_id, row.name, row.password_hash, row.failed_sign_ins, row.locked_until_ms)
+    return SignInState(
+        row.user_id, row.org_id, row.name, row.password_hash, row.failed_sign_ins, row.locked_until_ms, row.roles
+    )
 
 
 def set_password_hash(conn: Connection, user_id: str, password_hash: str) -> bool:
@@ -252,3 +278,42 @@ def delete_idempotency_key_with_status(conn: Connection, org_id: str, key: str, 
     """Delete the key's row if it still has ``status_code`` (a reservation whose request did not complete)."""
     k = idempotency_keys.c
     conn.execute(delete(idempotency_keys).where(k.org_id == org_id, k.key == key, k.status_code == status_code))
+
+
+# --- notifications -----------------------------------------------------------------------------------
+
+
+class Notification(NamedTuple):
+    notification_id: str
+    org_id: str
+    kind: str
+    message: str
+    data_json: str
+    created_ts_ms: int
+
+
+def insert_notification(
+    conn: Connection, *, notification_id: str, org_id: str, kind: str, message: str, data_json: str, created_ts_ms: int
+) -> None:
+    conn.execute(
+        insert(notifications).values(
+            notification_id=notification_id,
+            org_id=org_id,
+            kind=kind,
+            message=message,
+            data_json=data_json,
+            created_ts_ms=created_ts_ms,
+        )
+    )
+
+
+def notifications_of(
+    conn: Connection, org_id: str, *, limit: int, before_ts_ms: int | None = None
+) -> list[Notification]:
+    """The organisation's newest notifications first (older than ``before_ts_ms`` if given)."""
+    n = notifications.c
+    query = select(notifications).where(n.org_id == org_id)
+    if before_ts_ms is not None:
+        query = query.where(n.created_ts_ms < before_ts_ms)
+    rows = conn.execute(query.order_by(n.created_ts_ms.desc(), n.notification_id.desc()).limit(limit))
+    return [Notification(r.notification_id, r.org_id, r.kind, r.message, r.data_json, r.created_ts_ms) for r in rows]

@@ -3,7 +3,18 @@ so a copy of the database does not sign anybody in."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
 
 from creditflow.kernel.tables import ID, metadata
 
@@ -27,6 +38,8 @@ api_keys = Table(
     Column("label", String(200), nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
     Column("revoked", Boolean, nullable=False),
+    # a personal token: the key acts as this user (creditflow.identity.roles); NULL: organisation-wide
+    Column("user_id", ID, nullable=True, index=True),
 )
 
 idempotency_keys = Table(
@@ -52,4 +65,20 @@ users = Table(
     Column("password_hash", String(255), nullable=True),
     Column("failed_sign_ins", Integer, nullable=False, server_default="0"),
     Column("locked_until_ms", BigInteger, nullable=True),
+    # the user's roles within its organisation, space-separated and sorted (creditflow.identity.roles)
+    Column("roles", String(100), nullable=False, server_default=""),
+)
+
+# Messages to an organisation's admins (an account change, a lock-out, a credit look-up, ...): what the
+# platform tells the people who answer for the organisation, listed by GET /v1/notifications.
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("notification_id", String(32), primary_key=True),
+    Column("org_id", ID, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("data_json", Text, nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
+    Index("ix_notifications_org_created", "org_id", "created_ts_ms"),
 )

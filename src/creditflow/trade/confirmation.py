@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from creditflow.config import Settings
 from creditflow.identity import reads as identity
+from creditflow.identity.reads import UserRole
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
 from creditflow.kernel.engine import Engine
@@ -42,7 +44,13 @@ class ConfirmationService:
 
     # --- users -----------------------------------------------------------------------------------
 
-    def add_user(self, org_id: str, user_id: str, name: str) -> None:
+    def add_user(
+        self,
+        org_id: str,
+        user_id: str,
+        name: str,
+        roles: Iterable[UserRole] = (UserRole.MAKER, UserRole.APPROVER),
+    ) -> None:
         if not _USER_RE.fullmatch(user_id):
             raise InvalidInput("user_id: 1-64 letters, digits and _ . @ -", field="user_id")
         with self.engine.begin() as conn:
@@ -50,7 +58,14 @@ class ConfirmationService:
                 raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
             if identity.user_exists(conn, user_id):
                 raise Conflict(f"user {user_id!r} exists", code="user_exists", field="user_id")
-            identity.add_user(conn, user_id=user_id, org_id=org_id, name=name[:200], created_ts_ms=self.clock.now_ms())
+            identity.add_user(
+                conn,
+                user_id=user_id,
+                org_id=org_id,
+                name=name[:200],
+                created_ts_ms=self.clock.now_ms(),
+                roles=roles,
+            )
 
     def user_org(self, user_id: str) -> str:
         with self.engine.connect().execution_options(read_only=True) as conn:

@@ -1,4 +1,4 @@
-"""Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys."""
+"""Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys, /v1/notifications."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from creditflow.http.schemas import (
     ApiKeyOut,
     DirectoryEntryOut,
     MeOut,
+    NotificationOut,
     OrganisationCreatedOut,
     OrganisationIn,
     Page,
@@ -20,6 +21,7 @@ from creditflow.http.schemas import (
 )
 from creditflow.http.security import AppDep, Caller, require_role
 from creditflow.identity.access import TOKEN_PREFIX
+from creditflow.identity.roles import UserRole, require_user_role
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.model.parties import Party, Role
 
@@ -40,7 +42,35 @@ def _org_fields(party: Party) -> dict[str, object]:
 def me(app: AppDep, who: Caller) -> MeOut:
     """The caller's organisation."""
     party = app.queries.party(who.org_id)
-    return MeOut.model_validate({**_org_fields(party), "api_key_id": who.key_id})
+    return MeOut.model_validate(
+        {
+            **_org_fields(party),
+            "api_key_id": who.key_id,
+            "user_id": who.user_id,
+            "user_roles": sorted(who.user_roles),
+            "auth": who.auth.value,
+        }
+    )
+
+
+@router.get(
+    "/v1/notifications",
+    response_model=list[NotificationOut],
+    responses=error_responses(401, 403, 422),
+    summary="Notifications to the caller's organisation's admins",
+)
+def notifications(
+    app: AppDep,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
+    before_ts_ms: Annotated[int | None, Query(ge=0, description="only older than this")] = None,
+) -> list[NotificationOut]:
+    """What the platform told the organisation's admins (account changes, lock-outs, credit look-ups, ...).
+    An admin, or the organisation-wide key; a person without the admin role may not read them."""
+    if who.is_person:
+        require_user_role(who, UserRole.ADMIN, what="read the organisation's notifications")
+    notes = app.notices.of(who.org_id, limit=limit, before_ts_ms=before_ts_ms)
+    return [NotificationOut.model_validate(n.to_json()) for n in notes]
 
 
 @router.post(
