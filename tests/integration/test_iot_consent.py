@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from conftest import onboard
 from creditflow.bootstrap import App
@@ -312,3 +312,64 @@ def test_the_schema_matches_the_migration(app: App) -> None:
         diffs = compare_metadata(MigrationContext.configure(conn), metadata)
     mine = [d for d in diffs if "iot_" in repr(d)]
     assert mine == []
+
+
+def test_loans_and_pledges_from_before_consent_become_proposals(app: App, iot: IotSystem) -> None:
+    """Migration 0010 on a database with a loan, a pledge and a bank's price from before: the loan and the
+    pledge are proposals to the borrower (they restrict and show nothing), the price moves to the bank's
+    book; once the borrower accepts, both parties' signatures verify. Downgrading and upgrading again works."""
+    from alembic import command
+
+    from creditflow.kernel.engine import alembic_config
+
+    lot(iot, "lot-s", "steel")
+    cfg = alembic_config(app.engine)
+    command.downgrade(cfg, "0010-1")
+    now = app.clock.now_ms()
+    with app.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO iot_loans (id, borrower, lender, outstanding_minor, currency, bands_key, value_minor,"
+                " ltv_bps, band, created_ts_ms, updated_ts_ms) VALUES ('old', 'steel', 'bank', 90000000, 'CNY',"
+                " 'default', 1, 99999, 'LIQUIDATION', :now, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO iot_pledges (asset_id, loan_id, haircut_bps, created_ts_ms) VALUES ('lot-s', 'old', 0, :now)"
+            ),
+            {"now": now},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO iot_prices (commodity, ts_ms, price_minor_per_kg, source)"
+                " VALUES ('steel', :now, 400, 'bank'), ('steel', :later, 300, 'operator')"
+            ),
+            {"now": now, "later": now + 1},
+        )
+    command.upgrade(cfg, "head")
+    c = iot.collateral
+    loan = c.loan("old")
+    assert (loan["status"], loan["band"], loan["assets"], loan["financing_blocked"]) == (
+        "proposed",
+        "NORMAL",
+        [],
+        False,
+    )
+    assert [(p["asset_id"], p["status"], p["lender_signature"]) for p in loan["pledge_proposals"]] == [
+        ("lot-s", "proposed", None)
+    ]
+    assert c.financing_restriction("steel") is None and c.assets_page(viewer="bank", size=10).items == []
+    assert [p["price_minor_per_kg"] for p in c.price_history("steel", book="bank")] == [400]
+    assert [p["price_minor_per_kg"] for p in c.price_history("steel")] == [300]
+    c.accept_loan("old", "steel")
+    c.accept_pledge("old", "lot-s", "steel")
+    loan = c.loan("old")
+    assert loan["assets"] == ["lot-s"] and loan["value_minor"] == 50_000 * 400 and loan["financing_blocked"]
+    assert loan["prices"][0]["book"] == "bank"
+    [pledge] = loan["pledge_proposals"]
+    assert c.verify_consent("old") == {
+        "loan": {"bank": True, "steel": True},
+        "pledges": {pledge["proposal_id"]: {"bank": True, "steel": True}},
+    }
