@@ -46,7 +46,8 @@ def _key(app: App, org: str) -> dict[str, str]:
 
 
 def _pledged_lot(url: str, app: App) -> tuple[bytes, int]:
-    """Over the real HTTP API: steel pledges a warehouse lot weighed by a scale to a loan of the bank."""
+    """Over the real HTTP API: the bank proposes a loan and the pledge of steel's warehouse lot (weighed by a
+    scale); steel accepts both."""
     steel, bank = _key(app, "steel"), _key(app, "bank")
     with httpx.Client(base_url=url, timeout=10) as http:
         lot = {"asset_id": "lot-7", "kind": "warehouse_lot", "name": "rebar", "commodity": "steel"}
@@ -60,10 +61,13 @@ def _pledged_lot(url: str, app: App) -> tuple[bytes, int]:
         assert http.post("/v1/iot/prices", headers=bank, json=price).status_code == 200
         loan = {"loan_id": "loan-7", "borrower": "steel", "outstanding_minor": 10_000_000}
         assert http.post("/v1/iot/loans", headers=bank, json=loan).status_code == 201
+        assert http.post("/v1/iot/loans/loan-7/accept", headers=steel).status_code == 200  # the borrower consents
         pledge = http.post(
             "/v1/iot/loans/loan-7/pledges", headers=bank, json={"asset_id": "lot-7", "haircut_bps": 1000}
         )
         assert pledge.status_code == 200, pledge.text
+        accepted = http.post("/v1/iot/loans/loan-7/pledges/lot-7/accept", headers=steel)
+        assert accepted.status_code == 200 and accepted.json()["assets"] == ["lot-7"], accepted.text
     return bytes.fromhex(device.json()["secret"]), app.clock.now_ms()
 
 

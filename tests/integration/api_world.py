@@ -186,9 +186,12 @@ def _collateral(app: App, side: Side, name: str) -> None:
         )
     )
     side.device_secret = c.register_device(side.device_id, side.asset_id, DeviceKind.SCALE)
-    c.set_price("steel", 400, source=side.bank)
+    c.set_price("steel", 400, source=side.bank, book=side.bank)
+    # the bank proposes the loan and the pledge; the supplier (borrower, the lot's owner) accepts both
     c.create_loan(side.loan_id, side.supplier, side.bank, 10_000_000, "default")
-    c.pledge(side.asset_id, side.loan_id, 1000)
+    c.accept_loan(side.loan_id, side.supplier)
+    c.propose_pledge(side.loan_id, side.asset_id, 1000, side.bank)
+    c.accept_pledge(side.loan_id, side.asset_id, side.supplier)
     # stock leaves the lot without a release: the rules raise an alarm
     secret, now = bytes.fromhex(side.device_secret), app.clock.now_ms()
     for seq, (ts, weight) in enumerate([(now, 50_000.0), (now + 1000, 45_000.0)], start=1):

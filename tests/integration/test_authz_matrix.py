@@ -43,6 +43,7 @@ with warnings.catch_warnings():
 
 FORBIDDEN_CODES = {"role_not_allowed", "not_holder", "not_recipient", "not_issuer", "not_allowed", "not_actor"}
 FORBIDDEN_CODES |= {"not_debtor_user"}
+FORBIDDEN_CODES |= {"price_book_not_yours"}  # issue 13 H3: a price book is its bank's (the feed the operator's)
 
 
 @dataclass(frozen=True)
@@ -579,6 +580,36 @@ MATRIX: list[Row] = [
     # --- issue 13 H2: rows of API keys, sessions and sign-in ---
     # --- end H2 ---
     # --- issue 13 H3: rows of collateral consent and price books ---
+    # Only the borrower decides on a loan or a pledge proposed to it (the world's are accepted already: 409,
+    # a domain answer); those who see the loan but are not its borrower are refused, the others told nothing.
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/accept",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/accept"),
+        "404 ok 403 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/refuse",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/refuse"),
+        "404 ok 403 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/pledges/{asset_id}/accept",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/pledges/{s.asset_id}/accept"),
+        "404 ok 403 403 403",
+        "404 404 404 403 403",
+    ),
+    row(
+        "POST",
+        "/v1/iot/loans/{loan_id}/pledges/{asset_id}/refuse",
+        lambda w, s, r: Req(f"/v1/iot/loans/{s.loan_id}/pledges/{s.asset_id}/refuse"),
+        "404 ok 403 403 403",
+        "404 404 404 403 403",
+    ),
     # --- end H3 ---
     # --- issue 13 H4: rows of credit authorisations and four eyes ---
     # --- end H4 ---
@@ -612,12 +643,90 @@ class Abuse:
     state: Callable[[World], Any]  # what must be the same before and after the attempt
 
 
+# --- issue 13 H3: helpers of the collateral abuse cases ---
+def _collateral_state(w: World) -> Any:
+    """What a bank's unconsented loan and pledge must not change: the other supplier's financing, its lot
+    (no pledge), what the own bank sees, and the other side's loan."""
+    c = w.app.iot.collateral
+    other = w.other
+    return (
+        c.financing_restriction(other.supplier),
+        c.asset(other.asset_id)["loan_id"],
+        sorted(a["asset_id"] for a in c.assets_page(viewer=w.own.bank, size=100).items),
+        {k: v for k, v in c.loan(other.loan_id).items() if k in ("status", "value_minor", "ltv_bps", "band")},
+        w.app.financing.restriction_hook(other.supplier) if w.app.financing.restriction_hook else None,
+    )
+
+
+def _unconsented_pledge(w: World, c: TestClient, *, then: str) -> Any:
+    """The own bank books a loan in the other supplier's name and proposes pledging that supplier's lot
+    (both recorded as proposals), then tries to see the lot, or to accept the pledge itself."""
+    bank = w.own.headers("bank")
+    loan_id = uid("loan")
+    body = {"loan_id": loan_id, "borrower": w.other.supplier, "outstanding_minor": 900_000_000}
+    assert c.post("/v1/iot/loans", json=body, headers=bank).status_code == 201
+    pledge = {"asset_id": w.other.asset_id, "haircut_bps": 0}
+    r = c.post(f"/v1/iot/loans/{loan_id}/pledges", json=pledge, headers=bank)
+    assert r.status_code == 200 and r.json()["assets"] == [] and r.json()["status"] == "proposed", r.text
+    if then == "look":
+        return c.get(f"/v1/iot/assets/{w.other.asset_id}", headers=bank)
+    assert c.post(f"/v1/iot/loans/{loan_id}/accept", headers=bank).status_code == 403
+    return c.post(f"/v1/iot/loans/{loan_id}/pledges/{w.other.asset_id}/accept", headers=bank)
+
+
+def _valuation_of(w: World, s: Side) -> Any:
+    loan = w.app.iot.collateral.loan(s.loan_id)
+    return {k: loan[k] for k in ("value_minor", "ltv_bps", "band", "prices", "events")}
+
+
+def _price_into(w: World, c: TestClient, *, book: str) -> Any:
+    """The other bank crashes the steel price in its own book (which values only its loans), then tries to
+    write it into another's book."""
+    rival = w.other.headers("bank")
+    w.app.clock.advance(1_000)  # type: ignore[attr-defined]  # a new price time (the matrix set one at this)
+    r = c.post("/v1/iot/prices", json={"commodity": "steel", "price_minor_per_kg": 1}, headers=rival)
+    assert r.status_code == 200 and r.json()["book"] == w.other.bank, r.text
+    assert all(e["lender"] == w.other.bank for e in r.json()["loan_events"])
+    return c.post("/v1/iot/prices", json={"commodity": "steel", "price_minor_per_kg": 1, "book": book}, headers=rival)
+
+
+# --- end H3 helpers ---
+
+
 ABUSE: list[Abuse] = [
     # --- issue 13 H1 ---
     # --- end H1 ---
     # --- issue 13 H2 ---
     # --- end H2 ---
     # --- issue 13 H3 ---
+    Abuse(
+        "a bank pledging an unconsented asset, then looking at it",
+        lambda w, c: _unconsented_pledge(w, c, then="look"),
+        404,
+        "asset_not_found",
+        lambda w: _collateral_state(w),
+    ),
+    Abuse(
+        "a bank accepting its own pledge proposal in the borrower's name",
+        lambda w, c: _unconsented_pledge(w, c, then="accept"),
+        403,
+        "not_allowed",
+        lambda w: _collateral_state(w),
+    ),
+    Abuse(
+        "a bank changing another bank's valuation",
+        lambda w, c: _price_into(w, c, book=w.own.bank),
+        403,
+        "price_book_not_yours",
+        lambda w: _valuation_of(w, w.own),
+    ),
+    Abuse(
+        "a bank writing the operator's price feed",
+        lambda w, c: _price_into(w, c, book="operator"),
+        403,
+        "price_book_not_yours",
+        lambda w: (_valuation_of(w, w.own), w.app.iot.collateral.price_history("steel")),
+    ),
     # --- end H3 ---
     # --- issue 13 H4 ---
     # --- end H4 ---

@@ -67,13 +67,11 @@ def test_collateral_story_over_http(client: tuple[TestClient, App]) -> None:
     r = http.post(
         "/v1/iot/loans", headers=bank, json={"loan_id": "L", "borrower": "steel", "outstanding_minor": 10_000_000}
     )
-    assert r.status_code == 201
-    assert (
-        http.post("/v1/iot/loans/L/pledges", headers=bank, json={"asset_id": "lot", "haircut_bps": 1000}).json()[
-            "ltv_bps"
-        ]
-        == 5848
-    )
+    assert r.status_code == 201 and r.json()["status"] == "proposed"
+    assert http.post("/v1/iot/loans/L/accept", headers=steel).json()["status"] == "accepted"
+    r = http.post("/v1/iot/loans/L/pledges", headers=bank, json={"asset_id": "lot", "haircut_bps": 1000})
+    assert r.json()["assets"] == [] and r.json()["pledge_proposals"][0]["status"] == "proposed"
+    assert http.post("/v1/iot/loans/L/pledges/lot/accept", headers=steel).json()["ltv_bps"] == 5848
     now = app.clock.now_ms()
     messages: list[Any] = [
         json.loads(make_message(secret, "sc", now, 1, {"weight_kg": 50_000.0})),
@@ -126,10 +124,16 @@ def test_reads_are_scoped_to_the_organisations_concerned(client: tuple[TestClien
     ).is_success
     loan = {"loan_id": "L", "borrower": "steel", "outstanding_minor": 10_000_000}
     assert http.post("/v1/iot/loans", headers=h["bank"], json=loan).status_code == 201
-    # a bank pledges only the borrower's own goods; another's lot is as if it did not exist
+    assert http.post("/v1/iot/loans/L/accept", headers=h["steel"]).status_code == 200
+    # a bank proposes; only the borrower's own goods become a pledge, when the borrower accepts: another's lot
+    # is proposed like any id (the answer says nothing of it) and the borrower cannot accept it
     r = http.post("/v1/iot/loans/L/pledges", headers=h["bank"], json={"asset_id": "lot-o", "haircut_bps": 1000})
+    assert r.status_code == 200 and r.json()["assets"] == []
+    r = http.post("/v1/iot/loans/L/pledges/lot-o/accept", headers=h["steel"])
     assert (r.status_code, r.json()["code"]) == (404, "asset_not_found")
     r = http.post("/v1/iot/loans/L/pledges", headers=h["bank"], json={"asset_id": "lot-s", "haircut_bps": 1000})
+    assert r.status_code == 200 and r.json()["assets"] == []
+    r = http.post("/v1/iot/loans/L/pledges/lot-s/accept", headers=h["steel"])
     assert r.status_code == 200 and r.json()["assets"] == ["lot-s"]
     now = app.clock.now_ms()
     batch = [
@@ -280,7 +284,9 @@ def test_the_lending_bank_clears_an_alarm_by_hand_saying_why(client: tuple[TestC
     assert http.post("/v1/iot/prices", headers=bank, json={"commodity": "steel", "price_minor_per_kg": 380}).is_success
     loan = {"loan_id": "L", "borrower": "steel", "outstanding_minor": 10_000_000}
     assert http.post("/v1/iot/loans", headers=bank, json=loan).is_success
+    assert http.post("/v1/iot/loans/L/accept", headers=steel).is_success
     assert http.post("/v1/iot/loans/L/pledges", headers=bank, json={"asset_id": "lot", "haircut_bps": 1000}).is_success
+    assert http.post("/v1/iot/loans/L/pledges/lot/accept", headers=steel).is_success
     now = app.clock.now_ms()
     readings = [(now, 1, 50_000.0), (now + 1000, 2, 45_000.0)]
     messages = [json.loads(make_message(secret, "sc", ts, seq, {"weight_kg": kg})) for ts, seq, kg in readings]

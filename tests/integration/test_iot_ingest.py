@@ -27,8 +27,15 @@ from creditflow.collateral.system import IotSystem
 from creditflow.collateral.tables import iot_alarms, iot_dead_letters, iot_readings
 from creditflow.kernel.clock import ManualClock
 from creditflow.kernel.errors import Conflict, InvalidInput
+from creditflow.tools.simulate.iot import consented_loan, ensure_parties
 
 MIN = 60_000
+
+
+@pytest.fixture(autouse=True)
+def parties(app: App) -> None:
+    """The borrower and the lenders, registered: their held keys sign the loans' and pledges' consents."""
+    ensure_parties(app, {"steel-co": "supplier", "bank": "bank", "bank2": "bank"})
 
 
 @pytest.fixture
@@ -54,8 +61,8 @@ def steel_lot(iot: IotSystem, tag: str = "") -> dict[str, bytes]:
             receipt_no=f"WR-{tag or 1}",
         )
     )
-    c.create_loan(f"loan{tag}", "steel-co", "bank", 22_000_000, "steel")
-    c.pledge(f"lot{tag}", f"loan{tag}", 1_000)  # value 34 200 000 fen: LTV 64.33 %, WARNING
+    # value 34 200 000 fen: LTV 64.33 %, WARNING (the bank proposes, the borrower accepts)
+    consented_loan(iot, f"loan{tag}", "steel-co", "bank", 22_000_000, "steel", f"lot{tag}", 1_000)
     return {d: bytes.fromhex(c.register_device(d, f"lot{tag}", DeviceKind.SCALE)) for d in (f"s1{tag}", f"s2{tag}")}
 
 
@@ -177,8 +184,10 @@ def test_one_receipt_one_pledge(iot: IotSystem) -> None:
         )
     assert again.value.code == "receipt_already_registered"
     iot.collateral.create_loan("loan-2", "steel-co", "bank2", 1_000_000)
+    iot.collateral.accept_loan("loan-2", "steel-co")
+    iot.collateral.propose_pledge("loan-2", "lot", 1_000, "bank2")
     with pytest.raises(Conflict) as twice:
-        iot.collateral.pledge("lot", "loan-2", 1_000)
+        iot.collateral.accept_pledge("loan-2", "lot", "steel-co")
     assert twice.value.code == "asset_already_pledged"
 
 

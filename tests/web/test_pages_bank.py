@@ -19,6 +19,7 @@ from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
 from creditflow.http.pages.bank import parse_yuan
 from creditflow.kernel.uscc import make_uscc
+from creditflow.tools.simulate.iot import consented_loan
 
 RATES = {"AAA": {30: 300, 90: 350, 180: 400, 365: 450}}
 FENCE = [[34.20, 117.10], [34.20, 117.12], [34.22, 117.12], [34.22, 117.10]]
@@ -74,18 +75,16 @@ def scene(world: App) -> Scene:
     _equipment(world, "excavator-1", "steel", 80_000_000)
     gps = _device(world, "excavator-1", "gps-1", DeviceKind.TRACKER)
     cam = _device(world, "excavator-1", "cam-1", DeviceKind.CAMERA)
-    world.iot.collateral.create_loan("loan-1", "steel", "bank", 40_000_000)
-    world.iot.collateral.pledge("excavator-1", "loan-1", 2_000)  # value 64,000,000 fen: LTV 62.50 %
+    # value 64,000,000 fen: LTV 62.50 % (each loan and pledge proposed by the bank, accepted by the borrower)
+    consented_loan(world.iot, "loan-1", "steel", "bank", 40_000_000, "default", "excavator-1", 2_000)
     _equipment(world, "crane-1", "ore", 10_000_000)
-    world.iot.collateral.create_loan("loan-2", "ore", "bank", 7_500_000)
-    world.iot.collateral.pledge("crane-1", "loan-2", 0)  # LTV 75.00 %: margin call
+    consented_loan(world.iot, "loan-2", "ore", "bank", 7_500_000, "default", "crane-1", 0)  # LTV 75.00 %: margin call
     _send(world, gps, "gps-1", 1, {"lat": 34.30, "lon": 117.11})  # outside the geofence
     _send(world, cam, "cam-1", 1, {"tamper": 1.0})
     # bank2 lends against a truck that leaves its geofence too.
     _equipment(world, "truck-9", "other", 20_000_000)
     truck = _device(world, "truck-9", "gps-9", DeviceKind.TRACKER)
-    world.iot.collateral.create_loan("loan-9", "other", "bank2", 1_000_000)
-    world.iot.collateral.pledge("truck-9", "loan-9", 0)
+    consented_loan(world.iot, "loan-9", "other", "bank2", 1_000_000, "default", "truck-9", 0)
     _send(world, truck, "gps-9", 1, {"lat": 35.0, "lon": 118.0})
     ours = {a["alarm_type"]: a["alarm_id"] for a in world.iot.collateral.alarms(asset_id="excavator-1")}
     assert {"geofence_breach", "camera_tamper"} <= set(ours)

@@ -205,22 +205,33 @@ def device_retire(device_id: Annotated[str, typer.Argument()], db: DbOption = No
     _run(db, lambda iot: iot.collateral.retire_device(device_id))
 
 
+BookOption = Annotated[
+    str | None, typer.Option("--book", help="a bank's own price book (default: the operator's feed)")
+]
+
+
 @iot_cli.command("price-set")
 def price_set(
     commodity: Annotated[str, typer.Argument()],
     price_minor_per_kg: Annotated[int, typer.Argument(help="fen per kg")],
+    book: BookOption = None,
     db: DbOption = None,
 ) -> None:
-    """Enter a commodity price; every asset and loan on it is revalued."""
-    events = _run(db, lambda iot: iot.collateral.set_price(commodity, price_minor_per_kg))
+    """Enter a commodity price in the operator's feed, or with --book in that bank's own price book (it
+    values only that bank's loans); the assets it values are revalued."""
+    events = _run(
+        db, lambda iot: iot.collateral.set_price(commodity, price_minor_per_kg, source=book or "manual", book=book)
+    )
     for e in events:
         print(json.dumps(e.to_json()))
 
 
 @iot_cli.command("price-import")
-def price_import(path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], db: DbOption = None) -> None:
-    """Import prices from CSV (commodity,date,price_minor_per_kg); history is kept."""
-    n = _run(db, lambda iot: iot.collateral.import_prices_csv(path.read_text(encoding="utf-8")))
+def price_import(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False)], book: BookOption = None, db: DbOption = None
+) -> None:
+    """Import prices from CSV (commodity,date,price_minor_per_kg) into the feed or a bank's book; history is kept."""
+    n = _run(db, lambda iot: iot.collateral.import_prices_csv(path.read_text(encoding="utf-8"), book=book))
     print(f"{n} prices imported")
 
 
@@ -233,8 +244,20 @@ def loan_create(
     bands: Annotated[str, typer.Option("--bands", help="commodity whose LTV bands apply")] = "default",
     db: DbOption = None,
 ) -> None:
-    """Record a loan secured by collateral."""
+    """Propose a loan secured by collateral (signed by the lender); it binds once the borrower accepts it."""
     _run(db, lambda iot: iot.collateral.create_loan(loan_id, borrower, lender, outstanding_minor, bands))
+
+
+@iot_cli.command("loan-accept")
+def loan_accept(loan_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+    """The borrower accepts a proposed loan (signed with the borrower's held key)."""
+    _run(db, lambda iot: iot.collateral.accept_loan(loan_id, iot.collateral.loan(loan_id)["borrower"]))
+
+
+@iot_cli.command("loan-refuse")
+def loan_refuse(loan_id: Annotated[str, typer.Argument()], db: DbOption = None) -> None:
+    """The borrower refuses a proposed loan (it stays on record as refused)."""
+    _run(db, lambda iot: iot.collateral.refuse_loan(loan_id, iot.collateral.loan(loan_id)["borrower"]))
 
 
 @iot_cli.command("pledge")
@@ -244,8 +267,29 @@ def pledge(
     haircut_bps: Annotated[int, typer.Option("--haircut-bps")] = 1000,
     db: DbOption = None,
 ) -> None:
-    """Pledge an asset to a loan (an asset secures one loan)."""
-    _run(db, lambda iot: iot.collateral.pledge(asset_id, loan_id, haircut_bps))
+    """The lender proposes pledging an asset to its loan; it binds once the asset's owner accepts it."""
+    _run(
+        db,
+        lambda iot: iot.collateral.propose_pledge(
+            loan_id, asset_id, haircut_bps, iot.collateral.loan(loan_id)["lender"]
+        ),
+    )
+
+
+@iot_cli.command("pledge-accept")
+def pledge_accept(
+    asset_id: Annotated[str, typer.Argument()], loan_id: Annotated[str, typer.Argument()], db: DbOption = None
+) -> None:
+    """The asset's owner (the borrower) accepts a proposed pledge: the asset now secures the loan."""
+    _run(db, lambda iot: iot.collateral.accept_pledge(loan_id, asset_id, iot.collateral.loan(loan_id)["borrower"]))
+
+
+@iot_cli.command("pledge-refuse")
+def pledge_refuse(
+    asset_id: Annotated[str, typer.Argument()], loan_id: Annotated[str, typer.Argument()], db: DbOption = None
+) -> None:
+    """The asset's owner refuses a proposed pledge (it stays on record as refused)."""
+    _run(db, lambda iot: iot.collateral.refuse_pledge(loan_id, asset_id, iot.collateral.loan(loan_id)["borrower"]))
 
 
 @iot_cli.command("repay")

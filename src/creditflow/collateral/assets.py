@@ -30,6 +30,7 @@ from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
+from creditflow.ledger.custody import Custody
 from creditflow.ledger.queries import Page, decode_cursor, page_from
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
@@ -110,9 +111,16 @@ class IotService:
     """What every collateral service holds: the engine, settings, clock, secrets and the event sink."""
 
     def __init__(
-        self, engine: Engine, settings: IotSettings, clock: Clock, secrets: IotSecrets, on_events: EventSink = None
+        self,
+        engine: Engine,
+        settings: IotSettings,
+        clock: Clock,
+        secrets: IotSecrets,
+        on_events: EventSink = None,
+        custody: Custody | None = None,
     ):
         self._engine = engine
+        self._custody = custody  # signs loan and pledge consents with the parties' held keys
         self._secrets = secrets
         self._settings = settings
         self._clock = clock

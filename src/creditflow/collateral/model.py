@@ -332,3 +332,67 @@ def band_for(ltv: int | None, bands: LtvBands, current: LtvBand = LtvBand.NORMAL
 
 def blocks_financing(band: LtvBand) -> bool:
     return band in (LtvBand.MARGIN_CALL, LtvBand.LIQUIDATION)
+
+
+# --- consent: what a borrower and a lender sign ------------------------------------------------------------
+
+CONSENT_CONTEXT = b"creditflow/collateral-consent/v1\x00"
+
+
+class ProposalStatus(enum.StrEnum):
+    """A loan or a pledge: proposed by the lender until the borrower (the asset's owner) decides."""
+
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"
+    REFUSED = "refused"
+
+
+def loan_terms(
+    loan_id: str, borrower: str, lender: str, outstanding_minor: int, currency: str, bands_key: str, proposed_ts_ms: int
+) -> dict[str, Any]:
+    """The terms of a collateral loan both parties sign (the principal as proposed)."""
+    return {
+        "v": 1,
+        "kind": "collateral_loan",
+        "loan_id": loan_id,
+        "borrower": borrower,
+        "lender": lender,
+        "principal_minor": outstanding_minor,
+        "currency": currency,
+        "bands_key": bands_key,
+        "proposed_ts_ms": proposed_ts_ms,
+    }
+
+
+def pledge_terms(
+    proposal_id: str,
+    loan_id: str,
+    loan_terms_digest: str,
+    asset_id: str,
+    haircut_bps: int,
+    lender: str,
+    borrower: str,
+    proposed_ts_ms: int,
+) -> dict[str, Any]:
+    """The terms of one pledge: this asset secures that loan (named by its terms' digest) at this haircut."""
+    return {
+        "v": 1,
+        "kind": "collateral_pledge",
+        "proposal_id": proposal_id,
+        "loan_id": loan_id,
+        "loan_terms_digest": loan_terms_digest,
+        "asset_id": asset_id,
+        "haircut_bps": haircut_bps,
+        "lender": lender,
+        "borrower": borrower,
+        "proposed_ts_ms": proposed_ts_ms,
+    }
+
+
+def consent_message(canonical_terms: bytes) -> bytes:
+    """What each party's Ed25519 key signs: the context prefix and the canonical bytes of the terms."""
+    return CONSENT_CONTEXT + canonical_terms
+
+
+def terms_digest(canonical_terms: bytes) -> str:
+    return hashlib.sha256(consent_message(canonical_terms)).hexdigest()

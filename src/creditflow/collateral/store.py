@@ -17,16 +17,18 @@ from sqlalchemy import ColumnElement, Connection, Select, and_, bindparam, func,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from creditflow.collateral.model import AssetKind, DeviceKind, LtvBand, blocks_financing
+from creditflow.collateral.model import AssetKind, DeviceKind, LtvBand, ProposalStatus, blocks_financing
 from creditflow.collateral.rules import AssetContext, AssetState
 from creditflow.collateral.tables import (
     iot_alarms,
     iot_assets,
+    iot_bank_prices,
     iot_dead_letters,
     iot_devices,
     iot_loan_events,
     iot_loans,
     iot_notifications,
+    iot_pledge_proposals,
     iot_pledges,
     iot_prices,
     iot_readings,
@@ -425,6 +427,7 @@ class ValuedAsset(NamedTuple):
     value_minor: int
     haircut_bps: int | None
     loan_id: str | None
+    lender: str | None  # whose price book values it (None: unpledged, the operator's feed)
 
 
 class LoanRow(NamedTuple):
@@ -436,6 +439,7 @@ class LoanRow(NamedTuple):
     value_minor: int
     ltv_bps: int | None
     band: str
+    status: str
 
 
 _LOAN_COLUMNS = (
@@ -447,16 +451,25 @@ _LOAN_COLUMNS = (
     iot_loans.c.value_minor,
     iot_loans.c.ltv_bps,
     iot_loans.c.band,
+    iot_loans.c.status,
 )
 
 
 def _loan_row(r: Any) -> LoanRow:
     return LoanRow(
-        r.id, r.borrower, r.lender, int(r.outstanding_minor), r.bands_key, int(r.value_minor), r.ltv_bps, r.band
+        r.id,
+        r.borrower,
+        r.lender,
+        int(r.outstanding_minor),
+        r.bands_key,
+        int(r.value_minor),
+        r.ltv_bps,
+        r.band,
+        r.status,
     )
 
 
-def latest_prices(conn: Connection, commodities: Iterable[str]) -> dict[str, int]:
+def _latest_feed(conn: Connection, commodities: Iterable[str]) -> dict[str, dict[str, Any]]:
     names = sorted(set(commodities))
     if not names:
         return {}
@@ -467,11 +480,63 @@ def latest_prices(conn: Connection, commodities: Iterable[str]) -> dict[str, int
         .subquery()
     )
     rows = conn.execute(
-        select(iot_prices.c.commodity, iot_prices.c.price_minor_per_kg).join(
+        select(iot_prices).join(
             newest, (iot_prices.c.commodity == newest.c.commodity) & (iot_prices.c.ts_ms == newest.c.ts)
         )
     )
-    return {r.commodity: int(r.price_minor_per_kg) for r in rows}
+    return {
+        r.commodity: {
+            "commodity": r.commodity,
+            "price_minor_per_kg": int(r.price_minor_per_kg),
+            "ts_ms": int(r.ts_ms),
+            "book": "operator",
+            "source": r.source,
+        }
+        for r in rows
+    }
+
+
+def price_sources(
+    conn: Connection, pairs: Iterable[tuple[str | None, str]]
+) -> dict[tuple[str | None, str], dict[str, Any]]:
+    """For each (bank, commodity): the price that values it and where it comes from. The bank's own book
+    (its newest price) when it keeps one for the commodity, else the operator's feed (its newest); a pair
+    with no price anywhere is absent. ``bank`` None: the feed."""
+    wanted = sorted(set(pairs), key=lambda p: (p[0] or "", p[1]))
+    if not wanted:
+        return {}
+    b = iot_bank_prices.c
+    own: dict[tuple[str, str], dict[str, Any]] = {}
+    banks = sorted({bank for bank, _ in wanted if bank is not None})
+    names = sorted({c for _, c in wanted})
+    if banks:
+        newest = (
+            select(b.bank, b.commodity, func.max(b.ts_ms).label("ts"))
+            .where(b.bank.in_(banks), b.commodity.in_(names))
+            .group_by(b.bank, b.commodity)
+            .subquery()
+        )
+        for r in conn.execute(
+            select(iot_bank_prices).join(
+                newest, (b.bank == newest.c.bank) & (b.commodity == newest.c.commodity) & (b.ts_ms == newest.c.ts)
+            )
+        ):
+            own[(r.bank, r.commodity)] = {
+                "commodity": r.commodity,
+                "price_minor_per_kg": int(r.price_minor_per_kg),
+                "ts_ms": int(r.ts_ms),
+                "book": r.bank,
+                "source": r.source,
+            }
+    feed = _latest_feed(conn, [c for bank, c in wanted if bank is None or (bank, c) not in own])
+    out: dict[tuple[str | None, str], dict[str, Any]] = {}
+    for bank, commodity in wanted:
+        found = own.get((bank, commodity)) if bank is not None else None
+        if found is None:
+            found = feed.get(commodity)
+        if found is not None:
+            out[(bank, commodity)] = found
+    return out
 
 
 def assets_to_value(conn: Connection, asset_ids: Sequence[str]) -> list[ValuedAsset]:
@@ -488,8 +553,9 @@ def assets_to_value(conn: Connection, asset_ids: Sequence[str]) -> list[ValuedAs
             a.value_minor,
             iot_pledges.c.haircut_bps,
             iot_pledges.c.loan_id,
+            iot_loans.c.lender,
         )
-        .select_from(iot_assets.outerjoin(iot_pledges, iot_pledges.c.asset_id == iot_assets.c.id))
+        .select_from(_ASSETS_WITH_LENDER)
         .where(a.id.in_(list(asset_ids)))
     ).all()
     return [ValuedAsset._make(r) for r in rows]
@@ -539,11 +605,12 @@ def insert_loan_event(conn: Connection, values: Mapping[str, Any]) -> None:
 
 
 def _visible_assets(viewer: str) -> ColumnElement[bool]:
-    """Assets ``viewer`` may see: its own, and those pledged to a loan it granted."""
+    """Assets ``viewer`` may see: its own, and those pledged to a loan it granted (a pledge exists only once
+    the asset's owner accepted it, on a loan the owner accepted)."""
     lent = (
         select(iot_pledges.c.asset_id)
         .join(iot_loans, iot_loans.c.id == iot_pledges.c.loan_id)
-        .where(iot_loans.c.lender == viewer)
+        .where(iot_loans.c.lender == viewer, _ACCEPTED)
     )
     return or_(iot_assets.c.owner == viewer, iot_assets.c.id.in_(lent))
 
@@ -626,8 +693,12 @@ def assets_page(
     return [_asset_json(r) for r in conn.execute(stmt.order_by(iot_assets.c.id).limit(limit)).all()]
 
 
-def asset_ids_of_commodities(conn: Connection, commodities: Iterable[str]) -> list[str]:
-    return [r.id for r in conn.execute(select(iot_assets.c.id).where(iot_assets.c.commodity.in_(set(commodities))))]
+def asset_ids_of_commodities(conn: Connection, commodities: Iterable[str], lender: str | None = None) -> list[str]:
+    """Assets of these commodities; with ``lender``, only those pledged to that bank's loans."""
+    stmt = select(iot_assets.c.id).where(iot_assets.c.commodity.in_(set(commodities)))
+    if lender is not None:
+        stmt = stmt.select_from(_ASSETS_WITH_LENDER).where(iot_loans.c.lender == lender)
+    return [r.id for r in conn.execute(stmt)]
 
 
 def asset_owner_and_lender(conn: Connection, asset_id: str) -> tuple[str, str | None] | None:
@@ -729,23 +800,35 @@ def devices_page(
 # --- prices ----------------------------------------------------------------------------------------------------
 
 
-def price_at(conn: Connection, commodity: str, ts_ms: int) -> int | None:
-    row = conn.execute(
-        select(iot_prices.c.price_minor_per_kg).where(iot_prices.c.commodity == commodity, iot_prices.c.ts_ms == ts_ms)
-    ).first()
+def price_at(conn: Connection, commodity: str, ts_ms: int, book: str | None = None) -> int | None:
+    """The price at exactly ``ts_ms`` in the operator's feed (``book`` None) or in that bank's book."""
+    if book is None:
+        stmt = select(iot_prices.c.price_minor_per_kg).where(
+            iot_prices.c.commodity == commodity, iot_prices.c.ts_ms == ts_ms
+        )
+    else:
+        b = iot_bank_prices.c
+        stmt = select(b.price_minor_per_kg).where(b.bank == book, b.commodity == commodity, b.ts_ms == ts_ms)
+    row = conn.execute(stmt).first()
     return None if row is None else int(row.price_minor_per_kg)
 
 
-def insert_price(conn: Connection, values: Mapping[str, Any]) -> None:
-    conn.execute(iot_prices.insert().values(**values))
+def insert_price(conn: Connection, values: Mapping[str, Any], book: str | None = None) -> None:
+    if book is None:
+        conn.execute(iot_prices.insert().values(**values))
+    else:
+        conn.execute(iot_bank_prices.insert().values(bank=book, **values))
 
 
-def price_history(conn: Connection, commodity: str) -> list[dict[str, Any]]:
+def price_history(conn: Connection, commodity: str, book: str | None = None) -> list[dict[str, Any]]:
+    """The operator's feed (``book`` None) or one bank's book for a commodity, oldest first."""
+    if book is None:
+        stmt = select(iot_prices).where(iot_prices.c.commodity == commodity).order_by(iot_prices.c.ts_ms)
+    else:
+        b = iot_bank_prices.c
+        stmt = select(iot_bank_prices).where(b.bank == book, b.commodity == commodity).order_by(b.ts_ms)
     return [
-        {"ts_ms": r.ts_ms, "price_minor_per_kg": r.price_minor_per_kg, "source": r.source}
-        for r in conn.execute(
-            select(iot_prices).where(iot_prices.c.commodity == commodity).order_by(iot_prices.c.ts_ms)
-        )
+        {"ts_ms": r.ts_ms, "price_minor_per_kg": r.price_minor_per_kg, "source": r.source} for r in conn.execute(stmt)
     ]
 
 
@@ -763,6 +846,54 @@ def insert_loan(conn: Connection, values: Mapping[str, Any]) -> bool:
 
 def loan_exists(conn: Connection, loan_id: str) -> bool:
     return conn.execute(select(iot_loans.c.id).where(iot_loans.c.id == loan_id)).first() is not None
+
+
+def lock_loan_consent(conn: Connection, loan_id: str) -> Any | None:
+    """The whole loan row (status, terms, signatures), locked for this transaction."""
+    return conn.execute(select(iot_loans).where(iot_loans.c.id == loan_id).with_for_update()).first()
+
+
+def set_loan_fields(conn: Connection, loan_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(iot_loans.update().where(iot_loans.c.id == loan_id).values(**values))
+
+
+def insert_pledge_proposal(conn: Connection, values: Mapping[str, Any]) -> bool:
+    """Insert a pledge proposal; False if one for this (loan, asset) is still open (the partial unique index)."""
+    try:
+        conn.execute(iot_pledge_proposals.insert().values(**values))
+    except IntegrityError:  # the transaction is spoilt: the caller raises, which rolls it back
+        return False
+    return True
+
+
+def lock_pledge_proposal(conn: Connection, loan_id: str, asset_id: str) -> Any | None:
+    """The newest proposal to pledge ``asset_id`` to ``loan_id`` (an open one first), locked."""
+    p = iot_pledge_proposals.c
+    return conn.execute(
+        select(iot_pledge_proposals)
+        .where(p.loan_id == loan_id, p.asset_id == asset_id)
+        .order_by((p.status == ProposalStatus.PROPOSED.value).desc(), p.created_ts_ms.desc(), p.id)
+        .limit(1)
+        .with_for_update()
+    ).first()
+
+
+def refuse_open_proposals(conn: Connection, loan_id: str, decided_ts_ms: int) -> None:
+    p = iot_pledge_proposals.c
+    conn.execute(
+        iot_pledge_proposals.update()
+        .where(p.loan_id == loan_id, p.status == ProposalStatus.PROPOSED.value)
+        .values(status=ProposalStatus.REFUSED.value, decided_ts_ms=decided_ts_ms)
+    )
+
+
+def set_proposal_fields(conn: Connection, proposal_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(iot_pledge_proposals.update().where(iot_pledge_proposals.c.id == proposal_id).values(**values))
+
+
+def asset_owner(conn: Connection, asset_id: str) -> str | None:
+    row = conn.execute(select(iot_assets.c.owner).where(iot_assets.c.id == asset_id)).first()
+    return None if row is None else str(row.owner)
 
 
 def pledged_to(conn: Connection, asset_id: str) -> str | None:
@@ -790,15 +921,40 @@ def insert_release(conn: Connection, values: Mapping[str, Any]) -> None:
 def _loans_json(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
     """Loan rows with their pledged assets and band history (two queries for the lot, per chunk of ids)."""
     ids = [r.id for r in rows]
+    lender_of = {r.id: r.lender for r in rows}
     assets: dict[str, list[str]] = {i: [] for i in ids}
+    commodities: dict[str, set[str]] = {i: set() for i in ids}
     events: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    proposals: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
     for chunk in _chunks(ids):
         for p in conn.execute(
-            select(iot_pledges.c.loan_id, iot_pledges.c.asset_id)
+            select(iot_pledges.c.loan_id, iot_pledges.c.asset_id, iot_assets.c.commodity)
+            .select_from(iot_pledges.join(iot_assets, iot_assets.c.id == iot_pledges.c.asset_id))
             .where(iot_pledges.c.loan_id.in_(list(chunk)))
             .order_by(iot_pledges.c.asset_id)
         ):
             assets[p.loan_id].append(p.asset_id)
+            if p.commodity:
+                commodities[p.loan_id].add(p.commodity)
+        pp = iot_pledge_proposals.c
+        for q in conn.execute(
+            select(iot_pledge_proposals)
+            .where(pp.loan_id.in_(list(chunk)))
+            .order_by(pp.loan_id, pp.created_ts_ms, pp.id)
+        ):
+            proposals[q.loan_id].append(
+                {
+                    "proposal_id": q.id,
+                    "asset_id": q.asset_id,
+                    "haircut_bps": q.haircut_bps,
+                    "status": q.status,
+                    "proposed_ts_ms": q.created_ts_ms,
+                    "decided_ts_ms": q.decided_ts_ms,
+                    "terms_digest": q.terms_digest,
+                    "lender_signature": _signature(q.lender_key_id, q.lender_sig),
+                    "owner_signature": _signature(q.owner_key_id, q.owner_sig),
+                }
+            )
         for e in conn.execute(
             select(iot_loan_events)
             .where(iot_loan_events.c.loan_id.in_(list(chunk)))
@@ -813,21 +969,68 @@ def _loans_json(conn: Connection, rows: Sequence[Any]) -> list[dict[str, Any]]:
                     "cause": e.cause,
                 }
             )
+    used = price_sources(conn, {(lender_of[i], c) for i in ids for c in commodities[i]})
     return [
         {
             "loan_id": row.id,
             "borrower": row.borrower,
             "lender": row.lender,
+            "status": row.status,
             "outstanding_minor": row.outstanding_minor,
             "value_minor": row.value_minor,
             "ltv_bps": row.ltv_bps,
             "band": row.band,
             "assets": assets[row.id],
-            "financing_blocked": blocks_financing(LtvBand(row.band)),
+            "financing_blocked": row.status == ProposalStatus.ACCEPTED.value and blocks_financing(LtvBand(row.band)),
             "events": events[row.id],
+            "proposed_ts_ms": row.created_ts_ms,
+            "decided_ts_ms": row.decided_ts_ms,
+            "terms_digest": row.terms_digest,
+            "lender_signature": _signature(row.lender_key_id, row.lender_sig),
+            "borrower_signature": _signature(row.borrower_key_id, row.borrower_sig),
+            "pledge_proposals": proposals[row.id],
+            "prices": [used[(row.lender, c)] for c in sorted(commodities[row.id]) if (row.lender, c) in used],
         }
         for row in rows
     ]
+
+
+def _signature(key_id: str | None, sig: str | None) -> dict[str, str] | None:
+    return None if key_id is None or sig is None else {"key_id": key_id, "signature": sig}
+
+
+def loan_consent(conn: Connection, loan_id: str) -> dict[str, Any] | None:
+    """What was signed for a loan and each of its pledge proposals: terms (canonical text) and signatures."""
+    row = conn.execute(select(iot_loans).where(iot_loans.c.id == loan_id)).first()
+    if row is None:
+        return None
+    pp = iot_pledge_proposals.c
+    pledges = conn.execute(
+        select(iot_pledge_proposals).where(pp.loan_id == loan_id).order_by(pp.created_ts_ms, pp.id)
+    ).all()
+    return {
+        "loan": {
+            "terms": row.terms,
+            "status": row.status,
+            "signatures": {
+                row.lender: (row.lender_key_id, row.lender_sig),
+                row.borrower: (row.borrower_key_id, row.borrower_sig),
+            },
+        },
+        "pledges": [
+            {
+                "proposal_id": q.id,
+                "asset_id": q.asset_id,
+                "status": q.status,
+                "terms": q.terms,
+                "signatures": {
+                    row.lender: (q.lender_key_id, q.lender_sig),
+                    row.borrower: (q.owner_key_id, q.owner_sig),
+                },
+            }
+            for q in pledges
+        ],
+    }
 
 
 def loan(conn: Connection, loan_id: str, viewer: str | None = None) -> dict[str, Any] | None:
@@ -857,14 +1060,22 @@ def loans_of_lender(conn: Connection, lender: str) -> list[dict[str, Any]]:
     return [{**loan, "bands_key": row.bands_key} for loan, row in zip(_loans_json(conn, rows), rows, strict=True)]
 
 
+def loans_of_borrower(conn: Connection, borrower: str) -> list[dict[str, Any]]:
+    """The loans proposed to or accepted by ``borrower``, by id, with their pledge proposals."""
+    rows = conn.execute(select(iot_loans).where(iot_loans.c.borrower == borrower).order_by(iot_loans.c.id)).all()
+    return _loans_json(conn, rows)
+
+
 _STOPPING_BANDS = [LtvBand.MARGIN_CALL.value, LtvBand.LIQUIDATION.value]
+_ACCEPTED = iot_loans.c.status == ProposalStatus.ACCEPTED.value
 
 
 def first_stopping_loan(conn: Connection, borrower: str) -> tuple[str, str, int | None] | None:
-    """(id, band, LTV) of the borrower's first loan (by id) in the margin-call or liquidation band."""
+    """(id, band, LTV) of the borrower's first accepted loan (by id) in the margin-call or liquidation band:
+    a loan the borrower did not accept restricts nothing."""
     row = conn.execute(
         select(iot_loans.c.id, iot_loans.c.band, iot_loans.c.ltv_bps)
-        .where(iot_loans.c.borrower == borrower, iot_loans.c.band.in_(_STOPPING_BANDS))
+        .where(iot_loans.c.borrower == borrower, iot_loans.c.band.in_(_STOPPING_BANDS), _ACCEPTED)
         .order_by(iot_loans.c.id)
         .limit(1)
     ).first()
@@ -873,7 +1084,9 @@ def first_stopping_loan(conn: Connection, borrower: str) -> tuple[str, str, int 
 
 def has_stopping_loan(conn: Connection, borrower: str) -> bool:
     row = conn.execute(
-        select(iot_loans.c.id).where(iot_loans.c.borrower == borrower, iot_loans.c.band.in_(_STOPPING_BANDS)).limit(1)
+        select(iot_loans.c.id)
+        .where(iot_loans.c.borrower == borrower, iot_loans.c.band.in_(_STOPPING_BANDS), _ACCEPTED)
+        .limit(1)
     ).first()
     return row is not None
 

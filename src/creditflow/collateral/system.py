@@ -36,7 +36,9 @@ class IotSystem:
         self.pipeline = IngestPipeline(
             engine, settings, clock, self.secrets, on_events=self.broadcaster.publish, sweep_offline=sweep_offline
         )
-        self.collateral = CollateralService(engine, settings, clock, self.secrets, on_events=self.broadcaster.publish)
+        self.collateral = CollateralService(
+            engine, settings, clock, self.secrets, on_events=self.broadcaster.publish, custody=custody
+        )
         self.webhooks = WebhookDispatcher(engine, settings, clock, self.secrets, transport=webhook_transport)
 
     @classmethod

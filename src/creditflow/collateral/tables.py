@@ -95,6 +95,7 @@ iot_dead_letters = Table(
     Column("payload", LargeBinary, nullable=False),
 )
 
+# The operator's price feed: values unpledged assets and the loans of a bank with no price of its own.
 iot_prices = Table(
     "iot_prices",
     metadata,
@@ -106,6 +107,21 @@ iot_prices = Table(
     CheckConstraint("price_minor_per_kg >= 0", name="price_nonnegative"),
 )
 
+# Each bank's own price book: used for the loans it granted, ahead of the operator's feed (``iot_prices``).
+iot_bank_prices = Table(
+    "iot_bank_prices",
+    metadata,
+    Column("bank", ID, nullable=False),  # whose price book: it values only that bank's loans
+    Column("commodity", String(32), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Column("price_minor_per_kg", BigInteger, nullable=False),
+    Column("source", String(64), nullable=False),
+    PrimaryKeyConstraint("bank", "commodity", "ts_ms"),
+    CheckConstraint("price_minor_per_kg >= 0", name="bank_price_nonnegative"),
+)
+
+# A loan is a proposal of its lender (``status`` proposed) until its borrower accepts (accepted) or refuses
+# (refused) it; ``terms`` are the canonical bytes both sign (lender at proposal, borrower at acceptance).
 iot_loans = Table(
     "iot_loans",
     metadata,
@@ -120,7 +136,16 @@ iot_loans = Table(
     Column("band", String(16), nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
     Column("updated_ts_ms", BigInteger, nullable=False),
+    Column("status", String(10), nullable=False, index=True),  # proposed | accepted | refused
+    Column("terms", Text),  # canonical JSON of the terms signed (NULL: booked before consent existed)
+    Column("terms_digest", String(64)),
+    Column("lender_key_id", ID),
+    Column("lender_sig", String(128)),  # hex Ed25519 over the consent message of ``terms``
+    Column("borrower_key_id", ID),
+    Column("borrower_sig", String(128)),
+    Column("decided_ts_ms", BigInteger),
     CheckConstraint("outstanding_minor >= 0", name="outstanding_nonnegative"),
+    CheckConstraint("status IN ('proposed', 'accepted', 'refused')", name="loan_status_known"),
 )
 
 iot_pledges = Table(
@@ -131,6 +156,37 @@ iot_pledges = Table(
     Column("haircut_bps", Integer, nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
     CheckConstraint("haircut_bps >= 0 AND haircut_bps < 10000", name="haircut_range"),
+)
+
+# Pledges the lender proposed; the asset's owner (the borrower) accepts or refuses each. Only an accepted one
+# becomes a row of ``iot_pledges`` (what values a loan and lets its lender see the asset).
+iot_pledge_proposals = Table(
+    "iot_pledge_proposals",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("loan_id", ID, nullable=False),
+    Column("asset_id", ID, nullable=False),  # as the lender typed it: not checked until the owner accepts
+    Column("haircut_bps", Integer, nullable=False),
+    Column("status", String(10), nullable=False),  # proposed | accepted | refused
+    Column("created_ts_ms", BigInteger, nullable=False),
+    Column("decided_ts_ms", BigInteger),
+    Column("terms", Text),  # NULL only for a pledge taken before consent existed: made at acceptance
+    Column("terms_digest", String(64)),
+    Column("lender_key_id", ID),
+    Column("lender_sig", String(128)),
+    Column("owner_key_id", ID),
+    Column("owner_sig", String(128)),
+    CheckConstraint("haircut_bps >= 0 AND haircut_bps < 10000", name="proposal_haircut_range"),
+    CheckConstraint("status IN ('proposed', 'accepted', 'refused')", name="proposal_status_known"),
+    Index("ix_iot_pledge_proposals_loan", "loan_id", "asset_id"),
+    Index(
+        "uq_iot_pledge_proposals_open",
+        "loan_id",
+        "asset_id",
+        unique=True,
+        sqlite_where=text("status = 'proposed'"),
+        postgresql_where=text("status = 'proposed'"),
+    ),
 )
 
 iot_releases = Table(

@@ -25,7 +25,7 @@ from creditflow.collateral.model import (
     ltv_bps,
 )
 from creditflow.collateral.settings import IotSettings
-from creditflow.collateral.store import ValuedAsset, latest_prices
+from creditflow.collateral.store import ValuedAsset, price_sources
 from creditflow.kernel.engine import Connection
 
 
@@ -59,7 +59,7 @@ class LoanEvent:
 
 
 def asset_value(row: ValuedAsset, haircut_bps: int, prices: dict[str, int]) -> int:
-    """The lendable value of one asset (as stored in ``iot_assets``)."""
+    """The lendable value of one asset (as stored in ``iot_assets``), with ``prices`` by commodity."""
     kind = AssetKind(row.kind)
     if kind is AssetKind.EQUIPMENT:
         return appraised_value_minor(int(row.appraised_minor or 0), haircut_bps)
@@ -78,10 +78,14 @@ def revalue(
     if not ids:
         return []
     rows = store.assets_to_value(conn, ids)
-    prices = latest_prices(conn, [r.commodity for r in rows if r.commodity])
+    # A pledged asset is valued with its lender's price book (the operator's feed where the bank keeps no
+    # price of its own), an unpledged one with the feed: one bank's price never moves another bank's loan.
+    sources = price_sources(conn, [(r.lender, r.commodity) for r in rows if r.commodity])
     loans: set[str] = set()
     changed: dict[str, int] = {}
     for row in rows:
+        found = sources.get((row.lender, row.commodity or ""))
+        prices = {row.commodity: int(found["price_minor_per_kg"])} if found and row.commodity else {}
         value = asset_value(row, int(row.haircut_bps or 0), prices)
         if value != row.value_minor:
             changed[row.id] = value

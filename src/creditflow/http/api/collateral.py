@@ -7,13 +7,15 @@ organisation. Everything else takes an API key.
 Who sees what (as in `visibility`: what a caller may not see answers 404 with the very message a missing
 object gets; a visible object the caller may not act on answers 403):
 
-- an asset, its devices and its alarms: the asset's owner, the bank whose loan it is pledged to, the
-  operator and the auditor;
+- an asset, its devices and its alarms: the asset's owner, the bank whose loan it is pledged to (once the
+  owner accepted the pledge), the operator and the auditor; an absent asset and another's answer alike;
 - a loan (with its pledges and band history): its borrower and its lender, the operator and the auditor.
 
 Owners register their assets and devices and manage the devices' secrets (the operator may too); banks
-grant loans, take pledges of the borrower's assets, record repayments, approve releases and acknowledge
-alarms on their own loans' collateral; banks and the operator set commodity prices. Lists are pages:
+propose loans and pledges, which bind only once the borrower (the asset's owner) accepts them, both
+parties signing the terms; banks record repayments, approve releases and acknowledge alarms on their own
+loans' accepted collateral; each bank keeps its own price book (it values only its loans) and the
+operator keeps the feed used where a bank has no price of its own. Lists are pages:
 ``limit`` and ``cursor`` in, ``{"items": [...], "next_cursor": ...}`` out.
 """
 
@@ -163,6 +165,12 @@ class PriceIn(_Body):
     )
     commodity: str = Field(min_length=1, max_length=32)
     price_minor_per_kg: Annotated[StrictInt, Field(ge=0, description="fen per kilogram")]
+    book: str | None = Field(
+        None,
+        max_length=64,
+        description="whose price book: only the caller's own (a bank's id for a bank, `operator` for the "
+        "operator's feed); omitted, the caller's own",
+    )
 
 
 class LoanIn(_Body):
@@ -291,6 +299,31 @@ class LoanEventOut(BaseModel):
     cause: str
 
 
+class SignatureOut(BaseModel):
+    key_id: str
+    signature: str = Field(description="hex Ed25519 over the consent context and the canonical terms")
+
+
+class PledgeProposalOut(BaseModel):
+    proposal_id: str
+    asset_id: str = Field(description="as the lender named it; checked against its owner only on acceptance")
+    haircut_bps: int
+    status: str = Field(description="proposed, accepted or refused (by the asset's owner)")
+    proposed_ts_ms: int
+    decided_ts_ms: int | None
+    terms_digest: str | None
+    lender_signature: SignatureOut | None
+    owner_signature: SignatureOut | None
+
+
+class PriceUsedOut(BaseModel):
+    commodity: str
+    price_minor_per_kg: int
+    ts_ms: int
+    book: str = Field(description="the lender's id (its own price book) or `operator` (the operator's feed)")
+    source: str
+
+
 class LoanOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -306,6 +339,22 @@ class LoanOut(BaseModel):
                     "assets": ["lot-7"],
                     "financing_blocked": False,
                     "events": [],
+                    "status": "accepted",
+                    "proposed_ts_ms": 1772460000000,
+                    "decided_ts_ms": 1772460600000,
+                    "terms_digest": "9f" * 32,
+                    "lender_signature": {"key_id": "k1", "signature": "ab" * 64},
+                    "borrower_signature": {"key_id": "k1", "signature": "cd" * 64},
+                    "pledge_proposals": [],
+                    "prices": [
+                        {
+                            "commodity": "steel",
+                            "price_minor_per_kg": 380,
+                            "ts_ms": 1772460000000,
+                            "book": "bank",
+                            "source": "bank",
+                        }
+                    ],
                 }
             ]
         }
@@ -313,13 +362,23 @@ class LoanOut(BaseModel):
     loan_id: str
     borrower: str
     lender: str
+    status: str = Field(description="proposed (by the lender), accepted or refused (by the borrower)")
     outstanding_minor: int
     value_minor: int
     ltv_bps: int | None = Field(description="loan-to-value, basis points; null when the collateral has no value")
     band: str = Field(description="NORMAL, WARNING, MARGIN_CALL or LIQUIDATION")
     assets: list[str] = Field(description="the pledged assets")
-    financing_blocked: bool = Field(description="a margin call stops new financing for the borrower")
+    financing_blocked: bool = Field(
+        description="a margin call on an accepted loan stops new financing for the borrower"
+    )
     events: list[LoanEventOut]
+    proposed_ts_ms: int
+    decided_ts_ms: int | None = Field(description="when the borrower accepted or refused it")
+    terms_digest: str | None = Field(description="SHA-256 of the consent message of the signed terms")
+    lender_signature: SignatureOut | None
+    borrower_signature: SignatureOut | None
+    pledge_proposals: list[PledgeProposalOut] = Field(description="every pledge the lender proposed, and its state")
+    prices: list[PriceUsedOut] = Field(description="the price that values each commodity of the pledged assets")
 
 
 class AlarmOut(BaseModel):
@@ -481,17 +540,31 @@ def retire(device_id: str, app: AppDep, who: Caller) -> None:
 # --- prices, loans, pledges, repayments, releases --------------------------------------------------------
 
 
+OPERATOR_FEED = "operator"
+
+
 @router.post("/v1/iot/prices", responses=_W)
 def set_price(body: PriceIn, app: AppDep, who: Caller) -> dict[str, Any]:
-    """A commodity price (banks and the operator); every asset of that commodity is revalued."""
+    """A commodity price into the caller's own price book: a bank's values only the loans it granted, the
+    operator's feed values unpledged assets and the loans of every bank without a price of its own. No one
+    writes into another's book (403 ``price_book_not_yours``)."""
     require_role(who, Role.BANK, Role.OPERATOR, what="set commodity prices")
-    events = iot_of(app).collateral.set_price(body.commodity, body.price_minor_per_kg, source=who.org_id)
-    return {"loan_events": [e.to_json() for e in events]}
+    own = who.org_id if who.role is Role.BANK else OPERATOR_FEED
+    if body.book is not None and body.book != own:
+        raise Forbidden(
+            f"you keep only your own price book ({own!r}); another's prices are theirs to set",
+            code="price_book_not_yours",
+            field="book",
+        )
+    book = who.org_id if who.role is Role.BANK else None
+    events = iot_of(app).collateral.set_price(body.commodity, body.price_minor_per_kg, source=who.org_id, book=book)
+    return {"book": own, "loan_events": [e.to_json() for e in events]}
 
 
 @router.post("/v1/iot/loans", status_code=201, response_model=LoanOut, responses=_W)
 def create_loan(body: LoanIn, app: AppDep, who: Caller) -> dict[str, Any]:
-    """A bank records a loan it granted, to be secured by the borrower's collateral."""
+    """A bank proposes a loan to a borrower, signing its terms. It binds nothing (counts no collateral,
+    restricts no financing) until the borrower accepts it."""
     require_role(who, Role.BANK, what="grant collateral loans")
     c = iot_of(app).collateral
     c.create_loan(body.loan_id, body.borrower, who.org_id, body.outstanding_minor, body.bands_key)
@@ -518,20 +591,60 @@ def _lent_loan(iot: IotSystem, who: Principal, loan_id: str, what: str, *, opera
         raise _not_allowed(f"only the lender{' or the operator' if operator_too else ''} may {what}")
 
 
+def _borrowed_loan(iot: IotSystem, who: Principal, loan_id: str, what: str) -> None:
+    """The loan must be visible (404) and the caller its borrower (403)."""
+    loan = iot.collateral.loan(loan_id, viewer=viewer(who))
+    if loan["borrower"] != who.org_id:
+        raise _not_allowed(f"only the borrower may {what}")
+
+
+@router.post("/v1/iot/loans/{loan_id}/accept", response_model=LoanOut, responses=_W)
+def accept_loan(loan_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """The borrower accepts a proposed loan and signs its terms (the lender signed them when proposing)."""
+    iot = iot_of(app)
+    _borrowed_loan(iot, who, loan_id, "accept this loan")
+    iot.collateral.accept_loan(loan_id, who.org_id)
+    return iot.collateral.loan(loan_id)
+
+
+@router.post("/v1/iot/loans/{loan_id}/refuse", response_model=LoanOut, responses=_W)
+def refuse_loan(loan_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """The borrower refuses a proposed loan: it stays on record as refused and never binds."""
+    iot = iot_of(app)
+    _borrowed_loan(iot, who, loan_id, "refuse this loan")
+    iot.collateral.refuse_loan(loan_id, who.org_id)
+    return iot.collateral.loan(loan_id)
+
+
 @router.post("/v1/iot/loans/{loan_id}/pledges", response_model=LoanOut, responses=_W)
 def pledge(loan_id: str, body: PledgeIn, app: AppDep, who: Caller) -> dict[str, Any]:
-    """The lender takes one of the borrower's assets as collateral (one asset secures one loan)."""
+    """The lender proposes that an asset the borrower named secure its loan, signing the terms. The proposal
+    is recorded the same way whatever the asset id (the answer reveals nothing about which assets exist);
+    only the asset's owner, accepting it, makes it a pledge (one asset secures one loan)."""
     iot = iot_of(app)
     c = iot.collateral
-    _lent_loan(iot, who, loan_id, "take pledges for this loan")
-    borrower = c.loan(loan_id)["borrower"]
-    parties = c.asset_owner_and_lender(body.asset_id)
-    if parties is None or (parties[0] != borrower and who.org_id not in parties):
-        raise asset_not_found(body.asset_id)  # someone else's goods: as if there were none
-    if parties[0] != borrower:
-        raise _not_allowed("only the borrower's own assets may be pledged to its loan")
-    c.pledge(body.asset_id, loan_id, body.haircut_bps)
+    _lent_loan(iot, who, loan_id, "propose pledges for this loan")
+    c.propose_pledge(loan_id, body.asset_id, body.haircut_bps, who.org_id)
     return c.loan(loan_id)
+
+
+@router.post("/v1/iot/loans/{loan_id}/pledges/{asset_id}/accept", response_model=LoanOut, responses=_W)
+def accept_pledge(loan_id: str, asset_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """The borrower accepts the proposed pledge of its own asset to its accepted loan, and signs it: the
+    asset's value now counts for the loan and the lender sees the asset."""
+    iot = iot_of(app)
+    _borrowed_loan(iot, who, loan_id, "accept pledges to this loan")
+    iot.collateral.accept_pledge(loan_id, asset_id, who.org_id)
+    return iot.collateral.loan(loan_id)
+
+
+@router.post("/v1/iot/loans/{loan_id}/pledges/{asset_id}/refuse", response_model=LoanOut, responses=_W)
+def refuse_pledge(loan_id: str, asset_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """The borrower refuses a proposed pledge: it stays on record as refused and binds nothing."""
+    iot = iot_of(app)
+    _borrowed_loan(iot, who, loan_id, "refuse pledges to this loan")
+    iot.collateral.refuse_pledge(loan_id, asset_id, who.org_id)
+    return iot.collateral.loan(loan_id)
 
 
 @router.post("/v1/iot/loans/{loan_id}/repayments", response_model=LoanOut, responses=_W)

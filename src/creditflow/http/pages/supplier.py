@@ -1,5 +1,6 @@
 """Supplier pages: my pieces (accept, reject, transfer, split, finance), the provenance and history of a
-piece, and my financing requests with the bank's quote.
+piece, my financing requests with the bank's quote, and the collateral loans and pledges banks proposed to
+me (accept or refuse each: nothing binds me until I accept it).
 
 Every action goes through the same visibility rule (`visible_piece`) and the same services as the JSON
 API, as the signed-in user's organisation. Amounts are typed by people in yuan ("200,000.50") and read
@@ -18,6 +19,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from creditflow.bootstrap import App
+from creditflow.http.api.collateral import iot_of
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, render, role_pages
 from creditflow.http.visibility import visible_piece
 from creditflow.identity.sessions import WebUser
@@ -32,6 +34,7 @@ Supplier = Annotated[WebUser, role_pages(Role.SUPPLIER)]
 HOME[Role.SUPPLIER] = "/ui/supplier/pieces"
 NAV[Role.SUPPLIER].append(("/ui/supplier/pieces", "My pieces"))
 NAV[Role.SUPPLIER].append(("/ui/supplier/financing", "Financing"))
+NAV[Role.SUPPLIER].append(("/ui/supplier/collateral", "Collateral"))
 
 # The fields of each form, and which service field each one feeds (an error names the service field).
 FORM_FIELDS: dict[str, dict[str, str]] = {
@@ -380,3 +383,71 @@ def financing_request(request: Request, request_id: str, user: Supplier) -> HTML
         product=product,
         names=names_of(app),
     )
+
+
+# --- collateral: loans and pledges proposed to me ------------------------------------------------------------
+
+
+def _collateral_page(request: Request, user: WebUser, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """The loans banks proposed to me (and those I accepted or refused), each with its pledge proposals, as
+    ``GET /v1/iot/loans`` shows them to me."""
+    app = app_of(request)
+    loans = iot_of(app).collateral.borrower_loans(user.org_id)
+    open_count = sum(
+        (loan["status"] == "proposed") + sum(p["status"] == "proposed" for p in loan["pledge_proposals"])
+        for loan in loans
+    )
+    return render(
+        request,
+        "supplier/collateral.html",
+        status=status,
+        loans=loans,
+        pledges=[(loan, p) for loan in loans for p in loan["pledge_proposals"]],
+        open_count=open_count,
+        names=names_of(app),
+        **context,
+    )
+
+
+@router.get("/ui/supplier/collateral")
+def collateral(request: Request, user: Supplier) -> HTMLResponse:
+    return _collateral_page(request, user)
+
+
+_DECISIONS = {"accept": "Accepted", "refuse": "Refused"}
+
+
+@router.post("/ui/supplier/collateral/loans/{loan_id}/{action}", response_model=None)
+def decide_loan(request: Request, loan_id: str, action: str, user: Supplier, csrf_token: Token = "") -> Response:
+    """Accept (sign) or refuse a loan a bank proposed to me: the same service call as the API's."""
+    check_csrf(user, csrf_token)
+    if action not in _DECISIONS:
+        return _collateral_page(request, user, status=404, **page_error(NotFound("no such action")))
+    c = iot_of(app_of(request)).collateral
+    try:
+        if action == "accept":
+            c.accept_loan(loan_id, user.org_id)
+        else:
+            c.refuse_loan(loan_id, user.org_id)
+    except DomainError as error:
+        return _collateral_page(request, user, status=error.status, **page_error(error))
+    return done("/ui/supplier/collateral", f"{_DECISIONS[action]} loan {loan_id}.")
+
+
+@router.post("/ui/supplier/collateral/loans/{loan_id}/pledges/{asset_id}/{action}", response_model=None)
+def decide_pledge(
+    request: Request, loan_id: str, asset_id: str, action: str, user: Supplier, csrf_token: Token = ""
+) -> Response:
+    """Accept (sign) or refuse a bank's proposal to take one of my assets as collateral for its loan."""
+    check_csrf(user, csrf_token)
+    if action not in _DECISIONS:
+        return _collateral_page(request, user, status=404, **page_error(NotFound("no such action")))
+    c = iot_of(app_of(request)).collateral
+    try:
+        if action == "accept":
+            c.accept_pledge(loan_id, asset_id, user.org_id)
+        else:
+            c.refuse_pledge(loan_id, asset_id, user.org_id)
+    except DomainError as error:
+        return _collateral_page(request, user, status=error.status, **page_error(error))
+    return done("/ui/supplier/collateral", f"{_DECISIONS[action]} the pledge of {asset_id} to loan {loan_id}.")

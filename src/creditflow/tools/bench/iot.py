@@ -45,6 +45,7 @@ from creditflow.collateral.settings import IotSettings
 from creditflow.collateral.system import IotSystem
 from creditflow.config import Settings
 from creditflow.kernel.clock import SystemClock
+from creditflow.tools.simulate.iot import consented_loan, ensure_parties
 
 FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
 LOTS = 50  # four scales each
@@ -146,6 +147,7 @@ def _bench_store(
         tick_interval_ms=100,
         clock_skew_max_ms=60_000,
     )
+    ensure_parties(app, {"steel-co": "supplier", "bank": "bank"})
     iot = IotSystem(app.engine, iot_settings, app.clock, custody=app.custody)
     latencies: list[float] = []
     offline_at: list[float] = []
@@ -180,8 +182,7 @@ def _bench_store(
                 receipt_no=f"WR-{asset}",
             )
         )
-        c.create_loan(f"L-{asset}", "steel-co", "bank", 40_000_000, "steel")
-        c.pledge(asset, f"L-{asset}", 1_000)
+        consented_loan(iot, f"L-{asset}", "steel-co", "bank", 40_000_000, "steel", asset, 1_000)
         for s in range(4):
             device = f"b{tag}-sc{lot}-{s}"
             devices.append((device, c.register_device(device, asset, DeviceKind.SCALE), 50_000))

@@ -23,6 +23,7 @@ in seconds.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import random
 import time
 from collections.abc import Callable
@@ -63,6 +64,42 @@ class SimResult:
     via: str = "in-process"
 
 
+CAST = {"steel-co": "supplier", "tea-coop": "supplier", "bank": "bank"}  # the scenario's borrowers and lender
+
+
+def ensure_parties(app: Any, parties: dict[str, str]) -> None:
+    """Register the scenario's organisations (platform custody: the platform holds their keys, which sign
+    the loan and pledge consents) unless an earlier run registered them already."""
+    from creditflow.kernel.errors import Conflict
+    from creditflow.kernel.uscc import make_uscc
+
+    for org_id, role in parties.items():
+        digits = int(hashlib.sha256(org_id.encode()).hexdigest(), 16) % 10**9
+        try:
+            app.ledger.register_organisation(org_id, org_id, role, make_uscc(f"91330100{digits:09d}"))
+        except Conflict as exc:
+            if exc.code not in ("party_exists", "uscc_exists"):
+                raise
+
+
+def consented_loan(
+    iot: IotSystem,
+    loan_id: str,
+    borrower: str,
+    lender: str,
+    outstanding_minor: int,
+    bands_key: str,
+    asset_id: str,
+    haircut_bps: int,
+) -> None:
+    """A loan and one pledge as they come about: the lender proposes both, the borrower accepts both."""
+    c = iot.collateral
+    c.create_loan(loan_id, borrower, lender, outstanding_minor, bands_key)
+    c.accept_loan(loan_id, borrower)
+    c.propose_pledge(loan_id, asset_id, haircut_bps, lender)
+    c.accept_pledge(loan_id, asset_id, borrower)
+
+
 def setup_world(iot: IotSystem, tag: str = "") -> dict[str, SimDevice]:
     """Register the assets, devices, prices, loans and pledges of the scenario; return the devices."""
     c = iot.collateral
@@ -101,12 +138,10 @@ def setup_world(iot: IotSystem, tag: str = "") -> dict[str, SimDevice]:
             expected_yield_kg=900,
         )
     )
-    c.create_loan(f"loan-steel{tag}", "steel-co", "bank", 47_144_000, "steel")
-    c.pledge(f"steel-lot{tag}", f"loan-steel{tag}", 1_000)
-    c.create_loan(f"loan-excavator{tag}", "steel-co", "bank", 30_000_000)
-    c.pledge(f"excavator{tag}", f"loan-excavator{tag}", 3_000)
-    c.create_loan(f"loan-tea{tag}", "tea-coop", "bank", 2_500_000, "tea")
-    c.pledge(f"tea-garden{tag}", f"loan-tea{tag}", 2_000)
+    # the bank proposes each loan and pledge; the borrower accepts both (each side signs the terms)
+    consented_loan(iot, f"loan-steel{tag}", "steel-co", "bank", 47_144_000, "steel", f"steel-lot{tag}", 1_000)
+    consented_loan(iot, f"loan-excavator{tag}", "steel-co", "bank", 30_000_000, "default", f"excavator{tag}", 3_000)
+    consented_loan(iot, f"loan-tea{tag}", "tea-coop", "bank", 2_500_000, "tea", f"tea-garden{tag}", 2_000)
     devices: dict[str, SimDevice] = {}
     plan = [(f"scale-{i}{tag}", f"steel-lot{tag}", DeviceKind.SCALE) for i in range(1, 5)]
     plan += [
@@ -293,6 +328,7 @@ def run_iot_demo(console: Console, app: Any, mqtt_url: str | None = None, minute
     from creditflow.collateral.settings import IotSettings
 
     url = mqtt_url or os.environ.get("CREDITFLOW_MQTT_URL")
+    ensure_parties(app, CAST)
     clock = ManualClock(int(START.timestamp() * 1000))
     iot = IotSystem(
         app.engine, IotSettings.from_settings(app.settings), clock, custody=app.custody, sweep_offline=False
