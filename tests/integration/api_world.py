@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 
 from conftest import USCC
 from creditflow.bootstrap import App
@@ -77,6 +77,13 @@ class Side:
     device_secret: str = ""
     loan_id: str = ""
     alarm_id: str = ""
+    # issue 13 H4 (credit consent, `_credit_consent`): personal tokens of an admin+maker+approver person per
+    # role, a second bank approver's, the supplier's authorisations of the side's bank, a referred decision
+    credit_tokens: dict[str, str] = field(default_factory=dict)
+    credit_token_b: str = ""
+    authorisation_id: str = ""
+    spare_authorisation_id: str = ""
+    refer_decision_id: str = ""
 
     @property
     def core(self) -> str:
@@ -233,7 +240,41 @@ def _build_side(app: App, name: str) -> Side:
     assert po.imported and invoice.imported, (po.to_json(), invoice.to_json())
     side.po_id, side.invoice_id = po.imported[0].document_id, invoice.imported[0].document_id
     _collateral(app, side, name)
+    _credit_consent(app, side)
     return side
+
+
+def _credit_consent(app: App, side: Side) -> None:
+    """Issue 13 H4: people with roles (personal tokens), the supplier's authorisations of the side's bank
+    (one to keep, one the matrix revokes), the side's decision and a referred one asked for by that bank."""
+    from creditflow.identity.roles import UserRole
+
+    every = (UserRole.ADMIN, UserRole.MAKER, UserRole.APPROVER)
+    for role in ROLE_ORDER:
+        org = side.orgs[role]
+        app.confirmation.add_user(org, f"{org}.credit", f"{org.title()} Credit", roles=every)
+        side.credit_tokens[role] = app.access.create_key(org, "credit person", user_id=f"{org}.credit")
+    app.confirmation.add_user(side.bank, f"{side.bank}.credit2", "Second approver", roles=(UserRole.APPROVER,))
+    side.credit_token_b = app.access.create_key(side.bank, "second approver", user_id=f"{side.bank}.credit2")
+    admin = app.access.authenticate(side.credit_tokens["supplier"])
+    grant = {"bank_id": side.bank, "purpose_code": "loan_application", "purpose": "api world", "valid_days": 300}
+    side.authorisation_id = app.credit.grant_authorisation(admin, scope="decision", **grant)["authorisation_id"]
+    spare = app.credit.grant_authorisation(admin, scope="decision_and_features", **grant)
+    side.spare_authorisation_id = spare["authorisation_id"]
+    side.decision_id = asked_decision(app, side, "approve")
+    side.refer_decision_id = asked_decision(app, side, "refer")
+
+
+def asked_decision(app: App, side: Side, outcome: str) -> str:
+    """A stored decision about the side's supplier with ``outcome``, asked for by the side's bank."""
+    decision_id = _store_decision(app, side.supplier)
+    with app.engine.begin() as conn:
+        conn.execute(
+            update(credit_decisions)
+            .where(credit_decisions.c.id == decision_id)
+            .values(outcome=outcome, asked_by=side.bank, authorisation_id=side.authorisation_id)
+        )
+    return decision_id
 
 
 def build_world(app: App) -> World:

@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 from api_world import ROLE_ORDER, Side, World, build_world, json_of, uscc_of
 
+from conftest import table_rows
 from creditflow.bootstrap import App
 from creditflow.http.app import create_app
 from creditflow.http.ratelimit import RateLimiter
@@ -117,6 +118,12 @@ def signed_accept(w: World, s: Side, role: str) -> Req:
 def new_org() -> dict[str, Any]:
     digits = f"{uuid.uuid4().int % 10**8:08d}"
     return {"org_id": uid("org"), "name": "Newco", "role": "supplier", "uscc": make_uscc(f"913203001{digits}")}
+
+
+def person(w: World, role: str, which: int = 1) -> dict[str, str]:
+    """Issue 13 H4: the headers of the own side's person of ``role`` (the bank's second approver: 2)."""
+    token = w.own.credit_token_b if which == 2 and role == "bank" else w.own.credit_tokens[role]
+    return {"Authorization": f"Bearer {token}"}
 
 
 ALL_OK = "ok ok ok ok ok"
@@ -420,21 +427,22 @@ MATRIX: list[Row] = [
         "ok ok 404 ok ok",
         OVERSEERS_SEE,
     ),
-    # --- data credit: a business asks for itself; banks and overseers about anyone ------------------
+    # --- data credit: a business asks for itself; banks it authorised and overseers about it ---------
     row(
         "POST",
         "/v1/credit/applications",
         lambda w, s, r: Req("/v1/credit/applications", json={"org_id": s.supplier, "requested_minor": 3_000_000}),
         "403 ok ok ok ok",
-        "403 403 ok ok ok",
+        # issue 13: a bank only about a business that authorised it (the own side's supplier did)
+        "403 403 403:credit_authorisation_required ok ok",
         domain_404="model_not_found credit_profile_not_found",
     ),
     row(
         "GET",
         "/v1/credit/decisions/{decision_id}",
         lambda w, s, r: Req(f"/v1/credit/decisions/{s.decision_id}"),
-        "404 ok ok ok ok",
-        "404 404 ok ok ok",
+        "404 ok ok ok ok",  # the business; the bank that asked under a live authorisation; overseers
+        OVERSEERS_SEE,
     ),
     row(
         "POST",
@@ -612,6 +620,66 @@ MATRIX: list[Row] = [
     ),
     # --- end H3 ---
     # --- issue 13 H4: rows of credit authorisations and four eyes ---
+    # callers are people here (each role's admin+maker+approver person, `api_world._credit_consent`): granting,
+    # revoking and manual decisions need a person; the bank's second approver confirms
+    row(
+        "POST",
+        "/v1/credit/authorisations",
+        lambda w, s, r: Req(
+            "/v1/credit/authorisations",
+            json={"bank_id": s.bank, "purpose_code": "other", "purpose": "matrix", "valid_days": 10},
+            headers=person(w, r),
+        ),
+        "ok ok 403 403 403",
+    ),
+    row(
+        "GET",
+        "/v1/credit/authorisations",
+        fixed("/v1/credit/authorisations"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.authorisation_id}"'],
+    ),
+    row(
+        "POST",
+        "/v1/credit/authorisations/{authorisation_id}/revoke",
+        lambda w, s, r: Req(f"/v1/credit/authorisations/{s.spare_authorisation_id}/revoke", headers=person(w, r)),
+        "404 ok 404 404 404",
+        "404 404 404 404 404",
+    ),
+    row(
+        "GET",
+        "/v1/credit/queries",
+        fixed("/v1/credit/queries"),
+        ALL_OK,
+        "ok- ok- ok- ok+ ok+",
+        markers=lambda s: [f'"{s.decision_id}"'],
+    ),
+    row(
+        "POST",
+        "/v1/credit/decisions/{decision_id}/manual",
+        lambda w, s, r: Req(
+            f"/v1/credit/decisions/{s.refer_decision_id}/manual",
+            json={"action": "decline", "note": "matrix"},
+            headers=person(w, r),
+        ),
+        "404 404 ok 404 404",
+        "404 404 404 404 404",
+    ),
+    row(
+        "POST",
+        "/v1/credit/decisions/{decision_id}/manual/confirm",
+        lambda w, s, r: Req(f"/v1/credit/decisions/{s.refer_decision_id}/manual/confirm", headers=person(w, r, 2)),
+        "404 404 ok 404 404",
+        "404 404 404 404 404",
+    ),
+    row(
+        "POST",
+        "/v1/credit/decisions/{decision_id}/manual/reject",
+        lambda w, s, r: Req(f"/v1/credit/decisions/{s.refer_decision_id}/manual/reject", headers=person(w, r, 2)),
+        "404 404 ok 404 404",
+        "404 404 404 404 404",
+    ),
     # --- end H4 ---
     # --- issue 13 H5: rows of secrets and rotation ---
     # --- end H5 ---
@@ -691,6 +759,32 @@ def _price_into(w: World, c: TestClient, *, book: str) -> Any:
 
 
 # --- end H3 helpers ---
+def _credit_state() -> tuple[Any, ...]:
+    from creditflow.credit.tables import credit_authorisations, credit_decisions, credit_queries
+    from creditflow.identity.tables import notifications
+
+    return (credit_decisions, credit_queries, credit_authorisations, notifications)
+
+
+CREDIT_STATE = _credit_state()
+
+
+def _effective_manual_decisions(w: World) -> list[Any]:
+    from creditflow.credit.tables import credit_manual_decisions
+
+    rows = table_rows(w.app, [credit_manual_decisions])["credit_manual_decisions"]
+    return [r for r in rows if "effective" in r]
+
+
+def _propose_and_confirm_alone(w: World, c: TestClient) -> Any:
+    """A referred decision of the own bank, proposed by its person A, then confirmed by A again."""
+    from api_world import asked_decision
+
+    decision_id = asked_decision(w.app, w.own, "refer")
+    path = f"/v1/credit/decisions/{decision_id}/manual"
+    proposed = c.post(path, json={"action": "decline", "note": "abuse"}, headers=person(w, "bank"))
+    assert proposed.status_code == 201, proposed.text
+    return c.post(f"{path}/confirm", headers=person(w, "bank"))
 
 
 ABUSE: list[Abuse] = [
@@ -729,6 +823,31 @@ ABUSE: list[Abuse] = [
     ),
     # --- end H3 ---
     # --- issue 13 H4 ---
+    Abuse(
+        "a bank querying credit without authorisation",
+        lambda w, c: c.post(
+            "/v1/credit/applications",
+            json={"org_id": w.other.supplier, "requested_minor": 3_000_000},
+            headers=w.own.headers("bank"),
+        ),
+        403,
+        "credit_authorisation_required",
+        lambda w: table_rows(w.app, CREDIT_STATE),
+    ),
+    Abuse(
+        "a bank reading a decision it did not ask for",
+        lambda w, c: c.get(f"/v1/credit/decisions/{w.other.decision_id}", headers=w.own.headers("bank")),
+        404,
+        "decision_not_found",
+        lambda w: table_rows(w.app, CREDIT_STATE),
+    ),
+    Abuse(
+        "one person confirming their own manual credit decision",
+        lambda w, c: _propose_and_confirm_alone(w, c),
+        409,
+        "four_eyes_same_person",
+        lambda w: _effective_manual_decisions(w),  # the proposal is allowed; nothing takes effect
+    ),
     # --- end H4 ---
     # --- issue 13 H5 ---
     # --- end H5 ---

@@ -146,8 +146,11 @@ def test_api_application_end_to_end(app: App, credit: CreditService, client: Tes
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["outcome"] in ("approve", "refer", "decline") and body["reasons"] and body["model_version"]
-    got = client.get(f"/v1/credit/decisions/{body['decision_id']}", headers=h["bank"])
+    got = client.get(f"/v1/credit/decisions/{body['decision_id']}", headers=h["factory"])
     assert got.status_code == 200 and got.json()["feature_hash"] == body["feature_hash"]
+    # a bank sees only decisions it asked for under the business's authorisation (test_credit_consent.py)
+    hidden = client.get(f"/v1/credit/decisions/{body['decision_id']}", headers=h["bank"])
+    assert hidden.status_code == 404 and hidden.json()["code"] == "decision_not_found"
     other = client.post("/v1/credit/applications", json={"org_id": "factory", "requested_minor": 1}, headers=h["other"])
     assert other.status_code == 403
     bad = client.post("/v1/credit/applications", json={"requested_minor": -5}, headers=h["factory"])

@@ -92,6 +92,16 @@ def scene(world: App) -> Scene:
     return Scene(approved.request_id, declined.request_id, rival.request_id, ours, rival_alarm, cam)
 
 
+def authorise(world: App, org_id: str, bank_id: str, scope: str = "decision") -> str:
+    """``org_id``'s admin authorises ``bank_id`` to look up its credit (issue 13)."""
+    from creditflow.identity.roles import UserRole
+
+    world.confirmation.add_user(org_id, f"{org_id}.admin", "Admin", roles=(UserRole.ADMIN,))
+    admin = world.access.authenticate(world.access.create_key(org_id, "admin", user_id=f"{org_id}.admin"))
+    body = {"purpose_code": "loan_application", "purpose": "loan", "scope": scope, "valid_days": 30}
+    return str(world.credit.grant_authorisation(admin, bank_id=bank_id, **body)["authorisation_id"])
+
+
 def bank_user(web: TestClient, world: App) -> str:
     add_user(world, "bank", "li.wei")
     return sign_in(web, "li.wei")
@@ -234,8 +244,10 @@ def test_credit_form_says_what_is_wrong_and_needs_its_csrf_token(web: TestClient
     assert bad.status_code == 422
     assert 'id="e-requested" data-code="invalid_amount"' in bad.text and 'aria-invalid="true"' in bad.text
     assert web.post("/ui/bank/credit", data={**form, "csrf_token": "forged", "requested": "100"}).status_code == 403
-    unknown = web.post("/ui/bank/credit", data={**form, "org_id": "nobody", "requested": "100"})
-    assert unknown.status_code == 404
+    # issue 13: without the business's authorisation the bank is refused, whether or not the business exists
+    for org_id in ("nobody", "factory"):
+        unknown = web.post("/ui/bank/credit", data={**form, "org_id": org_id, "requested": "100"})
+        assert unknown.status_code == 403 and 'data-code="credit_authorisation_required"' in unknown.text
 
 
 def test_credit_decision_shows_outcome_and_reason_codes(web: TestClient, world: App) -> None:
@@ -248,6 +260,7 @@ def test_credit_decision_shows_outcome_and_reason_codes(web: TestClient, world: 
         build_artefact(matrix(world_vectors(train)), train.bad.astype(int), params={"num_boost_round": 8}, seed=3)
     )
     world.credit.load_world(simulate(3, 9), [0], names={0: ("factory", "Factory")})
+    authorise(world, "factory", "bank", "decision_and_features")
     csrf = bank_user(web, world)
     form = {"csrf_token": csrf, "org_id": "factory", "requested": "20,000.00", "product": "pure_credit"}
     response = web.post("/ui/bank/credit", data=form)

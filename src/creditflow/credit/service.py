@@ -9,6 +9,12 @@ applications (each one's features computed as of its own application day).
 
 `credit_hook` has the shape `creditflow.financing.service.CreditHook`: certificate financing calls it
 for the holder, and gets None when the platform has no credit profile of that holder.
+
+Consent (issue 13, `creditflow.credit.consent`): `decide` and `decision_for` take the asking `Principal`.
+A business asks about itself freely; a bank only under a live authorisation the business granted it
+(403 ``credit_authorisation_required`` otherwise, nothing written); the operator and the auditor as
+before. Every look-up by a party other than the business is written to the query log in the same
+transaction as what it looked at, and a bank's application notifies the business's admins.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 
 from creditflow.credit import store
 from creditflow.credit.artefacts import Artefact, ChallengerArtefact
+from creditflow.credit.consent import Scope
+from creditflow.credit.consent_service import CreditConsent, _decision_not_found
 from creditflow.credit.decisions import PRODUCTS, CreditDecision, Policy, load_policy
 from creditflow.credit.features import FEATURES, FeatureVector, compute_features_from_rows
 from creditflow.credit.monitoring import challenger_report, outcome_report, stability_report
@@ -42,6 +50,8 @@ from creditflow.credit.sources import (
 )
 from creditflow.credit.training import Trained, train_pair
 from creditflow.financing.policy import CreditView
+from creditflow.identity import reads as identity
+from creditflow.identity.access import Principal
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, NotFound
@@ -112,6 +122,7 @@ class DecisionRecord:
     feature_hash: str
     features: dict[str, Any]
     decision_ms: float
+    scope: Scope | None = None  # what the asker may see: None for the business itself and the platform
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -125,7 +136,7 @@ class DecisionRecord:
         }
 
 
-class CreditService:
+class CreditService(CreditConsent):
     def __init__(self, engine: Engine, settings: Any, clock: Clock, *, policy: Policy | None = None):
         self.engine = engine
         self.settings: CreditSettings = settings if isinstance(settings, CreditSettings) else from_settings(settings)
@@ -445,8 +456,20 @@ class CreditService:
         return dt.datetime.fromtimestamp(self.clock.now_ms() / 1000, CHINA_TZ).date()
 
     def decide(
-        self, org_id: str, requested_minor: int, product: str = "pure_credit", as_of: dt.date | None = None
+        self,
+        org_id: str,
+        requested_minor: int,
+        product: str = "pure_credit",
+        as_of: dt.date | None = None,
+        *,
+        asker: Principal | None = None,
     ) -> DecisionRecord:
+        """Decide and record an application about ``org_id``. ``asker`` None is the platform itself (the
+        CLI, the demo, certificate financing asking about the holder who requested it); otherwise the
+        asker must be the business, a bank it authorised (live), or an overseer (`check_asker`)."""
+        if asker is not None:
+            with self.engine.connect().execution_options(read_only=True) as read:
+                self.check_asker(read, asker, org_id)  # refused before the model is even loaded
         check_amount_minor(requested_minor, field="requested_minor")
         if product not in PRODUCTS:
             raise InvalidInput(f"product must be one of {', '.join(PRODUCTS)}", field="product")
@@ -454,6 +477,7 @@ class CreditService:
         started = time.perf_counter()
         day = as_of or self.today()
         with self.engine.begin() as conn:
+            grant = None if asker is None else self.check_asker(conn, asker, org_id)  # again, in the transaction
             fv = self.features(org_id, day, conn)
             if fv is None:
                 raise NotFound(
@@ -494,8 +518,29 @@ class CreditService:
                     "challenger_version": None if shadow is None else scorer.challenger_version,
                     "challenger_pd": None if shadow is None else shadow.pd,
                     "challenger_outcome": None if shadow is None else shadow.outcome,
+                    "asked_by": None if asker is None or asker.org_id == org_id else asker.org_id,
+                    "authorisation_id": None if grant is None else grant.authorisation_id,
                 },
             )
+            if asker is not None and asker.org_id != org_id:
+                scope = Scope.DECISION_AND_FEATURES if grant is None else grant.scope
+                self._log_query(conn, asker, org_id, "application", record.id, grant, scope)
+                if grant is not None:
+                    identity.notify_admins(
+                        conn,
+                        org_id=org_id,
+                        kind="credit_queried",
+                        message=f"{asker.org_id} applied for a credit decision about your organisation "
+                        f"({grant.purpose_code}: {grant.purpose}) under authorisation {grant.authorisation_id}",
+                        now_ms=self.clock.now_ms(),
+                        data={
+                            "bank_id": asker.org_id,
+                            "authorisation_id": grant.authorisation_id,
+                            "decision_id": record.id,
+                            "purpose_code": grant.purpose_code,
+                            "scope": grant.scope.value,
+                        },
+                    )
         return DecisionRecord(
             record.id,
             org_id,
@@ -504,6 +549,7 @@ class CreditService:
             record.feature_hash,
             record.features,
             (time.perf_counter() - started) * 1000,
+            None if grant is None else grant.scope,
         )
 
     def credit_hook(self, holder: str, amount_minor: int) -> CreditView | None:
@@ -529,37 +575,12 @@ class CreditService:
         )
 
     def decision(self, decision_id: str) -> dict[str, Any]:
+        """The stored decision, whole (for the platform itself; a party reads through `decision_for`)."""
         with self.engine.connect().execution_options(read_only=True) as conn:
             row = store.decision(conn, decision_id)
-        if row is None:
-            raise NotFound(f"decision {decision_id!r} does not exist", code="decision_not_found", field="decision_id")
-        return {
-            "decision_id": row["id"],
-            "org_id": row["org_id"],
-            "product": row["product"],
-            "outcome": row["outcome"],
-            "pd": row["pd"],
-            "score": row["score"],
-            "requested_minor": row["requested_minor"],
-            "limit_minor": row["limit_minor"],
-            "granted_minor": row["granted_minor"],
-            "rate_bps": row["rate_bps"],
-            "reasons": json.loads(row["reasons_json"]),
-            "knockouts": json.loads(row["knockouts_json"]),
-            "policy_version": row["policy_version"],
-            "model_version": row["model_version"],
-            "feature_hash": row["feature_hash"],
-            "features": json.loads(row["features_json"]),
-            "as_of": row["as_of"].isoformat(),
-            "decision_ms": row["decision_us"] / 1000,
-            "challenger": None
-            if row["challenger_version"] is None
-            else {
-                "version": row["challenger_version"],
-                "pd": row["challenger_pd"],
-                "outcome": row["challenger_outcome"],
-            },
-        }
+            if row is None:
+                raise _decision_not_found(decision_id)
+            return self._decision_json(conn, row)
 
     def label(self, decision_id: str, bad: bool) -> None:
         self.decision(decision_id)

@@ -29,6 +29,16 @@ class CreditSettings(BaseModel):
     credit_psi_alarm: float = Field(0.25, gt=0, description="PSI above this raises an alarm")
     credit_policy_file: str | None = Field(None, description="decision policy JSON; default: the shipped one")
     credit_batch_max_rows: int = Field(1_000_000, ge=1, description="most rows scored in one batch call")
+    # consent and four eyes (issue 13)
+    credit_authorisation_max_days: int = Field(
+        366, ge=1, le=3660, description="longest a business may authorise a bank's credit look-ups for"
+    )
+    credit_purpose_max_chars: int = Field(500, ge=10, le=500, description="longest purpose of an authorisation")
+    credit_four_eyes: bool = Field(
+        True,
+        description="a bank's manual decision (on a referral, or overriding a decline) needs a second person",
+    )
+    credit_query_page_max: int = Field(500, ge=1, description="most authorisations or queries listed at once")
 
 
 def from_settings(settings: Any | None) -> CreditSettings:

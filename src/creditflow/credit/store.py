@@ -12,17 +12,20 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, or_, select, update
 
 from creditflow.credit.features import ObservationRow
 from creditflow.credit.sources import FirmProfile, Observation
 from creditflow.credit.tables import (
+    credit_authorisations,
     credit_decisions,
     credit_firms,
     credit_imports,
     credit_labels,
+    credit_manual_decisions,
     credit_models,
     credit_observations,
+    credit_queries,
 )
 
 _ORG_CHUNK = 500  # org ids per IN list (stays under SQLite's bound-parameter limit)
@@ -256,3 +259,90 @@ def upsert_label(conn: Connection, decision_id: str, bad: bool, labelled_ts_ms: 
     ).rowcount
     if not done:
         conn.execute(insert(credit_labels).values(decision_id=decision_id, bad=bad, labelled_ts_ms=labelled_ts_ms))
+
+
+# --- consent: authorisations, the query log, manual decisions (issue 13) -------------------------------
+
+
+def insert_authorisation(conn: Connection, row: Mapping[str, Any]) -> None:
+    conn.execute(insert(credit_authorisations).values(**row))
+
+
+def authorisation(conn: Connection, authorisation_id: str) -> dict[str, Any] | None:
+    a = credit_authorisations
+    row = conn.execute(select(a).where(a.c.id == authorisation_id)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def authorisations_for(conn: Connection, org_id: str, bank_id: str) -> list[dict[str, Any]]:
+    """Every authorisation ``org_id`` gave ``bank_id`` (live or not)."""
+    a = credit_authorisations
+    rows = conn.execute(select(a).where(a.c.org_id == org_id, a.c.bank_id == bank_id))
+    return [dict(r._mapping) for r in rows]
+
+
+def authorisations_list(
+    conn: Connection, *, org_id: str | None, bank_id: str | None, limit: int, before_ts_ms: int | None
+) -> list[dict[str, Any]]:
+    """Newest first; ``org_id`` / ``bank_id`` None means any (an overseer's view)."""
+    a = credit_authorisations
+    query = select(a)
+    if org_id is not None:
+        query = query.where(a.c.org_id == org_id)
+    if bank_id is not None:
+        query = query.where(a.c.bank_id == bank_id)
+    if before_ts_ms is not None:
+        query = query.where(a.c.granted_ts_ms < before_ts_ms)
+    rows = conn.execute(query.order_by(a.c.granted_ts_ms.desc(), a.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def revoke_authorisation(conn: Connection, authorisation_id: str, *, by: str, auth: str, ts_ms: int) -> bool:
+    """Revoke it unless it already is (False then: a concurrent revocation won)."""
+    a = credit_authorisations
+    done = conn.execute(
+        update(a)
+        .where(a.c.id == authorisation_id, a.c.revoked_ts_ms.is_(None))
+        .values(revoked_ts_ms=ts_ms, revoked_by=by, revoked_auth=auth)
+    ).rowcount
+    return bool(done)
+
+
+def insert_query(conn: Connection, row: Mapping[str, Any]) -> None:
+    conn.execute(insert(credit_queries).values(**row))
+
+
+def queries_list(
+    conn: Connection, *, org_id: str | None, asker_id: str | None, limit: int, before_ts_ms: int | None
+) -> list[dict[str, Any]]:
+    """The query log, newest first: about ``org_id``, by ``asker_id`` (None: any)."""
+    q = credit_queries
+    query = select(q)
+    if org_id is not None and asker_id is not None:
+        query = query.where(or_(q.c.org_id == org_id, q.c.asker_id == asker_id))
+    elif org_id is not None:
+        query = query.where(q.c.org_id == org_id)
+    elif asker_id is not None:
+        query = query.where(q.c.asker_id == asker_id)
+    if before_ts_ms is not None:
+        query = query.where(q.c.ts_ms < before_ts_ms)
+    rows = conn.execute(query.order_by(q.c.ts_ms.desc(), q.c.id.desc()).limit(limit))
+    return [dict(r._mapping) for r in rows]
+
+
+def insert_manual(conn: Connection, row: Mapping[str, Any]) -> None:
+    conn.execute(insert(credit_manual_decisions).values(**row))
+
+
+def manual_decisions(conn: Connection, decision_id: str) -> list[dict[str, Any]]:
+    """Every manual decision of ``decision_id``, oldest first (at most one proposed or effective)."""
+    m = credit_manual_decisions
+    rows = conn.execute(select(m).where(m.c.decision_id == decision_id).order_by(m.c.proposed_ts_ms, m.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+def update_manual(conn: Connection, manual_id: str, *, from_status: str, values: Mapping[str, Any]) -> bool:
+    """Move a manual decision on from ``from_status`` (False: it was not in that state any more)."""
+    m = credit_manual_decisions
+    done = conn.execute(update(m).where(m.c.id == manual_id, m.c.status == from_status).values(**values)).rowcount
+    return bool(done)

@@ -3,7 +3,8 @@ each row knows the day it became available), imports, model artefacts, decisions
 snapshots, and labelled outcomes for monitoring.
 
 Registered on the shared `metadata`; migration 0005 creates exactly these, 0008 adds the challenger's
-shadow decision to `credit_decisions`.
+shadow decision to `credit_decisions`, 0013 who asked, the authorisations, the query log and the manual
+decisions (four eyes).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    text,
 )
 
 from creditflow.kernel.tables import ID, UUID, metadata
@@ -107,6 +109,10 @@ credit_decisions = Table(
     Column("challenger_version", String(16)),
     Column("challenger_pd", Float),
     Column("challenger_outcome", String(16)),
+    # who asked (migration 0013): the bank (or overseer) that applied, under which authorisation; NULL when
+    # the business applied for itself or the platform asked (certificate financing, the CLI)
+    Column("asked_by", ID),
+    Column("authorisation_id", UUID),
     CheckConstraint("granted_minor >= 0 AND granted_minor <= limit_minor", name="granted_within_limit"),
 )
 
@@ -116,4 +122,82 @@ credit_labels = Table(
     Column("decision_id", UUID, primary_key=True),
     Column("bad", Boolean, nullable=False),
     Column("labelled_ts_ms", BigInteger, nullable=False),
+)
+
+
+# --- consent and four eyes (issue 13, migration 0013) ----------------------------------------------------
+
+credit_authorisations = Table(
+    "credit_authorisations",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("org_id", ID, nullable=False),  # the business that grants
+    Column("bank_id", ID, nullable=False),  # the bank it names
+    Column("purpose_code", String(32), nullable=False),
+    Column("purpose", String(500), nullable=False),
+    Column("scope", String(32), nullable=False),
+    Column("granted_by", ID, nullable=False),
+    Column("granted_auth", String(16), nullable=False),
+    Column("granted_ts_ms", BigInteger, nullable=False),
+    Column("expires_ts_ms", BigInteger, nullable=False),
+    Column("revoked_ts_ms", BigInteger),
+    Column("revoked_by", ID),
+    Column("revoked_auth", String(16)),
+    CheckConstraint("scope IN ('decision', 'decision_and_features')", name="scope_known"),
+    CheckConstraint("expires_ts_ms > granted_ts_ms", name="expires_after_grant"),
+    Index("ix_credit_authorisations_org", "org_id", "granted_ts_ms"),
+    Index("ix_credit_authorisations_bank_org", "bank_id", "org_id"),
+)
+
+credit_queries = Table(
+    "credit_queries",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("org_id", ID, nullable=False),  # the business looked at
+    Column("asker_id", ID, nullable=False),  # the bank (or overseer) that looked
+    Column("asker_role", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),  # application | read
+    Column("decision_id", UUID, nullable=False),
+    Column("authorisation_id", UUID),  # NULL for an overseer
+    Column("purpose_code", String(32)),
+    Column("purpose", String(500)),
+    Column("scope", String(32), nullable=False),  # what was returned
+    Column("user_id", ID),  # the person, when a person asked
+    Column("auth", String(16), nullable=False),
+    Column("ts_ms", BigInteger, nullable=False),
+    Index("ix_credit_queries_org_ts", "org_id", "ts_ms"),
+    Index("ix_credit_queries_asker_ts", "asker_id", "ts_ms"),
+)
+
+credit_manual_decisions = Table(
+    "credit_manual_decisions",
+    metadata,
+    Column("id", UUID, primary_key=True),
+    Column("decision_id", UUID, nullable=False),
+    Column("bank_id", ID, nullable=False),
+    Column("action", String(16), nullable=False),  # approve | decline
+    Column("granted_minor", BigInteger, nullable=False),
+    Column("rate_bps", Integer),
+    Column("note", String(1000), nullable=False),
+    Column("status", String(16), nullable=False),  # proposed | effective | rejected
+    Column("proposed_by", ID, nullable=False),
+    Column("proposed_auth", String(16), nullable=False),
+    Column("proposed_ts_ms", BigInteger, nullable=False),
+    Column("confirmed_by", ID),
+    Column("confirmed_auth", String(16)),
+    Column("confirmed_ts_ms", BigInteger),
+    Column("rejected_by", ID),
+    Column("rejected_auth", String(16)),
+    Column("rejected_ts_ms", BigInteger),
+    CheckConstraint("action IN ('approve', 'decline')", name="action_known"),
+    CheckConstraint("status IN ('proposed', 'effective', 'rejected')", name="status_known"),
+    CheckConstraint("granted_minor >= 0", name="granted_nonnegative"),
+    # at most one proposal waiting or in effect per decision, enforced by the database
+    Index(
+        "ux_credit_manual_one_open",
+        "decision_id",
+        unique=True,
+        sqlite_where=text("status IN ('proposed', 'effective')"),
+        postgresql_where=text("status IN ('proposed', 'effective')"),
+    ),
 )

@@ -7,9 +7,8 @@ from __future__ import annotations
 from creditflow.bootstrap import App
 from creditflow.http.security import is_overseer
 from creditflow.identity.access import Principal
-from creditflow.kernel.errors import Forbidden, NotFound
+from creditflow.kernel.errors import NotFound
 from creditflow.ledger.model.certificates import Certificate, Piece
-from creditflow.ledger.model.parties import Role
 from creditflow.trade.payables import Payable
 
 
@@ -52,20 +51,3 @@ def visible_payable(app: App, who: Principal, payable_id: str) -> Payable:
     if who.org_id in (payable.debtor, payable.creditor):
         return payable
     raise payable_not_found(payable_id)
-
-
-# --- data credit --------------------------------------------------------------------------------------
-
-
-def can_ask_credit(who: Principal, org_id: str) -> bool:
-    """Who may ask for a credit decision on whom (and read one): a business about itself; banks and the
-    operator and auditor about any business."""
-    return who.org_id == org_id or who.role == Role.BANK or is_overseer(who)
-
-
-def may_ask_credit(who: Principal, org_id: str) -> None:
-    """`can_ask_credit`, or 403 (the applicant is named by the caller, so refusing reveals nothing)."""
-    if not can_ask_credit(who, org_id):
-        raise Forbidden(
-            "a business may apply only for itself (banks and the operator may ask about any)", code="not_allowed"
-        )

@@ -2,7 +2,14 @@
 decision with its reasons in the same response; read a stored decision.
 
 A decline or a referral is an answer, not an error: 200 with ``outcome`` and the reasons. An applicant
-applies for itself; the operator and banks may ask about any business.
+applies for itself; a bank only under a live authorisation the business granted it (issue 13: 403
+``credit_authorisation_required`` otherwise), receiving the raw feature values only where the
+authorisation's scope allows; the operator and the auditor may ask about any business. Every look-up by
+a party other than the business is in the query log the business reads (``GET /v1/credit/queries``).
+
+A bank's manual decision on a referred application, or its override of an automatic decline, is proposed
+by one person and confirmed by a second (four eyes, ``credit.credit_four_eyes``):
+``/v1/credit/decisions/{id}/manual`` (propose), ``.../manual/confirm``, ``.../manual/reject``.
 """
 
 from __future__ import annotations
@@ -19,12 +26,12 @@ from creditflow.http.common import error_responses
 from creditflow.http.problems import problem
 from creditflow.http.schemas import AmountMinor, OrgId, RequestBody
 from creditflow.http.security import AppDep, Caller, require_role
-from creditflow.http.visibility import can_ask_credit, may_ask_credit
-from creditflow.kernel.errors import NotFound, Unavailable
+from creditflow.kernel.errors import Unavailable
 from creditflow.ledger.model.parties import Role
 
 router = APIRouter(tags=["data credit"])
 _W = error_responses(401, 403, 404, 422)
+_WC = error_responses(401, 403, 404, 409, 422)
 
 
 class ApplicationIn(RequestBody):
@@ -100,10 +107,163 @@ def credit_service(app: Any) -> CreditService:
 
 @router.post("/v1/credit/applications", responses=_W, summary="Apply for credit (or ask about a business)")
 def apply(body: ApplicationIn, app: AppDep, who: Caller) -> dict[str, Any]:
-    """Decide an application in milliseconds: approve / refer / decline, PD, limit, rate and reasons."""
+    """Decide an application in milliseconds: approve / refer / decline, PD, limit, rate and reasons.
+    A business applies for itself; a bank about a business that authorised it (403
+    ``credit_authorisation_required`` without a live authorisation: nothing is stored), and then sees the
+    feature values only with the ``decision_and_features`` scope; the business's admins are notified."""
     org_id = body.org_id or who.org_id
-    may_ask_credit(who, org_id)
-    return credit_service(app).decide(org_id, body.requested_minor, body.product).to_json()
+    service = credit_service(app)
+    return service.answer(service.decide(org_id, body.requested_minor, body.product, asker=who))
+
+
+class AuthorisationIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "bank_id": "bank",
+                    "purpose_code": "loan_application",
+                    "purpose": "working-capital loan application, March 2026",
+                    "scope": "decision",
+                    "valid_days": 90,
+                }
+            ]
+        },
+    )
+    bank_id: OrgId = Field(description="the bank authorised to look up the caller's credit")
+    purpose_code: Literal["loan_application", "credit_line_review", "financing_request", "monitoring", "other"]
+    purpose: str = Field(min_length=1, max_length=500, description="why, in words (shown in the query log)")
+    scope: Literal["decision", "decision_and_features"] = Field(
+        "decision", description="decision: outcome, score and reasons; decision_and_features: also raw feature values"
+    )
+    valid_days: int = Field(ge=1, le=3660, description="days until it expires (at most the configured maximum)")
+
+
+class ManualIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "action": "approve",
+                    "granted_minor": 2_000_000,
+                    "rate_bps": 650,
+                    "note": "orders from two core enterprises on file",
+                }
+            ]
+        },
+    )
+    action: Literal["approve", "decline"]
+    granted_minor: AmountMinor | None = Field(None, description="an approval's amount (fen)")
+    rate_bps: int | None = Field(None, ge=1, le=10_000, description="an approval's annual rate")
+    note: str = Field(min_length=1, max_length=1000, description="why the bank decides so")
+
+
+@router.post(
+    "/v1/credit/authorisations",
+    status_code=201,
+    responses=error_responses(401, 403, 404, 422),
+    summary="Authorise a bank to look up the caller's credit",
+)
+def grant_authorisation(body: AuthorisationIn, app: AppDep, who: Caller) -> dict[str, Any]:
+    """A business (supplier or core enterprise) names a bank, a purpose, a scope and an expiry. Only a
+    person with the admin role of the business (signed in, or a personal token): an organisation-wide key
+    403 ``person_required``, a person without the role 403 ``user_role_not_allowed``."""
+    return credit_service(app).grant_authorisation(
+        who,
+        bank_id=body.bank_id,
+        purpose_code=body.purpose_code,
+        purpose=body.purpose,
+        scope=body.scope,
+        valid_days=body.valid_days,
+    )
+
+
+@router.get(
+    "/v1/credit/authorisations",
+    responses=error_responses(401, 422),
+    summary="Credit authorisations: given (a business), received (a bank), all (overseers)",
+)
+def list_authorisations(
+    app: AppDep,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
+    before_ts_ms: Annotated[int | None, Query(ge=0, description="only granted before this")] = None,
+) -> list[dict[str, Any]]:
+    """Each with its status (live, expired, revoked), who granted and revoked it, when and how."""
+    return credit_service(app).authorisations(who, limit=limit, before_ts_ms=before_ts_ms)
+
+
+@router.post(
+    "/v1/credit/authorisations/{authorisation_id}/revoke",
+    responses=_WC,
+    summary="Revoke a credit authorisation",
+)
+def revoke_authorisation(authorisation_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """The business's admin ends it now: the bank's next application or read is refused. Another
+    party's authorisation answers 404 ``credit_authorisation_not_found``, as a missing one."""
+    return credit_service(app).revoke_authorisation(who, authorisation_id)
+
+
+@router.get(
+    "/v1/credit/queries",
+    responses=error_responses(401, 422),
+    summary="The credit query log: who looked, when and why",
+)
+def list_queries(
+    app: AppDep,
+    who: Caller,
+    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
+    before_ts_ms: Annotated[int | None, Query(ge=0, description="only older than this")] = None,
+) -> list[dict[str, Any]]:
+    """Every application and every read of a decision by a party other than the business: for a
+    business the look-ups about it, for a bank (also) its own look-ups, for the overseers all. Each names
+    the asker, the person and how it authenticated, the authorisation, its purpose and what was returned."""
+    return credit_service(app).queries(who, limit=limit, before_ts_ms=before_ts_ms)
+
+
+@router.post(
+    "/v1/credit/decisions/{decision_id}/manual",
+    status_code=201,
+    responses=_WC,
+    summary="Propose a bank's manual decision (four eyes)",
+)
+def propose_manual(decision_id: str, body: ManualIn, app: AppDep, who: Caller) -> dict[str, Any]:
+    """On a referred application (approve or decline it) or an automatic decline (override: approve) the
+    bank asked for: a person with the maker or approver role proposes; with four eyes on it waits for a
+    second person (``.../manual/confirm``), else it is in effect at once. 409
+    ``manual_decision_not_allowed`` for an approved application, ``manual_decision_exists`` if one is
+    proposed or in effect."""
+    return credit_service(app).propose_manual(
+        who,
+        decision_id,
+        action=body.action,
+        note=body.note,
+        granted_minor=body.granted_minor,
+        rate_bps=body.rate_bps,
+    )
+
+
+@router.post(
+    "/v1/credit/decisions/{decision_id}/manual/confirm",
+    responses=_WC,
+    summary="Confirm a proposed manual decision (the second person)",
+)
+def confirm_manual(decision_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """A different person of the same bank with the approver role: the proposer 409
+    ``four_eyes_same_person``, an organisation-wide key 403 ``person_required``."""
+    return credit_service(app).confirm_manual(who, decision_id)
+
+
+@router.post(
+    "/v1/credit/decisions/{decision_id}/manual/reject",
+    responses=_WC,
+    summary="Reject (or, as its proposer, withdraw) a proposed manual decision",
+)
+def reject_manual(decision_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """An approver of the bank, or the proposer withdrawing it; a new proposal may follow."""
+    return credit_service(app).reject_manual(who, decision_id)
 
 
 @router.post(
@@ -155,9 +315,7 @@ async def import_source(
 
 @router.get("/v1/credit/decisions/{decision_id}", responses=_W, summary="A stored credit decision")
 def get_decision(decision_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
-    """A stored decision with its feature snapshot, model version and feature hash: for the applicant, banks,
-    the operator and the auditor; to anyone else it does not exist (404, as a missing one)."""
-    decision = credit_service(app).decision(decision_id)
-    if not can_ask_credit(who, decision["org_id"]):
-        raise NotFound(f"decision {decision_id!r} does not exist", code="decision_not_found", field="decision_id")
-    return decision
+    """A stored decision with its model version, feature hash and manual-decision state: for the applicant
+    (whole), the operator and the auditor (whole, logged), and the bank that asked while the business's
+    authorisation is live (shaped by its scope, logged); to anyone else it does not exist (404)."""
+    return credit_service(app).decision_for(who, decision_id)

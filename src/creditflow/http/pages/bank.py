@@ -28,7 +28,6 @@ from creditflow.collateral.model import inside as point_inside
 from creditflow.http.api.collateral import iot_of
 from creditflow.http.api.credit import credit_service
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, form_error, render, role_pages
-from creditflow.http.visibility import may_ask_credit
 from creditflow.identity.access import Principal
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError, InvalidInput
@@ -290,17 +289,29 @@ def parse_yuan(text: str, field: str) -> int:
     return amount
 
 
-def _credit_page(request: Request, *, status: int = 200, **context: Any) -> HTMLResponse:
+def _credit_page(request: Request, user: WebUser, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """The bank's authorisations (it may apply only about businesses with a live one), and its look-ups."""
     app = app_of(request)
-    businesses = [p for p in app.queries.parties() if p.role in (Role.SUPPLIER, Role.CORE_ENTERPRISE)]
+    service = credit_service(app)
+    names = {p.org_id: p.name for p in app.queries.parties()}
+    grants = service.authorisations(user.principal)
+    authorised = sorted({a["org_id"] for a in grants if a["status"] == "live"})
     return render(
-        request, "bank/credit.html", status=status, businesses=businesses, products=CREDIT_PRODUCTS, **context
+        request,
+        "bank/credit.html",
+        status=status,
+        businesses=[(org, names.get(org, org)) for org in authorised],
+        authorisations=grants,
+        lookups=[q for q in service.queries(user.principal) if q["asker_id"] == user.org_id],
+        names=names,
+        products=CREDIT_PRODUCTS,
+        **context,
     )
 
 
 @router.get("/ui/bank/credit")
 def credit(request: Request, user: Bank) -> HTMLResponse:
-    return _credit_page(request)
+    return _credit_page(request, user)
 
 
 @router.post("/ui/bank/credit", response_model=None)
@@ -312,24 +323,105 @@ def ask_credit(
     requested: Annotated[str, Form(max_length=40)] = "",
     product: Annotated[str, Form(max_length=40)] = "pure_credit",
 ) -> Response:
-    """Ask the decision engine about a business (``POST /v1/credit/applications``: banks may ask about any)."""
+    """Ask the decision engine about a business that authorised the bank (``POST /v1/credit/applications``:
+    without a live authorisation 403 ``credit_authorisation_required``, nothing stored)."""
     check_csrf(user, csrf_token)
     form = {"org_id": org_id, "requested": requested, "product": product}
     try:
         amount = parse_yuan(requested, "requested")
-        may_ask_credit(user.principal, org_id)
-        app_of(request).queries.party(org_id)
-        record = credit_service(app_of(request)).decide(org_id, amount, product)
+        record = credit_service(app_of(request)).decide(org_id, amount, product, asker=user.principal)
     except DomainError as error:
-        return _credit_page(request, status=error.status, form=form, **form_error(error))
+        return _credit_page(request, user, status=error.status, form=form, **form_error(error))
     return done(f"/ui/bank/credit/decisions/{record.id}", f"Decision {record.decision.outcome} for {org_id}.")
+
+
+def _decision_page(request: Request, user: WebUser, decision_id: str, *, status: int = 200, **context: Any) -> Response:
+    try:
+        decision = credit_service(app_of(request)).decision_for(user.principal, decision_id)
+    except DomainError as error:
+        return _credit_page(request, user, status=error.status, **form_error(error))
+    return render(
+        request,
+        "bank/decision.html",
+        status=status,
+        decision=decision,
+        four_eyes=credit_service(app_of(request)).settings.credit_four_eyes,
+        **context,
+    )
 
 
 @router.get("/ui/bank/credit/decisions/{decision_id}", response_model=None)
 def credit_decision(request: Request, decision_id: str, user: Bank) -> Response:
-    """A stored decision with its reason codes (as ``GET /v1/credit/decisions/{id}``)."""
+    """A decision the bank asked for, as its authorisation's scope shows it (``GET /v1/credit/decisions/{id}``:
+    the read is logged for the business), with its manual-decision state and forms."""
+    return _decision_page(request, user, decision_id)
+
+
+def _optional_yuan(text: str, field: str) -> int | None:
+    return parse_yuan(text, field) if text.strip() else None
+
+
+def _optional_bps(text: str) -> int | None:
+    """A rate typed in percent a year ("6.5") as basis points, exactly."""
+    if not text.strip():
+        return None
+    found = re.fullmatch(r"(\d{1,3})(?:\.(\d{1,2}))?", text.strip())
+    if not found:
+        raise InvalidInput("the rate is a percentage a year with at most 2 decimals, e.g. 6.50", field="rate")
+    return int(found.group(1)) * 100 + int((found.group(2) or "").ljust(2, "0"))
+
+
+@router.post("/ui/bank/credit/decisions/{decision_id}/manual", response_model=None)
+def propose_manual(
+    request: Request,
+    decision_id: str,
+    user: Bank,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+    action: Annotated[str, Form(max_length=16)] = "",
+    granted: Annotated[str, Form(max_length=40)] = "",
+    rate: Annotated[str, Form(max_length=10)] = "",
+    note: Annotated[str, Form(max_length=2000)] = "",
+) -> Response:
+    """Person A proposes a manual decision (``POST /v1/credit/decisions/{id}/manual``)."""
+    check_csrf(user, csrf_token)
+    form = {"action": action, "granted": granted, "rate": rate, "note": note}
     try:
-        decision = credit_service(app_of(request)).decision(decision_id)  # the API lets a bank read any decision
+        manual = credit_service(app_of(request)).propose_manual(
+            user.principal,
+            decision_id,
+            action=action,
+            note=note,
+            granted_minor=_optional_yuan(granted, "granted") if action == "approve" else None,
+            rate_bps=_optional_bps(rate) if action == "approve" else None,
+        )
     except DomainError as error:
-        return _credit_page(request, status=error.status, **form_error(error))
-    return render(request, "bank/decision.html", decision=decision)
+        if error.field == "granted_minor":
+            error.field = "granted"
+        elif error.field == "rate_bps":
+            error.field = "rate"
+        return _decision_page(request, user, decision_id, status=error.status, form=form, **form_error(error))
+    said = "waits for a second approver" if manual["status"] == "proposed" else "is in effect"
+    return done(f"/ui/bank/credit/decisions/{decision_id}", f"Manual {manual['action']} {said}.")
+
+
+@router.post("/ui/bank/credit/decisions/{decision_id}/manual/{step}", response_model=None)
+def settle_manual(
+    request: Request,
+    decision_id: str,
+    step: str,
+    user: Bank,
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    """Person B confirms (or rejects) the proposal (``.../manual/confirm``, ``.../manual/reject``)."""
+    check_csrf(user, csrf_token)
+    service = credit_service(app_of(request))
+    try:
+        if step == "confirm":
+            manual = service.confirm_manual(user.principal, decision_id)
+        elif step == "reject":
+            manual = service.reject_manual(user.principal, decision_id)
+        else:
+            raise InvalidInput("the step is confirm or reject", field="step")
+    except DomainError as error:
+        return _decision_page(request, user, decision_id, status=error.status, **form_error(error))
+    return done(f"/ui/bank/credit/decisions/{decision_id}", f"Manual decision {manual['status']}.")

@@ -208,10 +208,11 @@ def install(api: FastAPI) -> None:
     from creditflow.http.pages import auditor as pages_auditor
     from creditflow.http.pages import bank as pages_bank
     from creditflow.http.pages import core as pages_core
+    from creditflow.http.pages import credit as pages_credit
     from creditflow.http.pages import supplier as pages_supplier
 
     api.include_router(router)
-    for module in (pages_supplier, pages_core, pages_bank, pages_auditor):
+    for module in (pages_supplier, pages_core, pages_bank, pages_auditor, pages_credit):
         api.include_router(module.router)
     api.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
