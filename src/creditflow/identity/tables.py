@@ -3,7 +3,18 @@ so a copy of the database does not sign anybody in."""
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Boolean, Column, Integer, LargeBinary, PrimaryKeyConstraint, String, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Integer,
+    LargeBinary,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    false,
+)
 
 from creditflow.kernel.tables import ID, metadata
 
@@ -38,6 +49,8 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
+    # the response carried a secret (shown once): ``response`` holds only a note of how to get a new one
+    Column("secret_withheld", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("org_id", "key"),
 )
 
