@@ -27,6 +27,7 @@ from creditflow.ledger.custody import (
     LogKeyNotSeparated,
     LogSecret,
     StartupRefused,
+    WrongPassphrase,
     mark_demo_database,
     peek_demo_passphrases,
     peek_holds_keys,
@@ -263,8 +264,16 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     try:
         custody.unlock()
         log_signer = _log_signer(engine, custody, log_custody, clock, secrets, warnings)
+    except WrongPassphrase as exc:
+        engine.dispose()  # leave no connection behind
+        if peek_demo_passphrases(settings.db_url) is not None:
+            raise WrongPassphrase(
+                f"{exc}: it is a demo's database, which opens with its own passphrases: unset "
+                "CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE to open it"
+            ) from None
+        raise
     except BaseException:
-        engine.dispose()  # e.g. a wrong passphrase: leave no connection behind
+        engine.dispose()  # e.g. a wrong log key secret: leave no connection behind
         raise
     for warning in warnings:
         log.warning("%s", warning)
