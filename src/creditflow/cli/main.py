@@ -140,11 +140,16 @@ def bench_financing(
 
 
 def main() -> None:
+    from creditflow.ledger.custody import StartupRefused
+
     try:
         cli()
     except DomainError as exc:  # pragma: no cover - commands handle their own
         err_console.print(f"[red]error[/red] {exc.code}: {exc.message}")
         sys.exit(2)
+    except StartupRefused as exc:  # e.g. `bench financing --db URL` without the passphrases
+        err_console.print(f"[red]error[/red] {exc.code}: {exc}")
+        sys.exit(3)
 
 
 if __name__ == "__main__":
