@@ -46,7 +46,7 @@ from creditflow.trade.rules import release_trade_reservations
 from creditflow.trade.service import TradeService
 
 LOG_KEY_ID = "log-1"
-log = logging.getLogger("creditflow")
+log = logging.getLogger("creditflow.startup")  # how a database was opened (App.warnings too)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ opened or written, unless the database is a demo's (its throwaway passphrases ar
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Annotated, Any
 
@@ -26,6 +27,11 @@ DbOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
 
+
+# The CLI prints App.warnings itself, in colour: the composition root's log of them would say it twice.
+_startup_log = logging.getLogger("creditflow.startup")
+_startup_log.addHandler(logging.NullHandler())
+_startup_log.propagate = False
 
 EXIT_CONFIG = 3  # bad usage or configuration: e.g. no passphrase (nothing was opened or written)
 
