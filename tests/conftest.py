@@ -26,6 +26,15 @@ START_MS = int(START.timestamp() * 1000)
 FAST_KDF = {"kdf_opslimit": 1, "kdf_memlimit_bytes": 8 * 1024 * 1024}
 # Argon2id for user passwords at its floor (8 MiB, one pass): production strength is not under test here.
 FAST_PASSWORDS = {"password_memory_kib": 8 * 1024, "password_time_cost": 1}
+# The tests' passphrases, given explicitly (the platform refuses to open a database without them unless `dev`):
+# one seals organisations' keys, the other the log key, apart. CLI_SECRETS_ENV is the same for a command's env.
+TEST_KEY_PASSPHRASE = "test-key-passphrase"
+TEST_LOG_KEY_PASSPHRASE = "test-log-key-passphrase"
+TEST_SECRETS = {"key_passphrase": TEST_KEY_PASSPHRASE, "log_key_passphrase": TEST_LOG_KEY_PASSPHRASE}
+CLI_SECRETS_ENV = {
+    "CREDITFLOW_KEY_PASSPHRASE": TEST_KEY_PASSPHRASE,
+    "CREDITFLOW_LOG_KEY_PASSPHRASE": TEST_LOG_KEY_PASSPHRASE,
+}
 
 
 _ADMIN: Any = None
@@ -105,7 +114,13 @@ def make_settings(url: str, **overrides: object) -> Settings:
     """Settings for tests of the ledger's own mechanics: trade rules (confirmed payables, credit lines,
     invoices cited by transfers) are switched off here so those tests can move value freely; the trade
     tests (`trade_app`) and the demo run with the production default, on."""
-    values: dict[str, object] = {**FAST_KDF, "web": FAST_PASSWORDS, "enforce_trade_rules": False, **overrides}
+    values: dict[str, object] = {
+        **FAST_KDF,
+        **TEST_SECRETS,
+        "web": FAST_PASSWORDS,
+        "enforce_trade_rules": False,
+        **overrides,
+    }
     return Settings(db_url=url, **values)  # type: ignore[arg-type]
 
 

@@ -23,15 +23,34 @@ from creditflow.collateral.settings import IotSettings
 from creditflow.credit.settings import CreditSettings
 from creditflow.identity.settings import WebSettings
 
+# Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/security/secrets.md).
 DEV_PASSPHRASE = "creditflow-development-passphrase"
+DEV_LOG_PASSPHRASE = "creditflow-development-log-passphrase"
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CREDITFLOW_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
     db_url: str = Field("sqlite:///creditflow.db", description="SQLAlchemy URL: sqlite:///path or postgresql://...")
-    key_passphrase: SecretStr = Field(
-        SecretStr(DEV_PASSPHRASE), description="derives the key that encrypts private keys at rest"
+    key_passphrase: SecretStr | None = Field(
+        None,
+        description="derives the key that encrypts organisations' private keys (and device secrets) at rest; "
+        "required unless `dev` (CREDITFLOW_KEY_PASSPHRASE)",
+    )
+    log_key_passphrase: SecretStr | None = Field(
+        None,
+        description="derives the key that seals the transparency log's signing key, apart from organisations' keys; "
+        "must differ from key_passphrase (CREDITFLOW_LOG_KEY_PASSPHRASE); or use log_key_file",
+    )
+    log_key_file: Path | None = Field(
+        None,
+        description="a file (mode 0600, at least 32 random bytes: `creditflow keys log-key-file PATH`) whose "
+        "contents seal the log's signing key, instead of log_key_passphrase (CREDITFLOW_LOG_KEY_FILE)",
+    )
+    dev: bool = Field(
+        False,
+        description="development mode (`--dev`): missing passphrases fall back to the public development ones "
+        "and a log key still sealed with the organisations' keys opens, each with a warning; never on real data",
     )
     kdf_opslimit: int = Field(3, ge=1, description="Argon2id passes for the key-encryption key")
     kdf_memlimit_bytes: int = Field(64 * 1024 * 1024, ge=8 * 1024 * 1024)
@@ -128,4 +147,5 @@ class Settings(BaseSettings):
 
     @property
     def uses_dev_passphrase(self) -> bool:
-        return self.key_passphrase.get_secret_value() == DEV_PASSPHRASE
+        """No passphrase configured (development mode supplies the public one) or the public one itself."""
+        return self.key_passphrase is None or self.key_passphrase.get_secret_value() == DEV_PASSPHRASE

@@ -496,12 +496,20 @@ def test_idempotent_replay_and_conflicts(client: TestClient, world: App, h: dict
     assert_problem(two, 409, "transfer_exceeds_amount")
     assert two.headers["idempotent-replayed"] == "true" and two.content == one.content
     # Creations replay their 201.
-    org = {"org_id": "late", "name": "Late", "role": "bank", "uscc": make_uscc("91320300134780101")}
-    op_headers = {**h["operator"], "Idempotency-Key": "onboard-late"}
-    created = client.post("/v1/organisations", json=org, headers=op_headers)
-    replayed = client.post("/v1/organisations", json=org, headers=op_headers)
+    payable_headers = {**h["xcmg"], "Idempotency-Key": "payable-late"}
+    payable = {"creditor": "factory", "amount_minor": 8, "reference": "late"}
+    created = client.post("/v1/payables", json=payable, headers=payable_headers)
+    replayed = client.post("/v1/payables", json=payable, headers=payable_headers)
     assert created.status_code == replayed.status_code == 201
     assert replayed.json() == created.json() and replayed.headers["idempotent-replayed"] == "true"
+    # ... except those that carried a secret (the new organisation's first API key): shown once, never replayed.
+    org = {"org_id": "late", "name": "Late", "role": "bank", "uscc": make_uscc("91320300134780101")}
+    op_headers = {**h["operator"], "Idempotency-Key": "onboard-late"}
+    onboarded = client.post("/v1/organisations", json=org, headers=op_headers)
+    assert onboarded.status_code == 201
+    again = client.post("/v1/organisations", json=org, headers=op_headers)
+    assert_problem(again, 409, "idempotent_secret_not_replayable", "Idempotency-Key")
+    assert again.headers["idempotent-replayed"] == "true" and onboarded.json()["api_key"] not in again.text
     # Bad keys.
     assert_problem(
         client.post(f"/v1/pieces/{child}/accept", headers={**h["factory"], "Idempotency-Key": "k" * 201}),

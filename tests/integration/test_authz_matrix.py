@@ -702,6 +702,34 @@ MATRIX: list[Row] = [
 # and returns the final response, which must be refused with ``status`` and the stable ``code``.
 
 
+# --- issue 13 H5: helpers of its abuse case ---
+def _replay_secret_request(w: World, client: TestClient) -> Any:
+    """Whoever learns an Idempotency-Key (logs, a proxy) replays the request that created an API key."""
+    headers = {**w.own.headers("supplier"), "Idempotency-Key": f"abuse-{uuid.uuid4().hex}"}
+    first = client.post("/v1/api-keys", headers=headers, json={"label": "erp"})
+    assert first.status_code == 201, first.text
+    replay = client.post("/v1/api-keys", headers=headers, json={"label": "erp"})
+    assert first.json()["api_key"] not in replay.text
+    return replay
+
+
+def _clear_secrets_in_idempotency_keys(w: World) -> int:
+    """How many stored idempotent responses hold a secret in clear (always none)."""
+    import json
+
+    from sqlalchemy import select
+
+    from creditflow.identity.tables import idempotency_keys
+
+    with w.app.engine.connect() as conn:
+        responses = conn.execute(select(idempotency_keys.c.response)).scalars().all()
+    bodies = [json.loads(r) if r.startswith("{") else {} for r in responses]
+    return sum(isinstance(b.get("api_key"), str) or isinstance(b.get("secret"), str) for b in bodies)
+
+
+# --- end H5 helpers ---
+
+
 @dataclass(frozen=True)
 class Abuse:
     name: str
@@ -850,6 +878,13 @@ ABUSE: list[Abuse] = [
     ),
     # --- end H4 ---
     # --- issue 13 H5 ---
+    Abuse(
+        "a replay of a request that returned a secret hands the secret out again",
+        _replay_secret_request,
+        409,
+        "idempotent_secret_not_replayable",
+        _clear_secrets_in_idempotency_keys,
+    ),
     # --- end H5 ---
     # --- issue 13 H6 ---
     # --- end H6 ---

@@ -12,13 +12,14 @@ import pytest
 from typer.testing import CliRunner
 
 import creditflow.trade.tables  # noqa: F401  (registers the trade tables on the shared metadata)
+from conftest import CLI_SECRETS_ENV
 from creditflow.bootstrap import App
 from creditflow.cli.trade import erp_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "erp"
 SAMPLES = ROOT / "samples" / "erp"
-CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
+CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608", **CLI_SECRETS_ENV}
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from conftest import CLI_SECRETS_ENV
 from creditflow.bootstrap import App
 from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
@@ -74,7 +75,12 @@ def test_signed_telemetry_through_the_broker_raises_the_alarm(app: App, iot: Iot
 
 
 def _worker(db_url: str, prefix: str, group: str, seconds: float) -> subprocess.Popen[str]:
-    env = {**os.environ, "CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": str(8 * 1024 * 1024)}
+    env = {
+        **os.environ,
+        "CREDITFLOW_KDF_OPSLIMIT": "1",
+        "CREDITFLOW_KDF_MEMLIMIT_BYTES": str(8 * 1024 * 1024),
+        **CLI_SECRETS_ENV,
+    }
     return subprocess.Popen(
         [
             sys.executable,

@@ -35,6 +35,7 @@ from creditflow.ledger.tables import (
     custody_meta,
     ledger_entries,
     log_head,
+    log_key_custody,
     merkle_nodes,
     parties,
     party_keys,
@@ -442,8 +443,11 @@ def test_private_keys_are_encrypted_at_rest(world: App, store_url: str) -> None:
     with app.engine.connect() as conn:
         rows = conn.execute(select(custody_keys)).all()
         meta = conn.execute(select(custody_meta)).one()
-    assert len(rows) == len(PLATFORM_CUSTODY) + 2  # every org, the log key, and the factory's retired k1
-    sealed = [bytes(r.sealed_seed) for r in rows]
+        log_rows = conn.execute(select(log_key_custody)).all()
+    assert len(rows) == len(PLATFORM_CUSTODY) + 1  # every org and the factory's retired k1
+    assert PLATFORM not in {r.org_id for r in rows}  # the log key is sealed apart
+    assert [r.key_id for r in log_rows] == [app.log_signer.key_id]
+    sealed = [bytes(r.sealed_seed) for r in rows] + [bytes(r.sealed_seed) for r in log_rows]
     assert len(set(sealed)) == len(sealed)
     assert all(len(s) == 24 + 32 + 16 for s in sealed)  # nonce + seed + Poly1305 tag
     for s in signers.values():

@@ -22,7 +22,10 @@ from fastapi.testclient import TestClient
 from creditflow.bootstrap import build
 from creditflow.config import Settings
 from creditflow.http.app import create_app
-settings = Settings(db_url=sys.argv[1], kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
+settings = Settings(
+    db_url=sys.argv[1], kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024,
+    key_passphrase="light-install-test", log_key_passphrase="light-install-log-test",
+)
 with build(settings) as app:
     print(TestClient(create_app(app)).get("/healthz").status_code)
 print(sorted({m.split(".")[0] for m in sys.modules} & ML))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import START_MS, issue_accepted, make_settings, onboard
+from conftest import CLI_SECRETS_ENV, START_MS, issue_accepted, make_settings, onboard
 from creditflow.bootstrap import build
 from creditflow.cli.main import cli
 from creditflow.kernel.clock import ManualClock
@@ -19,6 +19,8 @@ def _fast_kdf(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITFLOW_KDF_OPSLIMIT", "1")
     monkeypatch.setenv("CREDITFLOW_KDF_MEMLIMIT_BYTES", str(8 * 1024 * 1024))
     monkeypatch.setenv("CREDITFLOW_ENFORCE_TRADE_RULES", "false")
+    for name, value in CLI_SECRETS_ENV.items():  # the passphrases make_settings sealed the keys with
+        monkeypatch.setenv(name, value)
 
 
 def test_network_commands(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from conftest import issue_accepted, onboard
+from conftest import CLI_SECRETS_ENV, issue_accepted, onboard
 from creditflow.bootstrap import App
 from creditflow.cli.main import cli
 from creditflow.ledger import merkle
@@ -33,7 +33,7 @@ from creditflow.ledger.verifier import (
     check_inclusion_document,
 )
 
-CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
+CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608", **CLI_SECRETS_ENV}
 
 
 def run_cli(args: list[str], tmp_path: Path) -> Any:
@@ -353,7 +353,9 @@ def test_proofs_for_sizes_without_a_stored_tree_head(world: App) -> None:
 
 
 def demo_env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, **CLI_ENV, "CREDITFLOW_CONFIG": str(tmp_path / "absent.toml")}
+    """No passphrase at all: a demo's database opens with its own throwaway ones, later commands too."""
+    env = {**os.environ, **CLI_ENV, "CREDITFLOW_CONFIG": str(tmp_path / "absent.toml")}
+    return {k: v for k, v in env.items() if k not in CLI_SECRETS_ENV and k != "CREDITFLOW_DEV"}
 
 
 def creditflow_exe() -> str:

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Connection, create_engine, delete, insert, select, text, update
 from typer.testing import CliRunner
 
-from conftest import PG_URL, START_MS, issue_accepted, make_settings, onboard
+from conftest import CLI_SECRETS_ENV, PG_URL, START_MS, issue_accepted, make_settings, onboard
 from creditflow.bootstrap import App, build
 from creditflow.cli.main import cli
 from creditflow.kernel.clock import ManualClock
@@ -44,7 +44,7 @@ from creditflow.ledger.tables import (
 from creditflow.ledger.verifier import VerificationFailure
 from creditflow.trade.tables import payables
 
-CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608"}
+CLI_ENV = {"CREDITFLOW_KDF_OPSLIMIT": "1", "CREDITFLOW_KDF_MEMLIMIT_BYTES": "8388608", **CLI_SECRETS_ENV}
 
 
 @dataclass

@@ -21,7 +21,6 @@ from rich.console import Console
 from rich.table import Table
 
 from creditflow.collateral.model import AssetKind, DeviceKind
-from creditflow.config import Settings
 from creditflow.kernel.errors import DomainError
 
 if TYPE_CHECKING:
@@ -54,9 +53,23 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _open(db: str | None) -> App:
-    from creditflow.bootstrap import build
+    from creditflow.cli.common import open_app
 
-    return build(Settings(db_url=db) if db else Settings())
+    app: App = open_app(db)  # refuses (exit 3) without the passphrases; see creditflow.cli.common
+    return app
+
+
+def _open_demo(url: str) -> App:
+    """A simulation's database is a demo's: throwaway passphrases of its own (see `creditflow.bootstrap.build_demo`)."""
+    from creditflow.bootstrap import build_demo
+    from creditflow.cli.common import EXIT_CONFIG
+    from creditflow.ledger.custody import StartupRefused
+
+    try:
+        return build_demo(url)
+    except StartupRefused as exc:
+        _console(True).print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc}")
+        raise typer.Exit(EXIT_CONFIG) from None
 
 
 def _iot(app: App) -> IotSystem:
@@ -358,7 +371,7 @@ def simulate_iot(
 
     with tempfile.TemporaryDirectory() as tmp:
         url = db or f"sqlite:///{Path(tmp) / 'simulate.db'}"
-        with _open(url) as app:
+        with _open_demo(url) as app:
             run_iot_demo(_console(), app, mqtt_url=mqtt or os.environ.get("CREDITFLOW_MQTT_URL"), minutes=minutes)
 
 

@@ -51,9 +51,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _open(db: str | None) -> App:
-    from creditflow.bootstrap import build
+    from creditflow.cli.common import open_app
 
-    return build(Settings(db_url=db) if db else Settings())
+    app: App = open_app(db)  # refuses (exit 3) without the passphrases; see creditflow.cli.common
+    return app
 
 
 def credit_service_for(app: App) -> CreditService:

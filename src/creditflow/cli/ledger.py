@@ -147,3 +147,43 @@ def expire(db: DbOption = None) -> None:
     with open_app(db) as app:
         receipts = app.ledger.expire_due()
     console.print(f"returned {len(receipts)} expired piece(s) to their senders")
+
+
+keys_cli = typer.Typer(
+    help="The log key's own secret: seal it apart from organisations' keys, write a log key file.",
+    no_args_is_help=True,
+)
+
+
+@keys_cli.command("seal-log-key")
+def seal_log_key_command(db: DbOption = None) -> None:
+    """Seal a database's log key apart from organisations' keys, once (databases made before this existed hold it
+    among them): needs CREDITFLOW_KEY_PASSPHRASE to open it and CREDITFLOW_LOG_KEY_PASSPHRASE or
+    CREDITFLOW_LOG_KEY_FILE to seal it; afterwards the organisations' passphrase no longer opens it."""
+    from creditflow.bootstrap import seal_log_key
+    from creditflow.cli.common import EXIT_CONFIG, MODE, settings_for
+    from creditflow.ledger.custody import StartupRefused
+
+    try:
+        signer, moved = seal_log_key(settings_for(db, dev=MODE.dev))
+    except StartupRefused as exc:
+        err_console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc}", soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from None
+    what = "is now sealed apart" if moved else "was already sealed apart, and the log key secret opens it"
+    console.print(f"log key {signer.key_id} ({signer.public_key.hex()}) {what}")
+
+
+@keys_cli.command("log-key-file")
+def log_key_file_command(path: Annotated[Path, typer.Argument(help="where to write it (must not exist)")]) -> None:
+    """Write a new log key file (32 random bytes, hex, mode 0600) for CREDITFLOW_LOG_KEY_FILE."""
+    from creditflow.cli.common import EXIT_CONFIG
+    from creditflow.ledger.custody import write_log_key_file
+
+    try:
+        write_log_key_file(path)
+    except FileExistsError:
+        err_console.print(f"[red]error[/red]: {path} exists; a log key file is never overwritten")
+        raise typer.Exit(EXIT_CONFIG) from None
+    console.print(
+        f"wrote {path}: set CREDITFLOW_LOG_KEY_FILE={path} (keep a copy offline: without it the log key is lost)"
+    )

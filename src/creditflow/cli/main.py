@@ -3,8 +3,12 @@
 the commands that span them: `demo`, `serve` and `bench`.
 
 Exit codes: 0 success; 1 verification failed (the first bad entry or row is named); 2 a rule refused
-the request (a `DomainError`, its code printed); 3 bad usage or configuration; 4 an ERP file had
+the request (a `DomainError`, its code printed); 3 bad usage or configuration (among them: no
+CREDITFLOW_KEY_PASSPHRASE or log key secret, refused before anything is written); 4 an ERP file had
 rejected documents, or an invoice does not match.
+
+`creditflow --dev COMMAND` (and `creditflow serve --dev`) runs with the public development passphrases where
+none are set: for throwaway data only. `creditflow demo` needs neither: its database has its own.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import typer
 
 from creditflow.cli import financing, identity, ledger
 from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
-from creditflow.cli.common import DbOption, JsonOption, console, err_console, open_app
+from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli.trade import erp_cli
 from creditflow.kernel.errors import DomainError
@@ -41,8 +45,24 @@ bench_cli.command("credit")(bench_credit)
 cli.add_typer(iot_cli, name="iot")
 simulate_cli.command("iot")(simulate_iot)
 bench_cli.command("iot")(bench_iot)
+cli.add_typer(ledger.keys_cli, name="keys")
 # the ledger's own commands sit at the top level
 cli.command()(ledger.init)
+
+DevOption = Annotated[
+    bool,
+    typer.Option(
+        "--dev",
+        help="Development mode: where CREDITFLOW_KEY_PASSPHRASE or the log key secret is not set, use the public "
+        "development passphrases (with a warning). Never on real data.",
+    ),
+]
+
+
+@cli.callback()
+def _root(dev: DevOption = False) -> None:
+    """Supply-chain finance on a verifiable ledger."""
+    MODE.dev = dev
 
 
 @cli.command()
@@ -51,10 +71,18 @@ def demo(
         str | None, typer.Option("--db", help="Keep the demo's database at this URL (default: a temporary SQLite file)")
     ] = None,
 ) -> None:
-    """The platform's main job end to end: issue, accept, split, pass up three tiers, prove, verify, catch tampering."""
+    """The platform's main job end to end: issue, accept, split, pass up three tiers, prove, verify, catch tampering.
+
+    Needs no passphrase: the demo's database gets throwaway random ones, stored in it (never put real data there)."""
+    from creditflow.ledger.custody import StartupRefused
     from creditflow.tools.demo import run_demo
 
-    raise typer.Exit(run_demo(console, db))
+    try:
+        code = run_demo(console, db)
+    except StartupRefused as exc:
+        err_console.print(f"[red]error[/red] [bold]{exc.code}[/bold]: {exc}")
+        raise typer.Exit(3) from None
+    raise typer.Exit(code)
 
 
 cli.command()(ledger.verify)
@@ -68,17 +96,15 @@ def serve(
     db: DbOption = None,
     host: Annotated[str | None, typer.Option("--host")] = None,
     port: Annotated[int | None, typer.Option("--port")] = None,
+    dev: DevOption = False,
 ) -> None:
-    """Run the HTTP API."""
+    """Run the HTTP API. Refuses to start without CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE (or
+    CREDITFLOW_LOG_KEY_FILE), unless the database is a demo's or --dev is given."""
     import uvicorn
 
     from creditflow.http.app import create_app
 
-    app = open_app(db)
-    if app.settings.uses_dev_passphrase:
-        err_console.print(
-            "[yellow]warning[/yellow]: CREDITFLOW_KEY_PASSPHRASE is not set; keys use the development passphrase"
-        )
+    app = open_app(db, dev=dev)  # prints how the database was opened (demo, development passphrases) as warnings
     try:
         uvicorn.run(create_app(app), host=host or app.settings.host, port=port or app.settings.port, log_level="info")
     finally:
@@ -114,11 +140,16 @@ def bench_financing(
 
 
 def main() -> None:
+    from creditflow.ledger.custody import StartupRefused
+
     try:
         cli()
     except DomainError as exc:  # pragma: no cover - commands handle their own
         err_console.print(f"[red]error[/red] {exc.code}: {exc.message}")
         sys.exit(2)
+    except StartupRefused as exc:  # e.g. `bench financing --db URL` without the passphrases
+        err_console.print(f"[red]error[/red] {exc.code}: {exc}")
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from creditflow.config import Settings
 from creditflow.kernel.errors import DomainError
 from creditflow.kernel.money import format_minor
 from creditflow.trade.documents import DocKind
@@ -53,9 +52,10 @@ def _console(stderr: bool = False) -> Console:
 
 
 def _open(db: str | None) -> App:
-    from creditflow.bootstrap import build
+    from creditflow.cli.common import open_app
 
-    return build(Settings(db_url=db) if db else Settings())
+    app: App = open_app(db)  # refuses (exit 3) without the passphrases; see creditflow.cli.common
+    return app
 
 
 def _service(app: App) -> TradeService:

@@ -100,7 +100,8 @@ PROBLEM_REF = {"$ref": "#/components/schemas/ProblemOut"}
 COMMON_ERRORS = {
     "401": "no valid API key (`unauthenticated`)",
     "409": "`Idempotency-Key` reused for another request (`idempotency_key_reused`) or its first request "
-    "still running (`idempotency_in_progress`), or a conflict with the current state",
+    "still running (`idempotency_in_progress`), a replay of a request whose response carried a secret shown once "
+    "(`idempotent_secret_not_replayable`), or a conflict with the current state",
     "413": "the body is over `request_max_bytes` (`request_too_large`)",
     "422": "invalid input; `field` names it (`invalid_input`, `invalid_amount`, ...)",
     "429": "over the rate limit of the API key, or of the client address without one (`rate_limited`); "

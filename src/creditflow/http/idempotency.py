@@ -13,6 +13,13 @@ For an authenticated POST carrying the header, keyed by (organisation, key):
    reservation so that the client may retry; except 503 ``ledger_timeout``, whose operation may still commit:
    that key stays reserved (``idempotency_in_progress``) so that a retry can never run it twice.
 
+5. a response that carries a secret (an API key, a device secret: shown once) is never stored. An endpoint
+   declares it with ``dependencies=[carries_secret("how to get a new one")]``; its 2xx response is sent once,
+   and the row keeps only its status and that note (``secret_withheld``). A replay of the same request
+   answers 409 ``idempotent_secret_not_replayable`` (with ``Idempotent-Replayed: true``: the first request
+   did run) saying how to get a new secret. ``tests/integration/test_secret_responses.py`` checks that every
+   route whose response model has a secret-looking field declares it.
+
 Rows older than ``idempotency_retention_days`` no longer count and are replaced on reuse. A reservation
 left by a process that died mid-request answers ``idempotency_in_progress`` until it expires: the
 request may or may not have run, and a second execution is the one thing this must never cause.
@@ -30,8 +37,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from typing import Any
 
 import anyio.to_thread
+from fastapi import Depends, Request
 from starlette.datastructures import Headers
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
@@ -42,7 +51,7 @@ from creditflow.http.problems import LEDGER_TIMEOUT, PROBLEM_JSON, domain_proble
 from creditflow.http.ratelimit import principal_wait, rate_limited
 from creditflow.http.security import token_from_headers
 from creditflow.identity.access import Principal
-from creditflow.identity.idempotency import IdempotencyKeys, Refusal, StoredResponse
+from creditflow.identity.idempotency import SECRET_NOT_REPLAYABLE, IdempotencyKeys, Refusal, StoredResponse
 from creditflow.kernel.errors import Conflict, DomainError, Unauthenticated
 
 log = logging.getLogger("creditflow.api")
@@ -50,6 +59,20 @@ log = logging.getLogger("creditflow.api")
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 KEY_MAX = 200
+SECRET_MARK = "creditflow.carries_secret"  # key in the request's state: the note stored instead of the response
+
+
+def carries_secret(how_to_get_a_new_one: str) -> Any:
+    """A route dependency that marks the route's response as carrying a secret shown once, e.g.
+    ``@router.post("/v1/api-keys", dependencies=[carries_secret("create another: POST /v1/api-keys")])``.
+    Its response is then never stored for `Idempotency-Key` replays; a replay answers 409
+    ``idempotent_secret_not_replayable`` with ``how_to_get_a_new_one`` in its detail."""
+
+    def mark(request: Request) -> None:
+        request.scope.setdefault("state", {})[SECRET_MARK] = how_to_get_a_new_one
+
+    mark.__name__ = "carries_secret"
+    return Depends(mark)
 
 
 def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
@@ -160,7 +183,7 @@ class IdempotencyMiddleware:
             await domain_problem(exc, path)(scope, receive, send)
             return
         if stored is not None:
-            await _replay(stored)(scope, receive, send)
+            await _replay(stored, path)(scope, receive, send)
             return
         await self._execute(scope, replaying(body, receive), send, principal, key)
 
@@ -186,8 +209,16 @@ class IdempotencyMiddleware:
         if (status >= 500 and not _outcome_unknown(status, body)) or status == 429:
             await release()  # nothing happened and a retry may succeed: the key is free again
         elif status < 500:
+            secret_note = scope.get("state", {}).get(SECRET_MARK)
             try:
-                await anyio.to_thread.run_sync(self.keys.complete, principal.org_id, key, status, body.decode("utf-8"))
+                if secret_note is not None and 200 <= status < 300:
+                    await anyio.to_thread.run_sync(
+                        self.keys.complete_withheld, principal.org_id, key, status, str(secret_note)
+                    )
+                else:
+                    await anyio.to_thread.run_sync(
+                        self.keys.complete, principal.org_id, key, status, body.decode("utf-8")
+                    )
             except Exception:  # the request ran; keep the reservation so that it is never run twice
                 log.exception("could not store the response for %s %r", principal.org_id, key)
         for message in messages:
@@ -204,7 +235,17 @@ def _outcome_unknown(status: int, body: bytes) -> bool:
         return False
 
 
-def _replay(stored: StoredResponse) -> Response:
+def _replay(stored: StoredResponse, path: str) -> Response:
+    if stored.secret_withheld:
+        return problem(
+            409,
+            SECRET_NOT_REPLAYABLE,
+            f"the first request with this {HEADER} ran and returned a secret, which is shown only once and never "
+            f"stored; it cannot be shown again: {stored.how_to_get_a_new_one}",
+            instance=path,
+            field=HEADER,
+            headers={REPLAYED_HEADER: "true"},
+        )
     media_type = PROBLEM_JSON if stored.status_code >= 400 else "application/json"
     return Response(
         content=stored.body.encode("utf-8"),

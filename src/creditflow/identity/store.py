@@ -229,6 +229,7 @@ class IdempotencyRow(NamedTuple):
     status_code: int
     response: str
     created_ts_ms: int
+    secret_withheld: bool = False
 
 
 def insert_idempotency_key(
@@ -256,7 +257,9 @@ def idempotency_key(conn: Connection, org_id: str, key: str) -> IdempotencyRow |
     row = conn.execute(select(idempotency_keys).where(k.org_id == org_id, k.key == key)).first()
     if row is None:
         return None
-    return IdempotencyRow(bytes(row.request_sha256), row.status_code, row.response, row.created_ts_ms)
+    return IdempotencyRow(
+        bytes(row.request_sha256), row.status_code, row.response, row.created_ts_ms, bool(row.secret_withheld)
+    )
 
 
 def delete_idempotency_key_created(conn: Connection, org_id: str, key: str, created_ts_ms: int) -> None:
@@ -265,12 +268,14 @@ def delete_idempotency_key_created(conn: Connection, org_id: str, key: str, crea
     conn.execute(delete(idempotency_keys).where(k.org_id == org_id, k.key == key, k.created_ts_ms == created_ts_ms))
 
 
-def store_idempotent_response(conn: Connection, org_id: str, key: str, status_code: int, response: str) -> None:
+def store_idempotent_response(
+    conn: Connection, org_id: str, key: str, status_code: int, response: str, *, secret_withheld: bool = False
+) -> None:
     k = idempotency_keys.c
     conn.execute(
         update(idempotency_keys)
         .where(k.org_id == org_id, k.key == key)
-        .values(status_code=status_code, response=response)
+        .values(status_code=status_code, response=response, secret_withheld=secret_withheld)
     )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    false,
 )
 
 from creditflow.kernel.tables import ID, metadata
@@ -51,6 +52,8 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
     Column("created_ts_ms", BigInteger, nullable=False),
+    # the response carried a secret (shown once): ``response`` holds only a note of how to get a new one
+    Column("secret_withheld", Boolean, nullable=False, server_default=false()),
     PrimaryKeyConstraint("org_id", "key"),
 )
 

@@ -14,6 +14,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Connection, Engine, and_, create_engine, event, or_
 from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
 
 __all__ = [
     "Connection",
@@ -24,6 +25,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalise_url",
+    "peek_engine",
 ]
 # `Connection` and `Engine` are re-exported: services hold an Engine and open one transaction per command
 # (`with engine.begin() as conn`), handing the Connection to store functions, without importing SQLAlchemy.
@@ -73,6 +75,21 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
 
         return engine
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+def peek_engine(url: str) -> Engine | None:
+    """An engine that only reads what is already there, for checks made before anything may be written (before
+    migrations, before a missing SQLite file would be created); None if there is no database to read. SQLite
+    opens read-only; PostgreSQL without a pool."""
+    url = normalise_url(url)
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if not database or database == ":memory:" or not Path(database).expanduser().is_file():
+            return None
+        path = Path(database).expanduser().resolve()
+        return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool)
+    return create_engine(url, poolclass=NullPool)
 
 
 def alembic_config(engine: Engine) -> Config:

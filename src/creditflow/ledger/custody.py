@@ -9,6 +9,12 @@ failed signature later. See docs/adr/0003-key-custody.md.
 Organisations that keep their own keys ("self custody") never appear here: they submit operations
 they signed themselves, and the ledger checks both kinds the same way.
 
+The log's own signing key (it signs tree heads and platform operations) is sealed apart, by `LogKeyCustody`:
+under a KEK derived from its own secret (`LogSecret`: a passphrase, Argon2id with its own salt, or a key
+file), in ``log_key_custody``, so the organisations' passphrase does not open it and its secret opens no
+organisation's key. Databases from before (the log key among the organisations' keys, ``org_id`` "platform")
+are re-sealed once by `reseal_log_key` (`creditflow keys seal-log-key`); see docs/adr/0015-secrets-apart.md.
+
 Other secrets the platform must be able to use but should not keep in clear (IoT device secrets, webhook
 signing secrets) are sealed the same way under a `SecretBox`: a subkey of the KEK for one named purpose
 (keyed BLAKE2b of the purpose under the KEK), so a box of one purpose cannot open another's.
@@ -17,23 +23,95 @@ signing secrets) are sealed the same way under a `SecretBox`: a subkey of the KE
 from __future__ import annotations
 
 import hashlib
+import os
+import stat
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, TypeVar
 
 import nacl.bindings as sodium
 import nacl.pwhash
 import nacl.utils
+from sqlalchemy.exc import SQLAlchemyError
 
-from creditflow.kernel.engine import Connection, Engine
+from creditflow.kernel.engine import Connection, Engine, peek_engine
 from creditflow.kernel.errors import NotFound
 from creditflow.ledger import store
 from creditflow.ledger.signing import Signer
 
+_T = TypeVar("_T")
 _CHECK = b"creditflow custody check v1"
 _NONCE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 
 
-class WrongPassphrase(RuntimeError):
-    pass
+class StartupRefused(RuntimeError):
+    """The platform will not open this database with these secrets; nothing was written. ``code`` is stable."""
+
+    code = "startup_refused"
+
+    def __init__(self, message: str, *, code: str | None = None):
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class WrongPassphrase(StartupRefused):
+    code = "wrong_key_passphrase"
+
+
+class WrongLogSecret(StartupRefused):
+    code = "wrong_log_key_secret"
+
+
+class LogKeyNotSeparated(StartupRefused):
+    code = "log_key_not_separated"
+
+
+LOG_KEY_FILE_MIN_BYTES = 32
+
+
+@dataclass(frozen=True)
+class LogSecret:
+    """What seals the log key: a passphrase (stretched with Argon2id) or the contents of a key file."""
+
+    kind: Literal["passphrase", "file"]
+    material: bytes
+    source: str = ""
+
+    def __repr__(self) -> str:  # never the material
+        return f"LogSecret({self.kind}, {self.source})"
+
+
+def read_log_key_file(path: Path) -> LogSecret:
+    """The log secret in ``path``: at least 32 bytes, readable by its owner only (on POSIX)."""
+    try:
+        info = path.stat()
+        material = path.read_bytes().strip()
+    except OSError as exc:
+        raise StartupRefused(
+            f"cannot read the log key file {path}: {exc.strerror}", code="log_key_file_unusable"
+        ) from None
+    if os.name == "posix" and info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StartupRefused(
+            f"the log key file {path} may be read by others (mode {stat.filemode(info.st_mode)}): chmod 600 it",
+            code="log_key_file_unusable",
+        )
+    if len(material) < LOG_KEY_FILE_MIN_BYTES:
+        raise StartupRefused(
+            f"the log key file {path} holds {len(material)} bytes; it needs at least {LOG_KEY_FILE_MIN_BYTES} "
+            "random bytes (`creditflow keys log-key-file PATH` writes one)",
+            code="log_key_file_unusable",
+        )
+    return LogSecret("file", material, f"key file {path}")
+
+
+def write_log_key_file(path: Path) -> None:
+    """Write a new log key file: 32 random bytes as hex, mode 0600; refuses to replace an existing file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(nacl.utils.random(32).hex() + "\n")
 
 
 class SecretBox:
@@ -143,6 +221,87 @@ class Custody:
     def holds(self, conn: Connection, org_id: str) -> bool:
         return store.custody_key_id(conn, org_id) is not None
 
+    def forget(self, conn: Connection, org_id: str) -> None:
+        """Delete every key held for ``org_id`` (in the caller's transaction) and drop it from the cache."""
+        store.delete_custody_keys(conn, org_id)
+        with self._lock:
+            for k in [k for k in self._cache if k[0] == org_id]:
+                del self._cache[k]
+
+
+class LogKeyCustody:
+    """The log's signing key, sealed under its own secret in ``log_key_custody`` (never with organisations')."""
+
+    def __init__(self, engine: Engine, secret: LogSecret, opslimit: int, memlimit: int):
+        self._engine = engine
+        self._secret = secret
+        self._opslimit = opslimit
+        self._memlimit = memlimit
+        self._signer: Signer | None = None
+
+    def _kek(self, salt: bytes | None, opslimit: int, memlimit: int) -> bytes:
+        if self._secret.kind == "passphrase":
+            assert salt is not None
+            return bytes(
+                nacl.pwhash.argon2id.kdf(32, self._secret.material, salt, opslimit=opslimit, memlimit=memlimit)
+            )
+        return hashlib.blake2b(self._secret.material, key=b"creditflow/log-key-file/v1", digest_size=32).digest()
+
+    def signer(self, conn: Connection | None = None) -> Signer:
+        """The log key; `NotFound` if none is sealed apart yet; `WrongLogSecret` if the secret does not open it."""
+        if self._signer is not None:
+            return self._signer
+        if conn is None:
+            with self._engine.connect().execution_options(read_only=True) as c:
+                held = store.sealed_log_key(c)
+        else:
+            held = store.sealed_log_key(conn)
+        if held is None:
+            raise NotFound("no log key is sealed apart in this database", code="no_log_key")
+        if held.kek_kind != self._secret.kind:
+            raise WrongLogSecret(
+                f"this database's log key is sealed with a {held.kek_kind}, but a {self._secret.kind} was given "
+                f"({self._secret.source})"
+            )
+        try:
+            seed = _open(self._kek(held.salt, held.opslimit, held.memlimit), held.sealed_seed, _log_aad(held))
+        except Exception:
+            raise WrongLogSecret(
+                f"the log key secret ({self._secret.source}) does not open this database's log key"
+            ) from None
+        self._signer = Signer(seed, held.key_id)
+        return self._signer
+
+    def store(self, conn: Connection, signer: Signer, created_ts_ms: int) -> None:
+        """Seal ``signer`` under the log secret, in the caller's transaction."""
+        passphrase = self._secret.kind == "passphrase"
+        salt = nacl.utils.random(16) if passphrase else None
+        opslimit, memlimit = (self._opslimit, self._memlimit) if passphrase else (0, 0)
+        row = store.SealedLogKey(signer.key_id, b"", self._secret.kind, salt, opslimit, memlimit)
+        sealed = _seal(self._kek(salt, opslimit, memlimit), signer.seed, _log_aad(row))
+        store.insert_sealed_log_key(conn, row._replace(sealed_seed=sealed), created_ts_ms)
+
+    def holds(self, conn: Connection) -> bool:
+        return store.sealed_log_key(conn) is not None
+
+
+def reseal_log_key(
+    conn: Connection, custody: Custody, log_custody: LogKeyCustody, platform: str, created_ts_ms: int
+) -> Signer | None:
+    """Move a log key held among the organisations' keys (databases from before) under its own secret, in the
+    caller's transaction: opened with the custody KEK, sealed apart, and its old row deleted, so the
+    organisations' passphrase no longer opens it. None if there was nothing to move."""
+    if log_custody.holds(conn) or not custody.holds(conn, platform):
+        return None
+    signer = custody.signer(platform, conn)
+    log_custody.store(conn, signer, created_ts_ms)
+    custody.forget(conn, platform)
+    return signer
+
+
+def _log_aad(row: store.SealedLogKey) -> bytes:
+    return f"creditflow/log-key/v1/{row.key_id}/{row.kek_kind}".encode()
+
 
 def _aad(org_id: str, key_id: str) -> bytes:
     return f"creditflow/custody/v1/{org_id}/{key_id}".encode()
@@ -156,3 +315,32 @@ def _seal(kek: bytes, plaintext: bytes, aad: bytes) -> bytes:
 def _open(kek: bytes, sealed: bytes, aad: bytes) -> bytes:
     nonce, box = sealed[:_NONCE], sealed[_NONCE:]
     return bytes(sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(box, aad, nonce, kek))
+
+
+def mark_demo_database(conn: Connection, key_passphrase: str, log_key_passphrase: str, created_ts_ms: int) -> None:
+    """Record that this database is a demo's, with the throwaway passphrases it opens with (never real data)."""
+    store.mark_demo_database(conn, key_passphrase, log_key_passphrase, created_ts_ms)
+
+
+def peek_demo_passphrases(db_url: str) -> tuple[str, str] | None:
+    """The throwaway (key, log key) passphrases if ``db_url`` is a database made by `creditflow demo`, else None.
+    Reads only, before migrations: a missing SQLite file is not created, nothing is written."""
+    return _peek(db_url, store.demo_passphrases, None)
+
+
+def peek_holds_keys(db_url: str) -> bool:
+    """Whether ``db_url`` already has a key store (read-only, before migrations, like `peek_demo_passphrases`)."""
+    return _peek(db_url, store.has_custody_meta, False)
+
+
+def _peek(db_url: str, read: Callable[[Connection], _T], default: _T) -> _T:
+    engine = peek_engine(db_url)
+    if engine is None:
+        return default
+    try:
+        with engine.connect() as conn:
+            return read(conn)
+    except SQLAlchemyError:
+        return default  # unreachable, or not a database yet
+    finally:
+        engine.dispose()

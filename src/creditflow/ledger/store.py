@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Integer, bindparam, func, literal, or_, select, update
+from sqlalchemy import Connection, Integer, bindparam, func, inspect, literal, or_, select, update
 
 from creditflow.kernel.engine import after_key
 from creditflow.ledger.merkle import NodeId
@@ -28,8 +28,10 @@ from creditflow.ledger.tables import (
     certificates,
     custody_keys,
     custody_meta,
+    demo_database,
     ledger_entries,
     log_head,
+    log_key_custody,
     merkle_nodes,
     parties,
     party_keys,
@@ -485,6 +487,61 @@ def custody_key_id(conn: Connection, org_id: str) -> str | None:
     stmt = select(custody_keys.c.key_id).where(custody_keys.c.org_id == org_id, custody_keys.c.retired.is_(False))
     row = conn.execute(stmt).first()
     return None if row is None else str(row.key_id)
+
+
+def delete_custody_keys(conn: Connection, org_id: str) -> int:
+    """Forget every key held for ``org_id`` (the log key, once it is sealed apart); the number of rows."""
+    return int(conn.execute(custody_keys.delete().where(custody_keys.c.org_id == org_id)).rowcount)
+
+
+# --- the log's own signing key, sealed apart -------------------------------------------------------------
+
+
+class SealedLogKey(NamedTuple):
+    key_id: str
+    sealed_seed: bytes
+    kek_kind: str
+    salt: bytes | None
+    opslimit: int
+    memlimit: int
+
+
+def sealed_log_key(conn: Connection) -> SealedLogKey | None:
+    row = conn.execute(select(log_key_custody).order_by(log_key_custody.c.created_ts_ms.desc()).limit(1)).first()
+    if row is None:
+        return None
+    salt = None if row.salt is None else bytes(row.salt)
+    return SealedLogKey(row.key_id, bytes(row.sealed_seed), row.kek_kind, salt, row.opslimit, row.memlimit)
+
+
+def insert_sealed_log_key(conn: Connection, key: SealedLogKey, created_ts_ms: int) -> None:
+    conn.execute(log_key_custody.insert().values(**key._asdict(), created_ts_ms=created_ts_ms))
+
+
+# --- demo databases ------------------------------------------------------------------------------------
+
+
+def mark_demo_database(conn: Connection, key_passphrase: str, log_key_passphrase: str, created_ts_ms: int) -> None:
+    conn.execute(
+        demo_database.insert().values(
+            id=1, key_passphrase=key_passphrase, log_key_passphrase=log_key_passphrase, created_ts_ms=created_ts_ms
+        )
+    )
+
+
+def has_custody_meta(conn: Connection) -> bool:
+    if not inspect(conn).has_table(custody_meta.name):
+        return False
+    return conn.execute(select(custody_meta.c.id)).first() is not None
+
+
+def demo_passphrases(conn: Connection) -> tuple[str, str] | None:
+    """(key passphrase, log key passphrase) of a database made by `creditflow demo`; None for any other, also
+    one whose schema predates the mark (this runs before migrations, read-only)."""
+    if not inspect(conn).has_table(demo_database.name):
+        return None
+    row = conn.execute(select(demo_database.c.key_passphrase, demo_database.c.log_key_passphrase)).first()
+    return None if row is None else (str(row[0]), str(row[1]))
 
 
 # --- exports of the log (keyset pages) ---------------------------------------------------------------

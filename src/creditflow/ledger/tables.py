@@ -3,7 +3,9 @@ other context's tables, all registered on `creditflow.kernel.tables.metadata`).
 
 `ledger_entries`, `merkle_nodes` and `tree_heads` are the source of truth; `parties`, `party_keys`,
 `certificates`, `pieces` and `piece_events` are a read model that `creditflow verify` re-derives from
-the log and compares; `custody_*` hold the sealed organisation keys.
+the log and compares; `custody_*` hold the sealed organisation keys; `log_key_custody` the log's own signing
+key, sealed apart from them (its own passphrase or key file); `demo_database` marks a database made by
+`creditflow demo`, with the throwaway passphrases it opens with (docs/security/secrets.md).
 """
 
 from __future__ import annotations
@@ -86,6 +88,30 @@ party_keys = Table(
     Column("valid_from_seq", BigInteger, nullable=False),
     Column("revoked_at_seq", BigInteger),
     PrimaryKeyConstraint("org_id", "key_id"),
+)
+
+log_key_custody = Table(
+    "log_key_custody",
+    metadata,
+    Column("key_id", ID, primary_key=True),
+    Column("sealed_seed", LargeBinary, nullable=False),
+    # "passphrase": the KEK is Argon2id(log_key_passphrase, salt, opslimit, memlimit); "file": a keyed hash of
+    # the key file's contents (salt NULL, costs 0)
+    Column("kek_kind", String(16), nullable=False),
+    Column("salt", LargeBinary(16), nullable=True),
+    Column("opslimit", Integer, nullable=False),
+    Column("memlimit", BigInteger, nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
+    CheckConstraint("kek_kind IN ('passphrase', 'file')", name="ck_log_key_custody_kind"),
+)
+
+demo_database = Table(
+    "demo_database",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("key_passphrase", String(128), nullable=False),
+    Column("log_key_passphrase", String(128), nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
 )
 
 certificates = Table(

@@ -26,8 +26,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.tree import Tree
 
-from creditflow.bootstrap import App, build
-from creditflow.config import Settings
+from creditflow.bootstrap import App, build_demo
 from creditflow.financing import pain001
 from creditflow.kernel.clock import ManualClock, SystemClock
 from creditflow.kernel.engine import create_database, drop_database, make_engine
@@ -171,7 +170,8 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         )
     )
     clock = ManualClock(SystemClock().now_ms())
-    app = build(Settings(db_url=url), clock=clock)
+    # its own throwaway passphrases, random per demo database and stored in it: no environment needed
+    app = build_demo(url, clock=clock)
     # A kept database (--db) may hold entries from an earlier run's fast-forward: time never goes back.
     with app.engine.connect().execution_options(read_only=True) as conn:
         clock.set(max(clock.now_ms(), ledger_reads.log_head(conn)[1]))

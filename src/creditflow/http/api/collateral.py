@@ -36,6 +36,7 @@ from creditflow.collateral.assets import AssetSpec, asset_not_found, device_not_
 from creditflow.collateral.model import AssetKind, DeviceKind
 from creditflow.collateral.system import IotSystem
 from creditflow.http.common import error_responses
+from creditflow.http.idempotency import carries_secret
 from creditflow.http.schemas import Page
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
 from creditflow.identity.access import Principal
@@ -488,7 +489,13 @@ def get_asset(asset_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     return iot_of(app).collateral.asset(asset_id, viewer=viewer(who))
 
 
-@router.post("/v1/iot/devices", status_code=201, response_model=DeviceSecretOut, responses=_W)
+@router.post(
+    "/v1/iot/devices",
+    status_code=201,
+    response_model=DeviceSecretOut,
+    responses=_W,
+    dependencies=[carries_secret("the device was registered; rotate its secret (POST /v1/iot/devices/{id}/rotate)")],
+)
 def register_device(body: DeviceIn, app: AppDep, who: Caller) -> dict[str, Any]:
     """Bind a new device to one of the caller's assets; its secret is returned once."""
     iot = iot_of(app)
@@ -519,7 +526,12 @@ def get_device(device_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     return iot_of(app).collateral.device(device_id, viewer=viewer(who))
 
 
-@router.post("/v1/iot/devices/{device_id}/rotate", response_model=DeviceSecretOut, responses=_W)
+@router.post(
+    "/v1/iot/devices/{device_id}/rotate",
+    response_model=DeviceSecretOut,
+    responses=_W,
+    dependencies=[carries_secret("the secret was rotated; rotate it again (POST /v1/iot/devices/{id}/rotate)")],
+)
 def rotate(device_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     """Give a device a new secret (returned once); the old one stops working at once."""
     iot = iot_of(app)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Query
 
 from creditflow.http.common import error_responses
+from creditflow.http.idempotency import carries_secret
 from creditflow.http.schemas import (
     ApiKeyIn,
     ApiKeyOut,
@@ -78,6 +79,7 @@ def notifications(
     status_code=201,
     response_model=OrganisationCreatedOut,
     responses=error_responses(401, 403, 409, 422),
+    dependencies=[carries_secret("the organisation exists; create a new API key for it (POST /v1/api-keys)")],
 )
 def register_organisation(body: OrganisationIn, app: AppDep, who: Caller) -> OrganisationCreatedOut:
     """Onboard an organisation (operator only) and hand out its first API key.
@@ -148,6 +150,7 @@ def rotate_key(
     status_code=201,
     response_model=ApiKeyOut,
     responses=error_responses(401, 422),
+    dependencies=[carries_secret("the key was created; create another one (POST /v1/api-keys) if it was lost")],
 )
 def create_api_key(
     app: AppDep,

@@ -20,7 +20,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from creditflow.bootstrap import build
+from creditflow.bootstrap import build, throwaway_secrets
 from creditflow.config import Settings
 
 _T = TypeVar("_T")
@@ -100,13 +100,26 @@ def run_api_bench(ops: int, workdir: Path, concurrency: int = 128) -> dict[str, 
     from creditflow.tools.bench.ledger import Workload
 
     url = f"sqlite:///{workdir / 'api.db'}"
-    settings = Settings(db_url=url, enforce_trade_rules=False, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
+    secrets = throwaway_secrets()
+    settings = Settings(
+        db_url=url,
+        enforce_trade_rules=False,
+        kdf_opslimit=1,
+        kdf_memlimit_bytes=8 * 1024 * 1024,
+        **secrets,  # type: ignore[arg-type]
+    )
     with build(settings) as app:
         work = Workload(app, lanes=concurrency)
         signed = work.operations(ops)
         token = app.access.create_key("alpha", "api benchmark")
     port = _free_port()
-    env = {**os.environ, **SERVER_ENV, "CREDITFLOW_DB_URL": url}
+    env = {
+        **os.environ,
+        **SERVER_ENV,
+        "CREDITFLOW_DB_URL": url,
+        "CREDITFLOW_KEY_PASSPHRASE": secrets["key_passphrase"],
+        "CREDITFLOW_LOG_KEY_PASSPHRASE": secrets["log_key_passphrase"],
+    }
     server = subprocess.Popen(
         [
             sys.executable,

@@ -63,7 +63,7 @@ def run_credit_bench(
     http_requests: int = 300,
     with_german: bool = True,
 ) -> dict[str, Any]:
-    from creditflow.bootstrap import build
+    from creditflow.bootstrap import build, throwaway_secrets
     from creditflow.config import Settings
     from creditflow.credit.service import CreditService
 
@@ -74,7 +74,12 @@ def run_credit_bench(
     out["cpu_count"] = os.cpu_count()
     with tempfile.TemporaryDirectory() as tmp:
         app = build(
-            Settings(db_url=f"sqlite:///{Path(tmp) / 'bench.db'}", kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
+            Settings(
+                db_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
+                kdf_opslimit=1,
+                kdf_memlimit_bytes=8 * 1024 * 1024,
+                **throwaway_secrets(),  # type: ignore[arg-type]
+            )
         )
         try:
             service = CreditService(app.engine, app.settings, app.clock)

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from creditflow.bootstrap import App, build
+from creditflow.bootstrap import App, build, throwaway_secrets
 from creditflow.config import Settings
 from creditflow.kernel.uscc import make_uscc
 
@@ -69,7 +69,10 @@ def setup_world(app: App, pieces: int) -> dict[str, Any]:
 def run_financing_bench(requests: int = 300, db_url: str | None = None) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="creditflow-bench-fin-") as tmp:
         url = db_url or f"sqlite:///{Path(tmp) / 'financing.db'}"
-        settings = Settings(db_url=url, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
+        if db_url is None:  # a scratch database of this run
+            settings = Settings(db_url=url, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024, **throwaway_secrets())  # type: ignore[arg-type]
+        else:  # the caller's database: its passphrases come from the environment, as for any command
+            settings = Settings(db_url=url, kdf_opslimit=1, kdf_memlimit_bytes=8 * 1024 * 1024)
         with build(settings) as app:
             world = setup_world(app, requests + 1)
             latencies: list[float] = []

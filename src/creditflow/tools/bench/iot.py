@@ -37,7 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from creditflow.bootstrap import build
+from creditflow.bootstrap import build, throwaway_secrets
 from creditflow.collateral.assets import AssetSpec
 from creditflow.collateral.ingest import settle_heap
 from creditflow.collateral.model import AssetKind, DeviceKind, make_message
@@ -137,7 +137,7 @@ def _bench_store(
 ) -> dict[str, Any]:
     from creditflow.collateral.mqtt import MqttIngest
 
-    app = build(Settings(db_url=db_url, **FAST_KDF), clock=SystemClock())  # type: ignore[arg-type]
+    app = build(Settings(db_url=db_url, **FAST_KDF, **throwaway_secrets()), clock=SystemClock())  # type: ignore[arg-type]
     iot_settings = IotSettings.from_settings(
         app.settings,
         clear_holdoff_ms=0,

@@ -28,7 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
-from creditflow.bootstrap import App, build
+from creditflow.bootstrap import App, build, throwaway_secrets
 from creditflow.config import Settings
 from creditflow.kernel.uscc import make_uscc
 from creditflow.ledger import merkle
@@ -134,7 +134,7 @@ def _run_ops(app: App, signed: list[SignedOperation]) -> float:
 
 def _store_run(url: str, ops: int, console: Console | None, label: str) -> dict[str, Any]:
     # Ledger mechanics only: the trade rules (invoice per transfer) are measured by `bench financing`.
-    settings = Settings(db_url=url, enforce_trade_rules=False, **FAST_KDF)  # type: ignore[arg-type]
+    settings = Settings(db_url=url, enforce_trade_rules=False, **FAST_KDF, **throwaway_secrets())  # type: ignore[arg-type]
     with build(settings) as app:
         work = Workload(app, lanes=64)
         signed = work.operations(ops)
