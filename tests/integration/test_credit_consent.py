@@ -158,7 +158,7 @@ def test_an_expired_authorisation_refuses_applications_and_reads(
     refused_without_trace(app, apply(client, cast.h["bank"]), 403, "credit_authorisation_required", before)
     gone = client.get(f"/v1/credit/decisions/{decision_id}", headers=cast.h["bank"])
     refused_without_trace(app, gone, 404, "decision_not_found", before)
-    [listed] = client.get("/v1/credit/authorisations", headers=cast.h["factory"]).json()
+    [listed] = client.get("/v1/credit/authorisations", headers=cast.h["factory"]).json()["items"]
     assert listed["status"] == "expired"
 
 
@@ -192,12 +192,12 @@ def test_another_partys_authorisation_answers_as_a_missing_one(app: App, client:
     missing = client.post(f"/v1/credit/authorisations/{uuid.uuid4()}/revoke", headers=cast.h["factory.admin"])
     refused_without_trace(app, missing, 404, "credit_authorisation_not_found", before)
     # each sees its own: the business its grants, the bank those it received, others nothing
-    assert [a["authorisation_id"] for a in client.get("/v1/credit/authorisations", headers=cast.h["bank"]).json()] == [
-        granted["authorisation_id"]
-    ]
-    assert client.get("/v1/credit/authorisations", headers=cast.h["bank2"]).json() == []
-    assert client.get("/v1/credit/authorisations", headers=cast.h["steel"]).json() == []
-    assert len(client.get("/v1/credit/authorisations", headers=cast.h["auditor"]).json()) == 1
+    assert [
+        a["authorisation_id"] for a in client.get("/v1/credit/authorisations", headers=cast.h["bank"]).json()["items"]
+    ] == [granted["authorisation_id"]]
+    assert client.get("/v1/credit/authorisations", headers=cast.h["bank2"]).json()["items"] == []
+    assert client.get("/v1/credit/authorisations", headers=cast.h["steel"]).json()["items"] == []
+    assert len(client.get("/v1/credit/authorisations", headers=cast.h["auditor"]).json()["items"]) == 1
 
 
 def test_granting_needs_an_admin_person_of_a_business_a_bank_and_a_bounded_expiry(
@@ -267,7 +267,7 @@ def test_the_business_sees_who_looked_when_and_why_and_its_admins_are_told(
     decision_id = apply(client, cast.h["bank.anna"]).json()["decision_id"]
     clock.advance(1000)
     assert client.get(f"/v1/credit/decisions/{decision_id}", headers=cast.h["bank"]).status_code == 200
-    log = client.get("/v1/credit/queries", headers=cast.h["factory"]).json()
+    log = client.get("/v1/credit/queries", headers=cast.h["factory"]).json()["items"]
     assert [(q["kind"], q["asker_id"], q["user_id"], q["auth"]) for q in log] == [
         ("read", "bank", None, "api_key"),
         ("application", "bank", "bank.anna", "personal_token"),
@@ -275,19 +275,19 @@ def test_the_business_sees_who_looked_when_and_why_and_its_admins_are_told(
     assert {(q["authorisation_id"], q["purpose"], q["scope"], q["decision_id"]) for q in log} == {
         (granted["authorisation_id"], "working capital", "decision", decision_id)
     }
-    assert len(client.get("/v1/credit/queries", headers=cast.h["bank"]).json()) == 2  # its own look-ups
-    assert client.get("/v1/credit/queries", headers=cast.h["bank2"]).json() == []
-    assert client.get("/v1/credit/queries", headers=cast.h["steel"]).json() == []
-    [notice] = [n for n in app.notices.of("factory") if n.kind == "credit_queried"]
+    assert len(client.get("/v1/credit/queries", headers=cast.h["bank"]).json()["items"]) == 2  # its own look-ups
+    assert client.get("/v1/credit/queries", headers=cast.h["bank2"]).json()["items"] == []
+    assert client.get("/v1/credit/queries", headers=cast.h["steel"]).json()["items"] == []
+    [notice] = [n for n in app.notices.of("factory").items if n.kind == "credit_queried"]
     assert notice.data["bank_id"] == "bank" and notice.data["decision_id"] == decision_id
     # the business asking about itself needs no authorisation and is not a "look-up by another party"
     own = apply(client, cast.h["factory"])
     assert own.status_code == 200 and own.json()["features"] is not None
-    assert len(client.get("/v1/credit/queries", headers=cast.h["factory"]).json()) == 2
+    assert len(client.get("/v1/credit/queries", headers=cast.h["factory"]).json()["items"]) == 2
     # an overseer may ask, and is logged (no authorisation)
     clock.advance(1000)
     assert apply(client, cast.h["auditor"]).status_code == 200
-    top = client.get("/v1/credit/queries", headers=cast.h["factory"]).json()[0]
+    top = client.get("/v1/credit/queries", headers=cast.h["factory"]).json()["items"][0]
     assert (top["asker_id"], top["asker_role"], top["authorisation_id"]) == ("auditor", "auditor", None)
 
 

@@ -70,7 +70,7 @@ def test_notifications_reach_the_admins_only(world: App) -> None:
         for token in (admin, organisation):
             got = client.get("/v1/notifications", headers={"Authorization": f"Bearer {token}"})
             assert got.status_code == 200, got.text
-            assert [(n["kind"], n["message"], n["data"]) for n in got.json()] == [
+            assert [(n["kind"], n["message"], n["data"]) for n in got.json()["items"]] == [
                 ("account_changed", "账户已变更 / account changed", {"n": 1})
             ]
         refused = client.get("/v1/notifications", headers={"Authorization": f"Bearer {viewer}"})

@@ -315,7 +315,7 @@ def test_the_schema_matches_the_migration(app: App) -> None:
 
 
 def test_loans_and_pledges_from_before_consent_become_proposals(app: App, iot: IotSystem) -> None:
-    """Migration 0010 on a database with a loan, a pledge and a bank's price from before: the loan and the
+    """Migration 0011 on a database with a loan, a pledge and a bank's price from before: the loan and the
     pledge are proposals to the borrower (they restrict and show nothing), the price moves to the bank's
     book; once the borrower accepts, both parties' signatures verify. Downgrading and upgrading again works."""
     from alembic import command
@@ -324,7 +324,7 @@ def test_loans_and_pledges_from_before_consent_become_proposals(app: App, iot: I
 
     lot(iot, "lot-s", "steel")
     cfg = alembic_config(app.engine)
-    command.downgrade(cfg, "0010-1")
+    command.downgrade(cfg, "0011-1")
     now = app.clock.now_ms()
     with app.engine.begin() as conn:
         conn.execute(

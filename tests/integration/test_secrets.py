@@ -431,7 +431,7 @@ def test_the_migration_scrubs_secrets_stored_before_it(store_url: str) -> None:
     cfg = alembic_config(engine)
     try:
         command.upgrade(cfg, "head")
-        command.downgrade(cfg, "0014-1")  # as before this revision
+        command.downgrade(cfg, "0010-1")  # as before this revision
         rows = [
             ("bank", "a", 201, json.dumps({"org_id": "bank", "key_id": "k", "api_key": "cf_k_TOPSECRET1"})),
             ("steel", "b", 201, json.dumps({"device_id": "d", "secret": "ab" * 32})),
@@ -455,7 +455,7 @@ def test_the_migration_scrubs_secrets_stored_before_it(store_url: str) -> None:
         assert after["a"].status_code == 201
         assert not after["c"].secret_withheld and after["c"].response == rows[2][3]
         assert not after["d"].secret_withheld and after["d"].response == rows[3][3]
-        command.downgrade(cfg, "0014-1")  # withheld rows would replay as a success without their secret: gone
+        command.downgrade(cfg, "0010-1")  # withheld rows would replay as a success without their secret: gone
         with engine.connect() as conn:
             keys = set(conn.execute(text("SELECT key FROM idempotency_keys")).scalars())
         assert keys == {"c", "d"}

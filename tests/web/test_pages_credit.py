@@ -71,7 +71,7 @@ def test_a_business_admin_grants_sees_and_revokes_and_sees_who_looked(web: TestC
     assert too_long.status_code == 422 and 'id="e-valid_days" data-code="authorisation_too_long"' in too_long.text
     granted = web.post(PAGE, data=grant_form(csrf))
     assert granted.status_code == 200 and "bank may look up your credit" in granted.text
-    [authorisation] = world.credit.authorisations(world.access.authenticate(world.access.create_key("factory")))
+    [authorisation] = world.credit.authorisations(world.access.authenticate(world.access.create_key("factory"))).items
     row = f'data-authorisation="{authorisation["authorisation_id"]}" data-status="live"'
     assert row in granted.text
     # the bank reads a decision it asked for: the factory sees who, when, why and what

@@ -32,6 +32,7 @@ from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.kernel.money import check_amount_minor
 from creditflow.ledger import reads as ledger
 from creditflow.ledger.model.parties import Role
+from creditflow.ledger.queries import Page, decode_cursor, page_from
 
 if TYPE_CHECKING:
     from creditflow.credit.service import DecisionRecord
@@ -310,24 +311,22 @@ class CreditConsent:
         assert after is not None
         return _authorisation(after).to_json(now)
 
-    def authorisations(
-        self, who: Principal, *, limit: int = 50, before_ts_ms: int | None = None
-    ) -> list[dict[str, Any]]:
-        """A business its grants, a bank those granted to it, the overseers all; others none."""
-        limit = max(1, min(limit, self.settings.credit_query_page_max))
+    def authorisations(self, who: Principal, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """A business its grants, a bank those granted to it, the overseers all; others none. Newest first."""
+        before = _cursor_key(cursor)
         org_id = bank_id = None
         if who.role in _BUSINESSES:
             org_id = who.org_id
         elif who.role == Role.BANK:
             bank_id = who.org_id
         elif who.role not in _OVERSEERS:
-            return []
+            return Page([], None)
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = store.authorisations_list(
-                conn, org_id=org_id, bank_id=bank_id, limit=limit, before_ts_ms=before_ts_ms
-            )
+            rows = store.authorisations_list(conn, org_id=org_id, bank_id=bank_id, limit=limit + 1, before=before)
         now = self.clock.now_ms()
-        return [_authorisation(r).to_json(now) for r in rows]
+        return page_from(
+            [_authorisation(r).to_json(now) for r in rows], limit, lambda a: (a["granted_ts_ms"], a["authorisation_id"])
+        )
 
     def authorisation(self, who: Principal, authorisation_id: str) -> dict[str, Any]:
         with self.engine.connect().execution_options(read_only=True) as conn:
@@ -336,17 +335,17 @@ class CreditConsent:
             raise _authorisation_not_found(authorisation_id)
         return _authorisation(row).to_json(self.clock.now_ms())
 
-    def queries(self, who: Principal, *, limit: int = 50, before_ts_ms: int | None = None) -> list[dict[str, Any]]:
-        """The query log: a business who looked at it (and, for a bank, what it looked at itself); the
-        overseers all."""
-        limit = max(1, min(limit, self.settings.credit_query_page_max))
+    def queries(self, who: Principal, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """The query log, newest first: a business who looked at it (and, for a bank, what it looked at
+        itself); the overseers all."""
+        before = _cursor_key(cursor)
         org_id = asker_id = None
         if who.role not in _OVERSEERS:
             org_id = who.org_id
             asker_id = who.org_id
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = store.queries_list(conn, org_id=org_id, asker_id=asker_id, limit=limit, before_ts_ms=before_ts_ms)
-        return [_query_json(r) for r in rows]
+            rows = store.queries_list(conn, org_id=org_id, asker_id=asker_id, limit=limit + 1, before=before)
+        return page_from([_query_json(r) for r in rows], limit, lambda q: (q["ts_ms"], q["query_id"]))
 
     # --- reading a decision ------------------------------------------------------------------------------
 
@@ -509,3 +508,11 @@ class CreditConsent:
                 raise Conflict("no manual decision is waiting for confirmation", code="no_manual_proposal")
             rows = store.manual_decisions(conn, decision_id)
         return _manual_json(next(r for r in rows if r["id"] == pending["id"]))
+
+
+def _cursor_key(cursor: str | None) -> tuple[int, str] | None:
+    """The (time, id) key of a cursor this API returned (422 ``cursor`` otherwise)."""
+    if not cursor:
+        return None
+    ts, row_id = decode_cursor(cursor, int, str)
+    return int(ts), str(row_id)

@@ -38,7 +38,6 @@ class CreditSettings(BaseModel):
         True,
         description="a bank's manual decision (on a referral, or overriding a decline) needs a second person",
     )
-    credit_query_page_max: int = Field(500, ge=1, description="most authorisations or queries listed at once")
 
 
 def from_settings(settings: Any | None) -> CreditSettings:

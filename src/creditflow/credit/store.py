@@ -27,6 +27,7 @@ from creditflow.credit.tables import (
     credit_observations,
     credit_queries,
 )
+from creditflow.kernel.engine import before_key
 
 _ORG_CHUNK = 500  # org ids per IN list (stays under SQLite's bound-parameter limit)
 _INSERT_CHUNK = 5000  # observation rows per executemany
@@ -282,7 +283,7 @@ def authorisations_for(conn: Connection, org_id: str, bank_id: str) -> list[dict
 
 
 def authorisations_list(
-    conn: Connection, *, org_id: str | None, bank_id: str | None, limit: int, before_ts_ms: int | None
+    conn: Connection, *, org_id: str | None, bank_id: str | None, limit: int, before: tuple[int, str] | None
 ) -> list[dict[str, Any]]:
     """Newest first; ``org_id`` / ``bank_id`` None means any (an overseer's view)."""
     a = credit_authorisations
@@ -291,8 +292,8 @@ def authorisations_list(
         query = query.where(a.c.org_id == org_id)
     if bank_id is not None:
         query = query.where(a.c.bank_id == bank_id)
-    if before_ts_ms is not None:
-        query = query.where(a.c.granted_ts_ms < before_ts_ms)
+    if before is not None:
+        query = query.where(before_key([a.c.granted_ts_ms, a.c.id], before))
     rows = conn.execute(query.order_by(a.c.granted_ts_ms.desc(), a.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
 
@@ -313,7 +314,7 @@ def insert_query(conn: Connection, row: Mapping[str, Any]) -> None:
 
 
 def queries_list(
-    conn: Connection, *, org_id: str | None, asker_id: str | None, limit: int, before_ts_ms: int | None
+    conn: Connection, *, org_id: str | None, asker_id: str | None, limit: int, before: tuple[int, str] | None
 ) -> list[dict[str, Any]]:
     """The query log, newest first: about ``org_id``, by ``asker_id`` (None: any)."""
     q = credit_queries
@@ -324,8 +325,8 @@ def queries_list(
         query = query.where(q.c.org_id == org_id)
     elif asker_id is not None:
         query = query.where(q.c.asker_id == asker_id)
-    if before_ts_ms is not None:
-        query = query.where(q.c.ts_ms < before_ts_ms)
+    if before is not None:
+        query = query.where(before_key([q.c.ts_ms, q.c.id], before))
     rows = conn.execute(query.order_by(q.c.ts_ms.desc(), q.c.id.desc()).limit(limit))
     return [dict(r._mapping) for r in rows]
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Query
 
 from creditflow.http.schemas import CertificateOut, PieceOut, ProblemOut, ReceiptOut
 from creditflow.ledger.model.certificates import Certificate, Piece
@@ -17,6 +19,11 @@ _DESCRIPTIONS = {
     413: "over a limit (`request_too_large`, `tree_too_large`, `ledger_busy`)",
     422: "invalid input; `field` names it (`invalid_input`, `invalid_amount`, ...)",
 }
+
+
+# The two parameters of every paged list (cursors are opaque: `creditflow.ledger.queries.encode_cursor`).
+Limit = Annotated[int | None, Query(description="page size (default `page_size_default`)")]
+Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from creditflow.identity import store
 from creditflow.kernel.engine import Engine
+from creditflow.ledger.queries import Page, decode_cursor, page_from
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,11 +36,16 @@ class Notices:
     def __init__(self, engine: Engine):
         self.engine = engine
 
-    def of(self, org_id: str, *, limit: int = 50, before_ts_ms: int | None = None) -> list[Notice]:
-        """``org_id``'s notifications, newest first."""
+    def of(self, org_id: str, *, limit: int = 50, cursor: str | None = None) -> Page:
+        """A page of ``org_id``'s notifications (`Notice`), newest first."""
+        before = None
+        if cursor:
+            ts, notification_id = decode_cursor(cursor, int, str)
+            before = (int(ts), str(notification_id))
         with self.engine.connect().execution_options(read_only=True) as conn:
-            rows = store.notifications_of(conn, org_id, limit=max(1, min(limit, 500)), before_ts_ms=before_ts_ms)
-        return [
+            rows = store.notifications_of(conn, org_id, limit=limit + 1, before=before)
+        notices = [
             Notice(r.notification_id, r.org_id, r.kind, r.message, json.loads(r.data_json), r.created_ts_ms)
             for r in rows
         ]
+        return page_from(notices, limit, lambda n: (n.created_ts_ms, n.notification_id))

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from creditflow.identity.tables import api_keys, idempotency_keys, notifications, users, web_sessions
+from creditflow.kernel.engine import before_key
 
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
 
@@ -313,12 +314,12 @@ def insert_notification(
 
 
 def notifications_of(
-    conn: Connection, org_id: str, *, limit: int, before_ts_ms: int | None = None
+    conn: Connection, org_id: str, *, limit: int, before: tuple[int, str] | None = None
 ) -> list[Notification]:
-    """The organisation's newest notifications first (older than ``before_ts_ms`` if given)."""
+    """The organisation's newest notifications first (after the keyset ``before``, if given)."""
     n = notifications.c
     query = select(notifications).where(n.org_id == org_id)
-    if before_ts_ms is not None:
-        query = query.where(n.created_ts_ms < before_ts_ms)
+    if before is not None:
+        query = query.where(before_key([n.created_ts_ms, n.notification_id], before))
     rows = conn.execute(query.order_by(n.created_ts_ms.desc(), n.notification_id.desc()).limit(limit))
     return [Notification(r.notification_id, r.org_id, r.kind, r.message, r.data_json, r.created_ts_ms) for r in rows]

@@ -128,6 +128,14 @@ def drop_database(url: str) -> None:
         admin.dispose()
 
 
+def before_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
+    """``(columns) < (key)`` in lexicographic order: the keyset condition of a list newest first."""
+    first, *rest = columns
+    if not rest:
+        return first < key[0]
+    return or_(first < key[0], and_(first == key[0], before_key(rest, key[1:])))
+
+
 def after_key(columns: Sequence[ColumnElement[Any]], key: Sequence[int | str]) -> ColumnElement[bool]:
     """``(columns) > (key)`` in lexicographic order, written out (row values are not portable): the keyset
     condition of every paged list (the API's cursors encode ``key``; see `creditflow.ledger.queries`)."""

@@ -35,7 +35,7 @@ from creditflow.bootstrap import App
 from creditflow.collateral.assets import AssetSpec, asset_not_found, device_not_found
 from creditflow.collateral.model import AssetKind, DeviceKind
 from creditflow.collateral.system import IotSystem
-from creditflow.http.common import error_responses
+from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.idempotency import carries_secret
 from creditflow.http.schemas import Page
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
@@ -47,9 +47,6 @@ router = APIRouter(tags=["collateral"])
 _W = error_responses(401, 403, 404, 409, 422)
 _R = error_responses(401, 404)
 _L = error_responses(401, 422)
-
-Limit = Annotated[int | None, Query(description="page size (default `page_size_default`)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 
 
 def iot_of(app: App) -> IotSystem:

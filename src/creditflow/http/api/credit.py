@@ -22,9 +22,9 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from creditflow.credit.service import CreditService
-from creditflow.http.common import error_responses
+from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.problems import problem
-from creditflow.http.schemas import AmountMinor, OrgId, RequestBody
+from creditflow.http.schemas import AmountMinor, OrgId, Page, RequestBody
 from creditflow.http.security import AppDep, Caller, require_role
 from creditflow.kernel.errors import Unavailable
 from creditflow.ledger.model.parties import Role
@@ -185,14 +185,10 @@ def grant_authorisation(body: AuthorisationIn, app: AppDep, who: Caller) -> dict
     responses=error_responses(401, 422),
     summary="Credit authorisations: given (a business), received (a bank), all (overseers)",
 )
-def list_authorisations(
-    app: AppDep,
-    who: Caller,
-    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
-    before_ts_ms: Annotated[int | None, Query(ge=0, description="only granted before this")] = None,
-) -> list[dict[str, Any]]:
-    """Each with its status (live, expired, revoked), who granted and revoked it, when and how."""
-    return credit_service(app).authorisations(who, limit=limit, before_ts_ms=before_ts_ms)
+def list_authorisations(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None) -> Page[dict[str, Any]]:
+    """Newest first, each with its status (live, expired, revoked), who granted and revoked it, when and how."""
+    page = credit_service(app).authorisations(who, limit=app.queries.page_size(limit), cursor=cursor)
+    return Page[dict[str, Any]](items=page.items, next_cursor=page.next_cursor)
 
 
 @router.post(
@@ -211,16 +207,12 @@ def revoke_authorisation(authorisation_id: str, app: AppDep, who: Caller) -> dic
     responses=error_responses(401, 422),
     summary="The credit query log: who looked, when and why",
 )
-def list_queries(
-    app: AppDep,
-    who: Caller,
-    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
-    before_ts_ms: Annotated[int | None, Query(ge=0, description="only older than this")] = None,
-) -> list[dict[str, Any]]:
+def list_queries(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None) -> Page[dict[str, Any]]:
     """Every application and every read of a decision by a party other than the business: for a
     business the look-ups about it, for a bank (also) its own look-ups, for the overseers all. Each names
     the asker, the person and how it authenticated, the authorisation, its purpose and what was returned."""
-    return credit_service(app).queries(who, limit=limit, before_ts_ms=before_ts_ms)
+    page = credit_service(app).queries(who, limit=app.queries.page_size(limit), cursor=cursor)
+    return Page[dict[str, Any]](items=page.items, next_cursor=page.next_cursor)
 
 
 @router.post(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from creditflow.financing.policy import RATINGS, TENOR_BUCKETS_DAYS
-from creditflow.http.common import error_responses
+from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.schemas import AmountMinor, OrgId, Page, RequestBody
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
 from creditflow.http.visibility import visible_certificate, visible_payable, visible_piece
@@ -242,8 +242,6 @@ class ExposureOut(BaseModel):
     exposure_minor: int = Field(description="live value the bank holds of the core enterprise's certificates")
 
 
-Limit = Annotated[int | None, Query(description="page size (default `page_size_default`)")]
-Cursor = Annotated[str | None, Query(max_length=200, description="`next_cursor` of the previous page")]
 _LIST_ERRORS = error_responses(401, 422)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query
 
-from creditflow.http.common import error_responses
+from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.idempotency import carries_secret
 from creditflow.http.schemas import (
     ApiKeyIn,
@@ -56,22 +56,25 @@ def me(app: AppDep, who: Caller) -> MeOut:
 
 @router.get(
     "/v1/notifications",
-    response_model=list[NotificationOut],
+    response_model=Page[NotificationOut],
     responses=error_responses(401, 403, 422),
     summary="Notifications to the caller's organisation's admins",
 )
 def notifications(
     app: AppDep,
     who: Caller,
-    limit: Annotated[int, Query(ge=1, le=500, description="how many, newest first")] = 50,
-    before_ts_ms: Annotated[int | None, Query(ge=0, description="only older than this")] = None,
-) -> list[NotificationOut]:
-    """What the platform told the organisation's admins (account changes, lock-outs, credit look-ups, ...).
+    limit: Limit = None,
+    cursor: Cursor = None,
+) -> Page[NotificationOut]:
+    """What the platform told the organisation's admins (account changes, lock-outs, credit look-ups, ...),
+    newest first.
     An admin, or the organisation-wide key; a person without the admin role may not read them."""
     if who.is_person:
         require_user_role(who, UserRole.ADMIN, what="read the organisation's notifications")
-    notes = app.notices.of(who.org_id, limit=limit, before_ts_ms=before_ts_ms)
-    return [NotificationOut.model_validate(n.to_json()) for n in notes]
+    page = app.notices.of(who.org_id, limit=app.queries.page_size(limit), cursor=cursor)
+    return Page[NotificationOut](
+        items=[NotificationOut.model_validate(n.to_json()) for n in page.items], next_cursor=page.next_cursor
+    )
 
 
 @router.post(

@@ -294,7 +294,7 @@ def _credit_page(request: Request, user: WebUser, *, status: int = 200, **contex
     app = app_of(request)
     service = credit_service(app)
     names = {p.org_id: p.name for p in app.queries.parties()}
-    grants = service.authorisations(user.principal)
+    grants = service.authorisations(user.principal).items
     authorised = sorted({a["org_id"] for a in grants if a["status"] == "live"})
     return render(
         request,
@@ -302,7 +302,7 @@ def _credit_page(request: Request, user: WebUser, *, status: int = 200, **contex
         status=status,
         businesses=[(org, names.get(org, org)) for org in authorised],
         authorisations=grants,
-        lookups=[q for q in service.queries(user.principal) if q["asker_id"] == user.org_id],
+        lookups=[q for q in service.queries(user.principal).items if q["asker_id"] == user.org_id],
         names=names,
         products=CREDIT_PRODUCTS,
         **context,

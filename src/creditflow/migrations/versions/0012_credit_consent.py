@@ -10,8 +10,8 @@ effective per decision (a partial unique index).
 ``credit_decisions.asked_by`` / ``authorisation_id``: who applied, under which authorisation (NULL for
 decisions before, and for a business applying for itself or the platform asking).
 
-Revision ID: 0013
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-03 12:00:00
 """
 
@@ -20,8 +20,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0013'
-down_revision = '0010'
+revision = '0012'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

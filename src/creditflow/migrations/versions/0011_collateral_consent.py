@@ -10,8 +10,8 @@
 - ``iot_bank_prices``: each bank's own price book (it values only that bank's loans); ``iot_prices`` stays
   the operator's feed. Prices that banks set in the shared table before are moved into their books.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-11-27 10:00:00
 """
 
@@ -22,8 +22,8 @@ import uuid
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0010'
-down_revision = '0009'
+revision = '0011'
+down_revision = '0010'
 branch_labels = None
 depends_on = None
 

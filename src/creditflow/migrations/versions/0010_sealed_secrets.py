@@ -9,8 +9,8 @@
   note of how to get a new one; a replay answers 409 ``idempotent_secret_not_replayable``. Responses stored
   before, with an API key or a device secret in clear, are scrubbed here.
 
-Revision ID: 0014
-Revises: 0013
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-11-28 10:00:00
 """
 
@@ -21,8 +21,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0014'
-down_revision = '0013'
+revision = '0010'
+down_revision = '0009'
 branch_labels = None
 depends_on = None
 
