@@ -444,8 +444,14 @@ def test_provenance_walks_to_the_root_with_tiers_and_only_the_holders_own_pieces
     # need to know (issue 13): the upstream pieces show their tier and a commitment, not who or how much
     redacted = re.findall(r'<tr data-piece="([^"]+)" data-redacted="yes"><td>(\d)</td>', page.text)
     assert redacted == [(factory["piece"], "1"), (to_steel, "2")]
-    assert "1,000,000.00" not in page.text and "300,000.00" not in page.text and 'data-redacted="yes">not shown' in page.text
-    svg_nodes = re.findall(r'<g class="prov-node" data-piece="([^"]+)" data-tier="(\d)" data-redacted="(\w+)">', page.text)
+    assert (
+        "1,000,000.00" not in page.text
+        and "300,000.00" not in page.text
+        and 'data-redacted="yes">not shown' in page.text
+    )
+    svg_nodes = re.findall(
+        r'<g class="prov-node" data-piece="([^"]+)" data-tier="(\d)" data-redacted="(\w+)">', page.text
+    )
     assert svg_nodes == [(factory["piece"], "1", "yes"), (to_steel, "2", "yes"), (to_ore, "3", "no")]
     history = re.findall(r'<tr data-seq="\d+"><td>\d+</td><td>([^<]+)</td><td>([^<]+)</td>', page.text)
     assert history == [("received", "Steel")]
