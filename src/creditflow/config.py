@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from creditflow.collateral.settings import IotSettings
 from creditflow.credit.settings import CreditSettings
+from creditflow.financing.settings import FinancingSettings
 from creditflow.identity.settings import WebSettings
 
 # Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/security/secrets.md).
@@ -89,6 +90,8 @@ class Settings(BaseSettings):
     )
     approvals_required: int = Field(2, ge=2, le=5, description="distinct core-enterprise users who confirm a payable")
     penalty_rate_bps: int = Field(1825, ge=0, le=10_000, description="penalty interest on overdue amounts, per year")
+    # payouts: the waiting period of an account change (CREDITFLOW_FINANCING__ACCOUNT_CHANGE_WAIT_S=86400)
+    financing: FinancingSettings = Field(default_factory=FinancingSettings)
 
     # data credit: its limits and thresholds live in one nested block (CREDITFLOW_CREDIT__CREDIT_FOLDS=10)
     credit: CreditSettings = Field(default_factory=CreditSettings)

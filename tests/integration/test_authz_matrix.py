@@ -126,6 +126,33 @@ def person(w: World, role: str, which: int = 1) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+_ADMIN_TOKENS: dict[str, str] = {}
+
+
+def _as_admin(w: World, s: Side, role: str) -> Req:
+    """DELETE /v1/accounts/pending as an admin person of the caller's organisation (a personal token)."""
+    org = w.own.orgs[role]
+    if org not in _ADMIN_TOKENS:
+        from creditflow.identity.roles import UserRole
+
+        user = f"matrix-admin-{org}"[:64]
+        w.app.confirmation.add_user(org, user, "Matrix Admin", roles=(UserRole.ADMIN,))
+        _ADMIN_TOKENS[org] = w.app.access.create_key(org, "matrix admin", user_id=user)
+    return Req("/v1/accounts/pending", headers={"Authorization": f"Bearer {_ADMIN_TOKENS[org]}"})
+
+
+def _holder_reads_upstream(w: World, client: TestClient) -> Any:
+    """A bank holds a piece it financed: its provenance shows the supplier's piece above it redacted (no
+    holder, no amount), and asking for that piece directly answers as for a piece that does not exist."""
+    headers = w.own.headers("bank")
+    chain = client.get(f"/v1/pieces/{w.own.bank_piece_id}/provenance", headers=headers).json()["chain"]
+    upstream = [p for p in chain if p["id"] != w.own.bank_piece_id]
+    assert upstream and all(p["redacted"] and p["amount_minor"] is None and p["holder"] is None for p in upstream)
+    cert = client.get(f"/v1/certificates/{w.own.financed_certificate_id}", headers=headers).json()
+    assert cert["face_minor"] is None
+    return client.get(f"/v1/pieces/{upstream[-1]['id']}/provenance", headers=headers)
+
+
 ALL_OK = "ok ok ok ok ok"
 OPERATOR_ONLY = "403 403 403 403 ok"
 BANK_ONLY = "403 403 ok 403 403"
@@ -684,6 +711,25 @@ MATRIX: list[Row] = [
     # --- issue 13 H5: rows of secrets and rotation ---
     # --- end H5 ---
     # --- issue 13 H6: rows of accounts, payouts and need to know ---
+    row("GET", "/v1/accounts", fixed("/v1/accounts"), ALL_OK),
+    # an admin person cancels (each caller its own organisation's admin, by personal token); none pending here
+    row("DELETE", "/v1/accounts/pending", _as_admin, ALL_OK, domain_404="account_change_not_found"),
+    # held payouts: the issuer and the overseers all of them, a holder its own (here: none are held)
+    row(
+        "GET",
+        "/v1/certificates/{certificate_id}/payouts",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/payouts"),
+        ALL_OK,
+        OVERSEERS_SEE,
+    ),
+    # releasing them is the issuer's or the operator's, as clearing is (409 no_held_payouts: none are held)
+    row(
+        "POST",
+        "/v1/certificates/{certificate_id}/payouts/release",
+        lambda w, s, r: Req(f"/v1/certificates/{cert_for(s, r)}/payouts/release"),
+        "ok 403 403 403 ok",
+        "404 404 404 403 ok",
+    ),
     # --- end H6 ---
     # --- last: rotating keys (the world's signers must not change under the rows above) -------------
     row(
@@ -887,6 +933,13 @@ ABUSE: list[Abuse] = [
     ),
     # --- end H5 ---
     # --- issue 13 H6 ---
+    Abuse(
+        "a holder reading upstream amounts",
+        _holder_reads_upstream,
+        404,
+        "piece_not_found",
+        lambda w: [(p.id, p.holder, p.amount_minor) for p in w.app.queries.tree(w.own.financed_certificate_id)],
+    ),
     # --- end H6 ---
 ]
 

@@ -125,12 +125,14 @@ def test_chinese_names_survive_utf8() -> None:
     assert texts(doc, "//p:CdtTrfTxInf/p:Cdtr/p:Nm") == [FACTORY.name, STEEL.name, BANK.name]
 
 
-def test_names_and_remittance_longer_than_140_characters_are_cut_to_fit() -> None:
-    long_name = "精" * 200
-    data = build([CreditTransfer("E2E1", 100, Account(long_name, "62220001", "ICBKCNBJ"), "备注" * 100)])
+def test_a_remittance_longer_than_140_characters_is_cut_and_a_name_is_refused() -> None:
+    data = build([CreditTransfer("E2E1", 100, Account("精" * 140, "62220001", "ICBKCNBJ"), "备注" * 100)])
     doc = parse(data)
     assert texts(doc, "//p:Cdtr/p:Nm") == ["精" * 140]
     assert texts(doc, "//p:RmtInf/p:Ustrd") == ["备注" * 70]
+    # a name is who gets paid: cutting it could name someone else, so an overlong one is refused (issue 13)
+    with pytest.raises(ValueError, match="account name"):
+        build([CreditTransfer("E2E1", 100, Account("精" * 141, "62220001", "ICBKCNBJ"), "x")])
 
 
 @pytest.mark.parametrize("bic", ["icbkcnbj", "ICBKCNB", "ICBKCNBJX", "ICBKCNBJXZHQ", "ICBK1NBJ", ""])

@@ -423,7 +423,7 @@ def test_bad_or_declined_financing_changes_nothing(
 # --- provenance, history, pagination ------------------------------------------------------------------
 
 
-def test_provenance_walks_to_the_root_with_tiers_and_holder_names(
+def test_provenance_walks_to_the_root_with_tiers_and_only_the_holders_own_pieces_in_clear(
     web: TestClient, world: App, factory: dict[str, Any]
 ) -> None:
     to_steel = world.ledger.transfer("factory", factory["piece"], "steel", 30_000_000).result["piece_id"]
@@ -439,12 +439,20 @@ def test_provenance_walks_to_the_root_with_tiers_and_holder_names(
         page.text,
     )
     assert [(pid, tier, name, amount, how) for pid, tier, name, amount, how in rows] == [
-        (factory["piece"], "1", "Factory", "1,000,000.00", "issued"),
-        (to_steel, "2", "Steel", "300,000.00", "received"),
         (to_ore, "3", "Ore", "100,000.00", "received"),
     ]
-    svg_nodes = re.findall(r'<g class="prov-node" data-piece="([^"]+)" data-tier="(\d)">', page.text)
-    assert svg_nodes == [(factory["piece"], "1"), (to_steel, "2"), (to_ore, "3")]
+    # need to know (issue 13): the upstream pieces show their tier and a commitment, not who or how much
+    redacted = re.findall(r'<tr data-piece="([^"]+)" data-redacted="yes"><td>(\d)</td>', page.text)
+    assert redacted == [(factory["piece"], "1"), (to_steel, "2")]
+    assert (
+        "1,000,000.00" not in page.text
+        and "300,000.00" not in page.text
+        and 'data-redacted="yes">not shown' in page.text
+    )
+    svg_nodes = re.findall(
+        r'<g class="prov-node" data-piece="([^"]+)" data-tier="(\d)" data-redacted="(\w+)">', page.text
+    )
+    assert svg_nodes == [(factory["piece"], "1", "yes"), (to_steel, "2", "yes"), (to_ore, "3", "no")]
     history = re.findall(r'<tr data-seq="\d+"><td>\d+</td><td>([^<]+)</td><td>([^<]+)</td>', page.text)
     assert history == [("received", "Steel")]
     # ore may accept it from its own page

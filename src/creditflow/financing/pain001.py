@@ -4,13 +4,13 @@ The file is built with lxml and validated against the official XSD that the `sep
 (we depend on the package rather than copying the schema; `pain001_xsd_path` is the one place that knows
 where inside it the schema lies). Amounts are written from integer fen as
 exact decimals; the control sum is the exact sum. Creditor accounts are Chinese account numbers
-(``Othr/Id``), banks are identified by BIC.
+(``Othr/Id``) or IBANs (``IBAN``), banks are identified by BIC. What an account's fields may hold is
+`creditflow.financing.accounts`' rule, checked when an account is saved and again here.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,10 +19,11 @@ from pathlib import Path
 
 from lxml import etree
 
+from creditflow.financing import accounts as rules
+
 NAMESPACE = "urn:iso:std:iso:20022:tech:xsd:pain.001.001.09"
 XSD_PACKAGE = "sepaxml"
 XSD_RESOURCE = ("schemas", "pain.001.001.09.xsd")
-_BIC_RE = re.compile(r"^[A-Z0-9]{4}[A-Z]{2}[A-Z0-9]{2}([A-Z0-9]{3})?$")
 _MAX35 = 35
 _MAX140 = 140
 
@@ -41,13 +42,14 @@ class Account:
     account_number: str
     bic: str
 
+    def problems(self) -> list[tuple[str, str]]:
+        """Every (field, message) of the account that breaks the rules (`accounts.problems`)."""
+        return rules.problems(self.name, self.account_number, self.bic)
+
     def check(self, role: str) -> None:
-        if not _BIC_RE.fullmatch(self.bic):
-            raise ValueError(f"{role} bank BIC {self.bic!r} is not a valid BIC")
-        if not self.account_number or len(self.account_number) > 34:
-            raise ValueError(f"{role} account number must be 1-34 characters")
-        if not self.name:
-            raise ValueError(f"{role} account needs a name")
+        labels = {"account_name": "account name", "account_number": "account number", "bic": "bank BIC"}
+        for field, message in self.problems():
+            raise ValueError(f"{role} {labels[field]}: {message}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +77,11 @@ def _agent(parent: etree._Element, tag: str, bic: str) -> None:
 
 
 def _account(parent: etree._Element, tag: str, account: Account) -> None:
-    _sub(_sub(_sub(_sub(parent, tag), "Id"), "Othr"), "Id", account.account_number)
+    identification = _sub(_sub(parent, tag), "Id")
+    if rules.is_iban(account.account_number):
+        _sub(identification, "IBAN", account.account_number)
+    else:
+        _sub(_sub(identification, "Othr"), "Id", account.account_number)
 
 
 def build(

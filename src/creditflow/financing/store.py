@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, update
 
 from creditflow.financing import pain001
+from creditflow.financing.accounts import PendingChange
 from creditflow.financing.policy import Product
 from creditflow.financing.tables import (
     bank_blacklist,
@@ -25,7 +26,10 @@ from creditflow.financing.tables import (
     core_ratings,
     financing_agreements,
     financing_requests,
+    held_payouts,
     payments,
+    payout_releases,
+    settlement_account_changes,
     settlement_accounts,
 )
 from creditflow.kernel.engine import after_key
@@ -354,7 +358,7 @@ def insert_clearing_run(
     conn: Connection,
     certificate_id: str,
     message_id: str,
-    payment_file: bytes,
+    payment_file: bytes | None,
     total_minor: int,
     transfers: int,
     created_ts_ms: int,
@@ -371,8 +375,129 @@ def insert_clearing_run(
     )
 
 
-def payment_file(conn: Connection, certificate_id: str) -> bytes | None:
+def clearing_run(conn: Connection, certificate_id: str) -> tuple[str, bytes | None] | None:
+    """(message_id, payment file or None when every payout was held) of the certificate's clearing run."""
     row = conn.execute(
-        select(clearing_runs.c.payment_file).where(clearing_runs.c.certificate_id == certificate_id)
+        select(clearing_runs.c.message_id, clearing_runs.c.payment_file).where(
+            clearing_runs.c.certificate_id == certificate_id
+        )
+    ).first()
+    if row is None:
+        return None
+    return row.message_id, None if row.payment_file is None else bytes(row.payment_file)
+
+
+def release_file(conn: Connection, certificate_id: str, message_id: str) -> bytes | None:
+    row = conn.execute(
+        select(payout_releases.c.payment_file).where(
+            payout_releases.c.certificate_id == certificate_id, payout_releases.c.message_id == message_id
+        )
     ).first()
     return None if row is None else bytes(row.payment_file)
+
+
+# --- account changes (the waiting period) ----------------------------------------------------------
+
+
+def pending_changes(conn: Connection, org_ids: Iterable[str]) -> dict[str, PendingChange]:
+    wanted = sorted(set(org_ids))
+    out: dict[str, PendingChange] = {}
+    c = settlement_account_changes.c
+    for i in range(0, len(wanted), _IN_CHUNK):
+        for r in conn.execute(select(settlement_account_changes).where(c.org_id.in_(wanted[i : i + _IN_CHUNK]))):
+            out[r.org_id] = PendingChange(
+                r.org_id,
+                r.account_name,
+                r.account_number,
+                r.bic,
+                r.requested_ts_ms,
+                r.effective_ts_ms,
+                r.requested_by,
+            )
+    return out
+
+
+def put_pending_change(conn: Connection, change: PendingChange) -> None:
+    delete_pending_change(conn, change.org_id)
+    conn.execute(
+        insert(settlement_account_changes).values(
+            org_id=change.org_id,
+            account_name=change.account_name,
+            account_number=change.account_number,
+            bic=change.bic,
+            requested_ts_ms=change.requested_ts_ms,
+            effective_ts_ms=change.effective_ts_ms,
+            requested_by=change.requested_by,
+        )
+    )
+
+
+def delete_pending_change(conn: Connection, org_id: str) -> int:
+    c = settlement_account_changes.c
+    return conn.execute(settlement_account_changes.delete().where(c.org_id == org_id)).rowcount or 0
+
+
+# --- held payouts -------------------------------------------------------------------------------------
+
+
+def insert_held_payout(
+    conn: Connection,
+    *,
+    piece_id: str,
+    certificate_id: str,
+    holder: str,
+    amount_minor: int,
+    code: str,
+    reason: str,
+    held_ts_ms: int,
+) -> None:
+    conn.execute(
+        insert(held_payouts).values(
+            piece_id=piece_id,
+            certificate_id=certificate_id,
+            holder=holder,
+            amount_minor=amount_minor,
+            code=code,
+            reason=reason[:500],
+            held_ts_ms=held_ts_ms,
+        )
+    )
+
+
+def held_payouts_of(conn: Connection, certificate_id: str) -> list[dict[str, Any]]:
+    """Every held payout of the certificate (released ones too), by piece id."""
+    h = held_payouts.c
+    rows = conn.execute(select(held_payouts).where(h.certificate_id == certificate_id).order_by(h.piece_id))
+    return [dict(r._mapping) for r in rows]
+
+
+def mark_released(conn: Connection, piece_ids: Sequence[str], message_id: str, released_ts_ms: int) -> int:
+    h = held_payouts.c
+    result = conn.execute(
+        update(held_payouts)
+        .where(h.piece_id.in_(list(piece_ids)), h.released_message_id.is_(None))
+        .values(released_message_id=message_id, released_ts_ms=released_ts_ms)
+    )
+    return result.rowcount or 0
+
+
+def insert_release(
+    conn: Connection,
+    *,
+    message_id: str,
+    certificate_id: str,
+    payment_file: bytes,
+    total_minor: int,
+    transfers: int,
+    created_ts_ms: int,
+) -> None:
+    conn.execute(
+        insert(payout_releases).values(
+            message_id=message_id,
+            certificate_id=certificate_id,
+            payment_file=payment_file,
+            total_minor=total_minor,
+            transfers=transfers,
+            created_ts_ms=created_ts_ms,
+        )
+    )

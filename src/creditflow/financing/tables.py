@@ -38,6 +38,21 @@ settlement_accounts = Table(
     Column("bic", String(11), nullable=False),
 )
 
+# A requested change of an organisation's settlement account (at most one per organisation): it takes
+# effect at ``effective_ts_ms`` (the waiting period, ``financing.account_change_wait_s``) unless an admin
+# cancels it; until then payouts use ``settlement_accounts``.
+settlement_account_changes = Table(
+    "settlement_account_changes",
+    metadata,
+    Column("org_id", ID, primary_key=True),
+    Column("account_name", String(140), nullable=False),
+    Column("account_number", String(34), nullable=False),
+    Column("bic", String(11), nullable=False),
+    Column("requested_ts_ms", BigInteger, nullable=False),
+    Column("effective_ts_ms", BigInteger, nullable=False),
+    Column("requested_by", String(100), nullable=False),
+)
+
 bank_products = Table(
     "bank_products",
     metadata,
@@ -129,6 +144,35 @@ clearing_runs = Table(
     metadata,
     Column("certificate_id", UUID, primary_key=True),
     Column("message_id", String(35), nullable=False, unique=True),
+    Column("payment_file", LargeBinary, nullable=True),  # none when every payout was held
+    Column("total_minor", BigInteger, nullable=False),
+    Column("transfers", Integer, nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
+)
+
+# A holder's payout that clearing could not pay (no account, or an account that breaks the rules): the
+# piece is cleared on the ledger (the issuer paid), the money waits here until a release pays it.
+held_payouts = Table(
+    "held_payouts",
+    metadata,
+    Column("piece_id", UUID, primary_key=True),
+    Column("certificate_id", UUID, nullable=False, index=True),
+    Column("holder", ID, nullable=False, index=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("code", String(64), nullable=False),
+    Column("reason", String(500), nullable=False),
+    Column("held_ts_ms", BigInteger, nullable=False),
+    Column("released_message_id", String(35), nullable=True),
+    Column("released_ts_ms", BigInteger, nullable=True),
+    CheckConstraint("amount_minor > 0", name="held_positive"),
+)
+
+# The payment files that paid held payouts later (one per release).
+payout_releases = Table(
+    "payout_releases",
+    metadata,
+    Column("message_id", String(35), primary_key=True),
+    Column("certificate_id", UUID, nullable=False, index=True),
     Column("payment_file", LargeBinary, nullable=False),
     Column("total_minor", BigInteger, nullable=False),
     Column("transfers", Integer, nullable=False),

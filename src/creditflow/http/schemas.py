@@ -348,12 +348,15 @@ class CertificateOut(BaseModel):
     )
     id: str
     issuer: str
-    face_minor: int
+    face_minor: int | None = Field(
+        description="null for a holder that is not the first (need to know): the issuer, the first holder, "
+        "the operator and the auditor see it"
+    )
     currency: str
     issue_date: dt.date
     maturity_date: dt.date
-    payable_id: str
-    payable_digest: str
+    payable_id: str | None = Field(description="null where face_minor is")
+    payable_digest: str | None = Field(description="null where face_minor is")
     root_piece_id: str
     state: CertificateState
     created_seq: int
@@ -399,12 +402,47 @@ class TreeOut(BaseModel):
     pieces: list[PieceOut] = Field(description="every piece, parents before children")
 
 
+class ProvenancePieceOut(BaseModel):
+    """A piece on a provenance walk. Who may not read it (an upstream piece of another holder) gets its
+    tier, state and commitment, never its holder, sender or amount (``redacted``: true)."""
+
+    id: str
+    certificate_id: str
+    parent_id: str | None
+    holder: str | None
+    sender: str | None
+    amount_minor: int | None
+    state: PieceState
+    frozen: bool
+    tier: int
+    accept_by_ms: int | None
+    created_seq: int
+    closed_seq: int | None
+    redacted: bool
+    commitment: str = Field(
+        description="SHA-256(b'creditflow/piece-commitment/v1\\x00' || CJ1({amount_minor, certificate_id, "
+        "holder, piece_id, salt})), hex"
+    )
+    commitment_salt: str | None = Field(description="the opening's salt, for who reads the piece in clear")
+
+
 class ProvenanceOut(BaseModel):
     model_config = ConfigDict(
-        json_schema_extra={"examples": [{"piece_id": PIECE_ID_EXAMPLE, "chain": [PIECE_EXAMPLE]}]}
+        json_schema_extra={
+            "examples": [
+                {
+                    "piece_id": PIECE_ID_EXAMPLE,
+                    "chain": [
+                        {**PIECE_EXAMPLE, "redacted": False, "commitment": "ab" * 32, "commitment_salt": "cd" * 32}
+                    ],
+                }
+            ]
+        }
     )
     piece_id: str
-    chain: list[PieceOut] = Field(description="the piece, its parent, ... up to the certificate's first piece")
+    chain: list[ProvenancePieceOut] = Field(
+        description="the piece, its parent, ... up to the certificate's first piece; another holder's pieces redacted"
+    )
 
 
 class EventOut(BaseModel):

@@ -12,15 +12,20 @@ import base64
 import binascii
 import json
 import re
+import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import IntegrityError
+
 from creditflow.config import Settings
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
-from creditflow.ledger import store
+from creditflow.ledger import commitments, store
 from creditflow.ledger.model.certificates import LIVE_STATES, Certificate, CertificateState, Piece
 from creditflow.ledger.model.parties import Party
 
@@ -98,6 +103,8 @@ class Queries:
     def __init__(self, engine: Engine, settings: Settings):
         self.engine = engine
         self.settings = settings
+        self._commitment_key: bytes | None = None
+        self._key_lock = threading.Lock()
 
     @contextmanager
     def _conn(self) -> Iterator[Connection]:
@@ -203,6 +210,38 @@ class Queries:
         if not rows:
             raise NotFound(f"piece {piece_id!r} does not exist", code="piece_not_found", field="piece_id")
         return rows
+
+    def commitment_key(self) -> bytes:
+        """The database's key of piece-commitment salts (made on first use if the migration did not)."""
+        with self._key_lock:
+            if self._commitment_key is None:
+                with self._conn() as conn:
+                    key = store.commitment_key(conn)
+                if key is None:
+                    try:
+                        with self.engine.begin() as conn:
+                            store.insert_commitment_key(conn, secrets.token_bytes(32), int(time.time() * 1000))
+                    except IntegrityError:  # another process made it first: read theirs below
+                        pass
+                    with self._conn() as conn:
+                        key = store.commitment_key(conn)
+                assert key is not None
+                self._commitment_key = key
+            return self._commitment_key
+
+    def commitment(self, piece: Piece) -> tuple[str, str]:
+        """(commitment, salt) of a piece (`creditflow.ledger.commitments`)."""
+        salt = commitments.salt(self.commitment_key(), piece.id)
+        return (
+            commitments.commitment(
+                certificate_id=piece.certificate_id,
+                piece_id=piece.id,
+                holder=piece.holder,
+                amount_minor=piece.amount_minor,
+                salt_hex=salt,
+            ),
+            salt,
+        )
 
     def history(self, piece_id: str) -> list[dict[str, Any]]:
         """What happened to a piece: how it was created (from the entry that created it), then every event."""

@@ -35,6 +35,7 @@ from creditflow.ledger.tables import (
     merkle_nodes,
     parties,
     party_keys,
+    piece_commitment_key,
     piece_events,
     pieces,
     tree_heads,
@@ -454,6 +455,15 @@ def insert_custody_meta(conn: Connection, meta: CustodyMeta) -> None:
             id=1, salt=meta.salt, opslimit=meta.opslimit, memlimit=meta.memlimit, check_box=meta.check_box
         )
     )
+
+
+def commitment_key(conn: Connection) -> bytes | None:
+    row = conn.execute(select(piece_commitment_key.c.key).where(piece_commitment_key.c.id == 1)).first()
+    return None if row is None else bytes(row.key)
+
+
+def insert_commitment_key(conn: Connection, key: bytes, created_ts_ms: int) -> None:
+    conn.execute(piece_commitment_key.insert().values(id=1, key=key, created_ts_ms=created_ts_ms))
 
 
 def insert_custody_key(conn: Connection, org_id: str, key_id: str, sealed_seed: bytes, created_ts_ms: int) -> None:

@@ -190,3 +190,14 @@ custody_keys = Table(
     Column("retired", Boolean, nullable=False),
     PrimaryKeyConstraint("org_id", "key_id"),
 )
+
+# The key of the salts of piece commitments (`creditflow.ledger.commitments`): one random key per
+# database. It needs no sealing: it only hides from holders what the database holds in clear anyway.
+piece_commitment_key = Table(
+    "piece_commitment_key",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("key", LargeBinary(32), nullable=False),
+    Column("created_ts_ms", BigInteger, nullable=False),
+    CheckConstraint("id = 1", name="single_row"),
+)

@@ -18,7 +18,7 @@ from creditflow.http.schemas import (
     TreeOut,
 )
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
-from creditflow.http.visibility import visible_certificate, visible_payable
+from creditflow.http.visibility import certificate_view, visible_certificate, visible_payable
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.model.parties import Role
 
@@ -94,8 +94,9 @@ def list_certificates(
     responses=error_responses(401, 404),
 )
 def get_certificate(certificate_id: str, app: AppDep, who: Caller) -> CertificateOut:
-    """A certificate, for its issuer, operator, auditor, and every organisation that holds or held a piece."""
-    return certificate_out(visible_certificate(app, who, certificate_id))
+    """A certificate, for its issuer, operator, auditor, and every organisation that holds or held a piece
+    (need to know: the face value and the payable only for the issuer, the first holder and the overseers)."""
+    return certificate_view(app, who, visible_certificate(app, who, certificate_id))
 
 
 @router.get(

@@ -17,6 +17,8 @@ from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.schemas import AmountMinor, OrgId, Page, RequestBody
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
 from creditflow.http.visibility import visible_certificate, visible_payable, visible_piece
+from creditflow.identity.access import Principal
+from creditflow.identity.roles import UserRole, require_user_role
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.model.parties import Role
 
@@ -121,9 +123,43 @@ class AccountIn(RequestBody):
             ]
         },
     )
-    account_name: str = Field(min_length=1, max_length=140)
-    account_number: str = Field(min_length=1, max_length=34)
-    bic: str = Field(min_length=8, max_length=11)
+    # The ISO 20022 rules (lengths included) are the service's, with a stable code per field
+    # (`invalid_account_name`, `invalid_account_number`, `invalid_bic`); here only a bound on the input.
+    account_name: str = Field(max_length=1000, description="Max140Text: 1-140 characters, no control characters")
+    account_number: str = Field(max_length=1000, description="an IBAN, or 1-34 ASCII letters and digits")
+    bic: str = Field(max_length=1000, description="ISO 9362: 8 or 11 of A-Z and 0-9")
+
+
+class AccountOut(BaseModel):
+    account_name: str
+    account_number: str
+    bic: str
+
+
+class PendingAccountOut(AccountOut):
+    requested_ts_ms: int
+    effective_ts_ms: int = Field(description="when it takes effect, unless an admin cancels it")
+    requested_by: str = Field(description="the user, or `key <id>` for an organisation-wide key")
+
+
+class AccountStateOut(BaseModel):
+    org_id: str
+    account: AccountOut | None = Field(description="the account payouts use now")
+    pending: PendingAccountOut | None = Field(
+        description="a requested change, waiting (financing.account_change_wait_s)"
+    )
+
+
+class HeldPayoutOut(BaseModel):
+    piece_id: str
+    certificate_id: str
+    holder: str
+    amount_minor: int
+    code: str = Field(description="`no_settlement_account` or `invalid_settlement_account`")
+    reason: str
+    held_ts_ms: int
+    released_message_id: str | None
+    released_ts_ms: int | None
 
 
 class PaymentIn(RequestBody):
@@ -392,11 +428,36 @@ def agreements(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = N
     return Page[AgreementOut](items=[AgreementOut.model_validate(r) for r in page.items], next_cursor=page.next_cursor)
 
 
-@router.put("/v1/accounts", responses=_W)
-def set_account(body: AccountIn, app: AppDep, who: Caller) -> dict[str, str]:
-    """The caller's settlement account: where clearing pays it (or, for an issuer, pays from)."""
-    app.clearing.set_account(who.org_id, body.account_name, body.account_number, body.bic)
-    return {"org_id": who.org_id, "account_number": body.account_number, "bic": body.bic}
+def _who(who: Principal) -> str:
+    return who.user_id if who.user_id is not None else f"key {who.key_id}"
+
+
+@router.get("/v1/accounts", response_model=AccountStateOut, responses=_R)
+def get_account(app: AppDep, who: Caller) -> AccountStateOut:
+    """The caller's settlement account in effect, and a pending change if one waits."""
+    return AccountStateOut.model_validate(app.clearing.account_state(who.org_id))
+
+
+@router.put("/v1/accounts", response_model=AccountStateOut, responses=_W)
+def set_account(body: AccountIn, app: AppDep, who: Caller) -> AccountStateOut:
+    """The caller's settlement account: where clearing pays it (or, for an issuer, pays from). The first
+    takes effect at once; a change waits ``financing.account_change_wait_s`` (``pending``), and the
+    organisation's admins are told at once. A person needs the admin role; an organisation-wide key may
+    ask (the wait and the notice are what stop a stolen key)."""
+    if who.is_person:
+        require_user_role(who, UserRole.ADMIN, what="change the settlement account")
+    state = app.clearing.set_account(
+        who.org_id, body.account_name, body.account_number, body.bic, requested_by=_who(who)
+    )
+    return AccountStateOut.model_validate(state)
+
+
+@router.delete("/v1/accounts/pending", response_model=AccountStateOut, responses=_W)
+def cancel_account_change(app: AppDep, who: Caller) -> AccountStateOut:
+    """Cancel the pending account change: an admin of the organisation, signed in or with a personal
+    token (403 ``person_required`` for an organisation-wide key, ``user_role_not_allowed`` without the role)."""
+    user = require_user_role(who, UserRole.ADMIN, what="cancel an account change")
+    return AccountStateOut.model_validate(app.clearing.cancel_account_change(who.org_id, user))
 
 
 @router.post("/v1/certificates/{certificate_id}/payment", status_code=201, responses=_W)
@@ -419,8 +480,38 @@ def clear(certificate_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
         "message_id": result.message_id,
         "total_minor": result.total_minor,
         "transfers": result.transfers,
+        "held": result.held or [],
         "seq": result.seq,
-        "payment_file": f"/v1/certificates/{cert.id}/payment-file",
+        "payment_file": f"/v1/certificates/{cert.id}/payment-file" if result.payment_file_present else None,
+    }
+
+
+@router.get("/v1/certificates/{certificate_id}/payouts", response_model=list[HeldPayoutOut], responses=_R)
+def held_payouts(certificate_id: str, app: AppDep, who: Caller) -> list[HeldPayoutOut]:
+    """Payouts clearing held (no valid account): every one for the issuer, the operator and the auditor;
+    a holder its own."""
+    cert = visible_certificate(app, who, certificate_id)
+    rows = app.clearing.held_payouts(cert.id)
+    if not (is_overseer(who) or who.org_id == cert.issuer):
+        rows = [r for r in rows if r["holder"] == who.org_id]
+    return [HeldPayoutOut.model_validate(r) for r in rows]
+
+
+@router.post("/v1/certificates/{certificate_id}/payouts/release", responses=_W)
+def release_payouts(certificate_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
+    """Pay the held payouts whose holders now have a valid account in effect (issuer or operator), in a
+    payment file of their own; the rest stay held."""
+    cert = visible_certificate(app, who, certificate_id)
+    if who.org_id != cert.issuer and who.role != Role.OPERATOR:
+        raise Forbidden("only the issuer or the operator releases held payouts", code="role_not_allowed")
+    result = app.clearing.release_held(cert.id)
+    return {
+        "certificate_id": result.certificate_id,
+        "message_id": result.message_id,
+        "total_minor": result.total_minor,
+        "transfers": result.transfers,
+        "held": result.still_held,
+        "payment_file": f"/v1/certificates/{cert.id}/payment-file?message_id={result.message_id}",
     }
 
 
@@ -432,13 +523,21 @@ def clear(certificate_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
         **_R,
     },
 )
-def payment_file(certificate_id: str, app: AppDep, who: Caller) -> Response:
-    """The ISO 20022 pain.001.001.09 file of a clearing run: for the paying issuer, the operator and the
-    auditor (it lists every creditor's account, which the other holders have no business seeing)."""
+def payment_file(
+    certificate_id: str,
+    app: AppDep,
+    who: Caller,
+    message_id: Annotated[
+        str | None, Query(max_length=35, description="a release's file (default: clearing's)")
+    ] = None,
+) -> Response:
+    """The ISO 20022 pain.001.001.09 file of a clearing run (or of a release of held payouts): for the
+    paying issuer, the operator and the auditor (it lists every creditor's account, which the other
+    holders have no business seeing)."""
     cert = visible_certificate(app, who, certificate_id)
     if who.org_id != cert.issuer and not is_overseer(who):
         raise Forbidden("only the issuer, the operator and the auditor get the payment file", code="role_not_allowed")
-    return Response(app.clearing.payment_file(cert.id), media_type="application/xml")
+    return Response(app.clearing.payment_file(cert.id, message_id), media_type="application/xml")
 
 
 @router.post("/v1/clearing/overdue", responses=_W)

@@ -23,7 +23,7 @@ from creditflow.http.schemas import (
     TransferIn,
 )
 from creditflow.http.security import AppDep, Caller, require_role
-from creditflow.http.visibility import visible_certificate, visible_payable, visible_piece
+from creditflow.http.visibility import provenance_view, visible_certificate, visible_payable, visible_piece
 from creditflow.identity.access import Principal
 from creditflow.kernel.errors import Forbidden, NotFound
 from creditflow.ledger.entries import SignedOperation
@@ -60,9 +60,11 @@ def get_piece(piece_id: str, app: AppDep, who: Caller) -> PieceOut:
     responses=error_responses(401, 404),
 )
 def provenance(piece_id: str, app: AppDep, who: Caller) -> ProvenanceOut:
-    """The walk from the piece up to its certificate's first piece: where this value came from."""
+    """The walk from the piece up to its certificate's first piece: where this value came from. Need to
+    know: pieces the caller neither holds nor sent show only their tier, state and a salted commitment
+    (holder, sender and amount are null) unless the caller is the issuer, the operator or the auditor."""
     piece = visible_piece(app, who, piece_id)
-    return ProvenanceOut(piece_id=piece.id, chain=[piece_out(p) for p in app.queries.provenance(piece.id)])
+    return ProvenanceOut(piece_id=piece.id, chain=[v.out() for v in provenance_view(app, who, piece)])
 
 
 @router.get("/v1/pieces/{piece_id}/history", response_model=HistoryOut, responses=error_responses(401, 404))

@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from creditflow.bootstrap import App
 from creditflow.http.api.collateral import iot_of
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, render, role_pages
-from creditflow.http.visibility import visible_piece
+from creditflow.http.visibility import PieceView, provenance_view, sees_face, visible_piece
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError, InvalidInput, NotFound
 from creditflow.kernel.money import parse_major
@@ -150,20 +150,30 @@ class ChainLink:
     """One piece on the walk from the certificate's first piece down to the piece shown."""
 
     piece: Piece
-    holder_name: str
-    how: str  # how this piece came to be: issued, received, financed, split off, change, returned
+    holder_name: str  # "" when redacted
+    how: str  # how this piece came to be: issued, received, financed, split off, change, returned ("" when redacted)
+    view: PieceView
+
+    @property
+    def redacted(self) -> bool:
+        return not self.view.clear
 
 
 _HOW = {"split_off": "split off", "finance": "financed"}
 
 
-def _chain(app: App, piece: Piece, names: dict[str, str]) -> list[ChainLink]:
-    """Root first; how each piece came to be is read from the log entry that created it."""
-    walk = list(reversed(app.queries.provenance(piece.id)))
+def _chain(app: App, user: WebUser, piece: Piece, names: dict[str, str]) -> list[ChainLink]:
+    """Root first; how each piece came to be is read from the log entry that created it. The same need
+    to know as the API (`provenance_view`): another holder's upstream piece shows its tier, state and
+    commitment only (how it came to be would tell, e.g. that a bank financed it)."""
     links = []
-    for p in walk:
+    for view in reversed(provenance_view(app, user.principal, piece)):
+        p = view.piece
+        if not view.clear:
+            links.append(ChainLink(p, "", "", view))
+            continue
         created = app.queries.history(p.id)[0]["event"]
-        links.append(ChainLink(p, names.get(p.holder, p.holder), _HOW.get(created, created)))
+        links.append(ChainLink(p, names.get(p.holder, p.holder), _HOW.get(created, created), view))
     return links
 
 
@@ -192,7 +202,8 @@ def _piece_page(request: Request, user: WebUser, piece_id: str, *, status: int =
         piece=piece,
         cert=cert,
         names=names,
-        chain=_chain(app, piece, names),
+        chain=_chain(app, user, piece, names),
+        face_visible=sees_face(app, user.principal, cert),
         history=app.queries.history(piece.id),
         recipients=recipients,
         products=products,
