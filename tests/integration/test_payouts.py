@@ -45,12 +45,12 @@ def creditors(file: bytes) -> dict[str, int]:
 
 
 def kinds(app: App, org: str) -> list[str]:
-    return [n.kind for n in app.notices.of(org)]
+    return [n.kind for n in app.notices.of(org).items]
 
 
 def notice_of(app: App, org: str, kind: str) -> Notice:
-    found = [n for n in app.notices.of(org) if n.kind == kind]
-    assert len(found) == 1, [n.kind for n in app.notices.of(org)]
+    found = [n for n in app.notices.of(org).items if n.kind == kind]
+    assert len(found) == 1, [n.kind for n in app.notices.of(org).items]
     return found[0]
 
 
@@ -165,7 +165,7 @@ def test_with_no_wait_a_change_is_at_once(store_url: str, clock: ManualClock) ->
         app.clearing.set_account("factory", *ACCOUNTS["factory"])
         state = app.clearing.set_account("factory", *NEW)
         assert state["account"]["account_number"] == NEW[1] and state["pending"] is None
-        assert [n.kind for n in app.notices.of("factory")] == ["account_set", "account_set"]
+        assert [n.kind for n in app.notices.of("factory").items] == ["account_set", "account_set"]
 
 
 # --- one party's data never fails another's payout -----------------------------------------------------
@@ -210,9 +210,10 @@ def test_a_holder_with_a_bad_account_is_held_and_everyone_else_is_paid(
 
     # who sees the held payouts: the issuer all, the holder its own, another holder none of them
     url = f"/v1/certificates/{chain.certificate_id}/payouts"
-    assert [p["holder"] for p in client.get(url, headers=bearer(capp, "xcmg")).json()] == ["steel"]
-    assert [p["code"] for p in client.get(url, headers=bearer(capp, "steel")).json()] == ["invalid_settlement_account"]
-    assert client.get(url, headers=bearer(capp, "factory")).json() == []
+    assert [p["holder"] for p in client.get(url, headers=bearer(capp, "xcmg")).json()["payouts"]] == ["steel"]
+    steel_sees = client.get(url, headers=bearer(capp, "steel")).json()["payouts"]
+    assert [p["code"] for p in steel_sees] == ["invalid_settlement_account"]
+    assert client.get(url, headers=bearer(capp, "factory")).json()["payouts"] == []
 
     # nothing to release until steel's account is valid and in effect
     release = f"/v1/certificates/{chain.certificate_id}/payouts/release"
@@ -237,7 +238,8 @@ def test_a_holder_with_a_bad_account_is_held_and_everyone_else_is_paid(
     twice = client.post(release, headers=bearer(capp, "xcmg"))
     assert (twice.status_code, twice.json()["code"]) == (409, "no_held_payouts")
     assert (
-        client.get(url, headers=bearer(capp, "steel")).json()[0]["released_message_id"] == released.json()["message_id"]
+        client.get(url, headers=bearer(capp, "steel")).json()["payouts"][0]["released_message_id"]
+        == released.json()["message_id"]
     )
 
 

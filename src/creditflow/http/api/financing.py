@@ -162,6 +162,13 @@ class HeldPayoutOut(BaseModel):
     released_ts_ms: int | None
 
 
+class HeldPayoutsOut(BaseModel):
+    """A certificate's held payouts (at most one per piece it was cleared with: bounded, so not paged)."""
+
+    certificate_id: str
+    payouts: list[HeldPayoutOut]
+
+
 class PaymentIn(RequestBody):
     model_config = ConfigDict(
         extra="forbid", json_schema_extra={"examples": [{"amount_minor": 100_000_000, "reference": "TR-2026-0901"}]}
@@ -486,15 +493,15 @@ def clear(certificate_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/certificates/{certificate_id}/payouts", response_model=list[HeldPayoutOut], responses=_R)
-def held_payouts(certificate_id: str, app: AppDep, who: Caller) -> list[HeldPayoutOut]:
+@router.get("/v1/certificates/{certificate_id}/payouts", response_model=HeldPayoutsOut, responses=_R)
+def held_payouts(certificate_id: str, app: AppDep, who: Caller) -> HeldPayoutsOut:
     """Payouts clearing held (no valid account): every one for the issuer, the operator and the auditor;
     a holder its own."""
     cert = visible_certificate(app, who, certificate_id)
     rows = app.clearing.held_payouts(cert.id)
     if not (is_overseer(who) or who.org_id == cert.issuer):
         rows = [r for r in rows if r["holder"] == who.org_id]
-    return [HeldPayoutOut.model_validate(r) for r in rows]
+    return HeldPayoutsOut(certificate_id=cert.id, payouts=[HeldPayoutOut.model_validate(r) for r in rows])
 
 
 @router.post("/v1/certificates/{certificate_id}/payouts/release", responses=_W)
