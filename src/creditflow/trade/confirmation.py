@@ -162,8 +162,10 @@ class ConfirmationService:
                     code="same_approver",
                 )
             now = self.clock.now_ms()
-            store.add_approval(conn, payable_id, user_id, now, auth=by.auth.value, credential=credential[:80])
             approvals = len(seen) + 1
+            store.add_approval(
+                conn, payable_id, user_id, now, auth=by.auth.value, credential=credential[:80], ordinal=approvals
+            )
             confirmed = approvals >= self.settings.approvals_required
             if confirmed:
                 store.set_payable_status(conn, payable_id, "confirmed")

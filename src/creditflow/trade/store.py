@@ -369,11 +369,23 @@ def approvers(conn: Connection, payable_id: str) -> set[str]:
 
 
 def add_approval(
-    conn: Connection, payable_id: str, user_id: str, approved_ts_ms: int, *, auth: str, credential: str | None
+    conn: Connection,
+    payable_id: str,
+    user_id: str,
+    approved_ts_ms: int,
+    *,
+    auth: str,
+    credential: str | None,
+    ordinal: int,
 ) -> None:
     conn.execute(
         insert(payable_approvals).values(
-            payable_id=payable_id, user_id=user_id, approved_ts_ms=approved_ts_ms, auth=auth, credential=credential
+            payable_id=payable_id,
+            user_id=user_id,
+            approved_ts_ms=approved_ts_ms,
+            auth=auth,
+            credential=credential,
+            ordinal=ordinal,
         )
     )
 
@@ -391,7 +403,7 @@ def approvals(conn: Connection, payable_id: str) -> list[ApprovalRow]:
     rows = conn.execute(
         select(a.user_id, a.approved_ts_ms, a.auth, a.credential)
         .where(a.payable_id == payable_id)
-        .order_by(a.approved_ts_ms, a.user_id)
+        .order_by(a.ordinal, a.approved_ts_ms, a.user_id)
     )
     return [ApprovalRow(r.user_id, int(r.approved_ts_ms), r.auth, r.credential) for r in rows]
 
@@ -487,7 +499,7 @@ def awaiting_payables(conn: Connection, debtor: str, after: tuple[int, str] | No
         found = conn.execute(
             select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
             .where(payable_approvals.c.payable_id.in_(list(approvals)))
-            .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
+            .order_by(payable_approvals.c.ordinal, payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
         )
         for payable_id, user_id in found:
             approvals[payable_id].append(user_id)

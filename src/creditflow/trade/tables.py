@@ -114,6 +114,8 @@ payable_approvals = Table(
     # (key:<api key id> or session:<reference>)
     Column("auth", String(16), nullable=False, server_default="unrecorded"),
     Column("credential", String(80), nullable=True),
+    # the approval's place among the payable's approvals: 1, 2, ... (0: recorded before migration 0011)
+    Column("ordinal", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("payable_id", "user_id"),
 )
 
