@@ -5,7 +5,7 @@ Two doors, one rule each:
 * `PeopleService.create` and `PeopleService.set_roles` are what an admin of the organisation does (the API,
   the admin pages). The caller must be a person (an organisation-wide key is nobody: 403 ``person_required``)
   whose roles *as stored now* include ``admin`` (403 ``user_role_not_allowed``): a principal cached before a
-  demotion does not keep its powers here. An organisation never loses its last admin (409 ``last_admin``).
+  role change neither keeps nor lacks powers here. An organisation never loses its last admin (409 ``last_admin``).
 * `PeopleService.add` is the operator's: registering an organisation with its first admin
   (``POST /v1/organisations``, ``creditflow org create --admin``), ``creditflow users add``, the demo and the
   tests. It checks nothing of the caller, so only the composition root's callers that stand for the
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from creditflow.identity import store
 from creditflow.identity.access import Principal
 from creditflow.identity.reads import notify_admins
-from creditflow.identity.roles import UserRole, format_roles, parse_roles, require_user_role
+from creditflow.identity.roles import UserRole, format_roles, parse_roles, require_person
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -74,7 +74,7 @@ class PeopleService:
 
     def create(self, by: Principal, user_id: str, name: str, roles: Iterable[UserRole | str]) -> Person:
         """An admin of ``by``'s organisation adds a user to it with ``roles``."""
-        require_user_role(by, UserRole.ADMIN, what="add users")
+        require_person(by, what="add users")
         with self.engine.begin() as conn:
             self._check_admin_now(conn, by)
             return self._add(conn, by.org_id, user_id, name, roles, by=by.user_id)
@@ -83,7 +83,7 @@ class PeopleService:
         """An admin of ``by``'s organisation replaces the roles of one of its users. A user of another
         organisation answers as one that does not exist (404 ``user_not_found``); taking ``admin`` from the
         organisation's last admin is refused (409 ``last_admin``)."""
-        require_user_role(by, UserRole.ADMIN, what="change roles")
+        require_person(by, what="change roles")
         new = _check_roles(roles)
         with self.engine.begin() as conn:
             self._check_admin_now(conn, by)

@@ -17,7 +17,7 @@ from typing import Any
 from creditflow.config import Settings
 from creditflow.identity import reads as identity
 from creditflow.identity.access import Principal
-from creditflow.identity.roles import Auth, UserRole, parse_roles, require_person, require_user_role
+from creditflow.identity.roles import Auth, UserRole, parse_roles, require_person
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
 from creditflow.kernel.engine import Engine
@@ -138,7 +138,6 @@ class ConfirmationService:
         if by.org_id != payable.debtor:
             raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user")
         user_id = require_person(by, what="approve payables")
-        require_user_role(by, UserRole.APPROVER, what="approve payables")
         if credential is None:
             credential = f"key:{by.key_id}" if by.auth == Auth.PERSONAL_TOKEN else by.auth.value
         with self.engine.begin() as conn:
