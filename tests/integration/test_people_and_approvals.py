@@ -277,3 +277,18 @@ def test_schema_matches_the_migration_and_it_goes_down_and_up(world: App, store_
         command.upgrade(alembic_config(engine), "head")
     finally:
         engine.dispose()
+
+
+def test_an_idempotency_key_is_not_shared_between_people(world: App, api: Any) -> None:
+    """Two approvers of one organisation sending the same Idempotency-Key (and the same empty body): the
+    second is a different request (409), never a replay that tells them they approved."""
+    client, h = api
+    payable = world.payables.create_payable("xcmg", "factory", 1_000_000, "PO-idem")
+    path = f"/v1/payables/{payable.id}/approvals"
+    first = client.post(path, headers={**h["li"], "Idempotency-Key": "approve-1"})
+    assert first.status_code == 200 and first.json()["approved_by"] == "li"
+    replay = client.post(path, headers={**h["li"], "Idempotency-Key": "approve-1"})
+    assert replay.status_code == 200 and replay.headers.get("Idempotent-Replayed") == "true"
+    before = table_rows(world, APPROVAL_TABLES)
+    other = client.post(path, headers={**h["chen"], "Idempotency-Key": "approve-1"})
+    refused(world, APPROVAL_TABLES, other, 409, "idempotency_key_reused", before)
