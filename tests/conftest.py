@@ -197,3 +197,17 @@ def web(world: App) -> Iterator[Any]:
 
     with TestClient(create_app(world), base_url="http://127.0.0.1") as client:
         yield client
+
+
+def person(application: App, org_id: str, user_id: str, roles: Iterable[str] = ("approver",)) -> Any:
+    """A person of ``org_id`` with ``roles`` (added as the operator would) and the `Principal` of their
+    personal token: who approves payables, manages users, ... in person."""
+    application.people.add(org_id, user_id, user_id.replace(".", " ").title(), list(roles))
+    return application.access.authenticate(application.access.create_key(org_id, f"{user_id}'s", user_id=user_id))
+
+
+def approve_as(application: App, payable_id: str, user_id: str) -> dict[str, Any]:
+    """``user_id`` (a person with the approver role) approves the payable in person, with a personal token."""
+    org_id = application.people.get(user_id).org_id
+    token = application.access.create_key(org_id, f"{user_id}'s", user_id=user_id)
+    return application.confirmation.approve(payable_id, application.access.authenticate(token))

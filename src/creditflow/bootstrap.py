@@ -16,6 +16,7 @@ from creditflow.financing.network import NetworkService
 from creditflow.financing.service import FinancingService, release_bank_limits
 from creditflow.identity.access import Access
 from creditflow.identity.notices import Notices
+from creditflow.identity.people import PeopleService
 from creditflow.identity.sessions import WebSessions
 from creditflow.kernel.clock import Clock, SystemClock
 from creditflow.kernel.engine import Engine, make_engine, migrate
@@ -149,6 +150,7 @@ class App:
     iot: IotSystem
     sessions: WebSessions
     notices: Notices
+    people: PeopleService
     warnings: tuple[str, ...] = ()  # what the operator should know about how this database was opened
 
     @property
@@ -332,5 +334,6 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         network=NetworkService(engine),
         sessions=WebSessions(engine, settings.web, clock),
         notices=Notices(engine),
+        people=PeopleService(engine, clock),
         warnings=tuple(warnings),
     )

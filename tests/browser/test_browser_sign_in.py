@@ -23,7 +23,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, App]]:
     with build(make_settings(f"sqlite:///{db}")) as app:
         onboard(app)
         for org, user in (("factory", "wang.fang"), ("bank", "zhao.lei")):
-            app.confirmation.add_user(org, user, user.replace(".", " ").title())
+            app.people.add(org, user, user.replace(".", " ").title(), ["maker", "approver"])
             app.sessions.set_password(user, PASSWORD)
         with live_server(app) as url:
             yield url, app

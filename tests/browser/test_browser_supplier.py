@@ -26,7 +26,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, App, s
     db = Path(tmp_path_factory.mktemp("browser")) / "site.db"
     with build(make_settings(f"sqlite:///{db}")) as app:
         onboard(app)
-        app.confirmation.add_user("steel", "chen.jing", "Chen Jing")
+        app.people.add("steel", "chen.jing", "Chen Jing", ["maker", "approver"])
         app.sessions.set_password("chen.jing", PASSWORD)
         today = dt.datetime.fromtimestamp(app.clock.now_ms() / 1000, dt.UTC).date()
         payable = app.payables.create_payable("xcmg", "factory", 1_000_000 * YUAN, "PO-BROWSER-1")

@@ -7,7 +7,8 @@ a payable, and has issued on it a certificate the supplier accepted (``piece_id`
 (``pending_piece_id``) and one the supplier financed with the side's bank (``bank_piece_id``, the
 bank's product, the agreement); the supplier imported a purchase order and an invoice from the core
 enterprise, has a stored credit decision, and pledged a warehouse lot (asset, device, alarm) to the
-side's bank for a collateral loan. Every organisation has an API key and a user.
+side's bank for a collateral loan. Every organisation has an API key and a user (admin, maker and
+approver) with a personal token; the core's user approved a second payable once.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ class Side:
     tokens: dict[str, str] = field(default_factory=dict)  # role -> API key
     registered_seq: dict[str, int] = field(default_factory=dict)  # role -> log index of its registration
     users: dict[str, str] = field(default_factory=dict)  # role -> a user of that organisation
+    people: dict[str, str] = field(default_factory=dict)  # role -> that user's personal token (admin, approver)
+    approved_payable_id: str = ""  # a payable the core's user approved once (of two)
     payable_id: str = ""
     certificate_id: str = ""
     piece_id: str = ""
@@ -99,6 +102,10 @@ class Side:
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.tokens[role]}"}
+
+    def person_headers(self, role: str) -> dict[str, str]:
+        """As the organisation's user in person (personal token), not its organisation-wide key."""
+        return {"Authorization": f"Bearer {self.people[role]}"}
 
     def object_ids(self) -> list[str]:
         """Ids of this side's objects that no organisation of the other side is party to."""
@@ -218,8 +225,11 @@ def _build_side(app: App, name: str) -> Side:
         side.registered_seq[role] = receipt.seq
         side.tokens[role] = app.access.create_key(org, "api world")
         side.users[role] = f"{org}.clerk"
-        app.confirmation.add_user(org, side.users[role], f"{org.title()} Clerk")
+        app.people.add(org, side.users[role], f"{org.title()} Clerk", ["admin", "maker", "approver"])
+        side.people[role] = app.access.create_key(org, "api world person", user_id=side.users[role])
     side.payable_id = app.payables.create_payable(side.core, side.supplier, 300_000_000, f"PO-{name}").id
+    side.approved_payable_id = app.payables.create_payable(side.core, side.supplier, 1_000, f"PO-{name}-2").id
+    app.confirmation.approve(side.approved_payable_id, app.access.authenticate(side.people["core_enterprise"]))
     side.certificate_id, side.piece_id = _issue(app, side, 100_000_000, accept=True)
     side.pending_certificate_id, side.pending_piece_id = _issue(app, side, 50_000_000, accept=False)
     side.financed_certificate_id, financed = _issue(app, side, 100_000_000, accept=True)
@@ -252,9 +262,9 @@ def _credit_consent(app: App, side: Side) -> None:
     every = (UserRole.ADMIN, UserRole.MAKER, UserRole.APPROVER)
     for role in ROLE_ORDER:
         org = side.orgs[role]
-        app.confirmation.add_user(org, f"{org}.credit", f"{org.title()} Credit", roles=every)
+        app.people.add(org, f"{org}.credit", f"{org.title()} Credit", roles=every)
         side.credit_tokens[role] = app.access.create_key(org, "credit person", user_id=f"{org}.credit")
-    app.confirmation.add_user(side.bank, f"{side.bank}.credit2", "Second approver", roles=(UserRole.APPROVER,))
+    app.people.add(side.bank, f"{side.bank}.credit2", "Second approver", roles=(UserRole.APPROVER,))
     side.credit_token_b = app.access.create_key(side.bank, "second approver", user_id=f"{side.bank}.credit2")
     admin = app.access.authenticate(side.credit_tokens["supplier"])
     grant = {"bank_id": side.bank, "purpose_code": "loan_application", "purpose": "api world", "valid_days": 300}

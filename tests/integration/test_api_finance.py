@@ -53,9 +53,14 @@ def test_issue_finance_and_clear_over_http(trade_app: App, clock: ManualClock) -
     app = trade_app
     h = {org: _h(app, org) for org in ("xcmg", "factory", "steel", "bank", "operator")}
     with TestClient(create_app(app)) as client:
-        # confirmation: two different users of the core enterprise
+        # confirmation: two different approvers of the core enterprise, added by its admin, each in person
+        app.people.add("xcmg", "admin", "Admin", ["admin"])
+        admin = {"Authorization": f"Bearer {app.access.create_key('xcmg', 'admin', user_id='admin')}"}
+        person = {}
         for user in ("maker", "checker"):
-            _ok(client.post("/v1/users", json={"user_id": user, "name": user.title()}, headers=h["xcmg"]), 201)
+            body = {"user_id": user, "name": user.title(), "roles": ["approver"]}
+            _ok(client.post("/v1/users", json=body, headers=admin), 201)
+            person[user] = {"Authorization": f"Bearer {app.access.create_key('xcmg', user, user_id=user)}"}
         _ok(client.put("/v1/credit-lines/xcmg", json={"limit_minor": 2_000_000 * YUAN}, headers=h["operator"]))
         denied = client.put("/v1/credit-lines/xcmg", json={"limit_minor": 1}, headers=h["factory"])
         assert denied.status_code == 403 and denied.json()["code"] == "role_not_allowed"
@@ -75,16 +80,24 @@ def test_issue_finance_and_clear_over_http(trade_app: App, clock: ManualClock) -
             headers=h["xcmg"],
         )
         assert early.status_code == 409 and early.json()["code"] == "payable_not_confirmed"
-        first = _ok(
-            client.post(f"/v1/payables/{payable['id']}/approvals", json={"user_id": "maker"}, headers=h["xcmg"])
-        )
-        assert first["approvals"] == 1 and first["status"] == "draft"
-        again = client.post(f"/v1/payables/{payable['id']}/approvals", json={"user_id": "maker"}, headers=h["xcmg"])
+        approvals = f"/v1/payables/{payable['id']}/approvals"
+        by_key = client.post(approvals, json={"user_id": "maker"}, headers=h["xcmg"])
+        assert by_key.status_code == 403 and by_key.json()["code"] == "person_required"
+        first = _ok(client.post(approvals, headers=person["maker"]))
+        assert first["approvals"] == 1 and first["status"] == "draft" and first["approved_by"] == "maker"
+        again = client.post(approvals, headers=person["maker"])
         assert again.status_code == 409 and again.json()["code"] == "same_approver"
-        second = _ok(
-            client.post(f"/v1/payables/{payable['id']}/approvals", json={"user_id": "checker"}, headers=h["xcmg"])
-        )
+        posing = client.post(approvals, json={"user_id": "maker"}, headers=person["checker"])
+        assert posing.status_code == 403 and posing.json()["code"] == "approver_mismatch"
+        second = _ok(client.post(approvals, json={"user_id": "checker"}, headers=person["checker"]))
         assert second["status"] == "confirmed"
+        seen = _ok(client.get(f"/v1/payables/{payable['id']}", headers=h["xcmg"]))
+        assert seen["status"] == "confirmed" and seen["created_by"] is None  # entered with the org's key
+        assert [(a["user_id"], a["auth"]) for a in seen["approvals"]] == [
+            ("maker", "personal_token"),
+            ("checker", "personal_token"),
+        ]
+        assert _ok(client.get(f"/v1/payables/{payable['id']}", headers=h["factory"]))["approvals"] is None
 
         issued = _ok(
             client.post(

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import authz_people
 import pytest
 from api_world import ROLE_ORDER, Side, World, build_world, json_of, uscc_of
 
@@ -45,6 +46,7 @@ with warnings.catch_warnings():
 FORBIDDEN_CODES = {"role_not_allowed", "not_holder", "not_recipient", "not_issuer", "not_allowed", "not_actor"}
 FORBIDDEN_CODES |= {"not_debtor_user"}
 FORBIDDEN_CODES |= {"price_book_not_yours"}  # issue 13 H3: a price book is its bank's (the feed the operator's)
+FORBIDDEN_CODES |= {"person_required", "user_role_not_allowed", "maker_cannot_approve"}  # issue 13 H1
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _as_admin(w: World, s: Side, role: str) -> Req:
         from creditflow.identity.roles import UserRole
 
         user = f"matrix-admin-{org}"[:64]
-        w.app.confirmation.add_user(org, user, "Matrix Admin", roles=(UserRole.ADMIN,))
+        w.app.people.add(org, user, "Matrix Admin", roles=(UserRole.ADMIN,))
         _ADMIN_TOKENS[org] = w.app.access.create_key(org, "matrix admin", user_id=user)
     return Req("/v1/accounts/pending", headers={"Authorization": f"Bearer {_ADMIN_TOKENS[org]}"})
 
@@ -276,7 +278,8 @@ MATRIX: list[Row] = [
     row(
         "POST",
         "/v1/payables/{payable_id}/approvals",
-        lambda w, s, r: Req(f"/v1/payables/{s.payable_id}/approvals", json={"user_id": w.own.users[r]}),
+        # in person (the caller's own user, a personal token): an organisation-wide key never approves
+        lambda w, s, r: Req(f"/v1/payables/{s.payable_id}/approvals", headers=w.own.person_headers(r)),
         "ok 403 404 404 404",
         "404 404 404 404 404",
     ),
@@ -381,7 +384,16 @@ MATRIX: list[Row] = [
         markers=lambda s: [f'"{s.bank}"', f'"{s.core}"'],
     ),
     # --- trade finance set-up ---------------------------------------------------------------------
-    row("POST", "/v1/users", lambda w, s, r: Req("/v1/users", json={"user_id": uid("user"), "name": "U"}), ALL_OK),
+    row(
+        "POST",
+        "/v1/users",
+        lambda w, s, r: Req(
+            "/v1/users",
+            json={"user_id": uid("user"), "name": "U", "roles": ["viewer"]},
+            headers=w.own.person_headers(r),  # an admin in person
+        ),
+        ALL_OK,
+    ),
     row(
         "PUT",
         "/v1/credit-lines/{core}",
@@ -611,6 +623,27 @@ MATRIX: list[Row] = [
     # every caller gets its own events (overseers all): a stream never ends, so only its 401 is checked here
     row("GET", "/v1/iot/stream", fixed("/v1/iot/stream"), ALL_OK, stream=True),
     # --- issue 13 H1: rows of roles, users and approvals ---
+    # the organisation's users: its admins and its organisation-wide key see them, nobody else's
+    row(
+        "GET",
+        "/v1/users",
+        fixed("/v1/users"),
+        ALL_OK,
+        "ok- ok- ok- ok- ok-",
+        markers=lambda s: [f'"{u}"' for u in s.users.values()],
+    ),
+    # an admin in person changes roles of its own organisation's users; another's answers as absent
+    row(
+        "PUT",
+        "/v1/users/{user_id}/roles",
+        lambda w, s, r: Req(
+            f"/v1/users/{s.users[r]}/roles",
+            json={"roles": ["admin", "approver", "maker"]},
+            headers=w.own.person_headers(r),
+        ),
+        ALL_OK,
+        "404 404 404 404 404",
+    ),
     # --- end H1 ---
     # --- issue 13 H2: rows of API keys, sessions and sign-in ---
     # --- end H2 ---
@@ -863,6 +896,7 @@ def _propose_and_confirm_alone(w: World, c: TestClient) -> Any:
 
 ABUSE: list[Abuse] = [
     # --- issue 13 H1 ---
+    *(Abuse(*case) for case in authz_people.ABUSE_CASES),
     # --- end H1 ---
     # --- issue 13 H2 ---
     # --- end H2 ---

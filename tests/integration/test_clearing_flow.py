@@ -19,7 +19,7 @@ import pytest
 from lxml import etree
 from sqlalchemy import Table, select
 
-from conftest import START, USCC, make_settings, onboard, table_rows
+from conftest import START, USCC, approve_as, make_settings, onboard, table_rows
 from creditflow.bootstrap import App, build
 from creditflow.financing import pain001
 from creditflow.financing.tables import (
@@ -85,8 +85,8 @@ class Chain:
 def capp(store_url: str, clock: ManualClock) -> Iterator[App]:
     with build(make_settings(store_url, enforce_trade_rules=True), clock=clock) as app:
         onboard(app)
-        app.confirmation.add_user("xcmg", "alice", "Alice")
-        app.confirmation.add_user("xcmg", "bob", "Bob")
+        app.people.add("xcmg", "alice", "Alice", ["maker", "approver"])
+        app.people.add("xcmg", "bob", "Bob", ["maker", "approver"])
         app.confirmation.set_credit_line("xcmg", 10**12)
         app.financing.set_rating("xcmg", "AAA")
         app.financing.set_limit("bank", "xcmg", 10**10)
@@ -146,8 +146,8 @@ def import_invoice(app: App, buyer: str, seller: str, net_minor: int) -> str:
 
 def make_chain(app: App) -> Chain:
     payable = app.payables.create_payable("xcmg", "factory", FACE, f"PO-{uuid.uuid4().hex[:8]}")
-    app.confirmation.approve(payable.id, "alice")
-    app.confirmation.approve(payable.id, "bob")
+    approve_as(app, payable.id, "alice")
+    approve_as(app, payable.id, "bob")
     issued = app.ledger.issue("xcmg", payable.id, FACE, MATURITY).result
     app.ledger.accept("factory", str(issued["piece_id"]))
     paid = app.ledger.transfer(
@@ -248,8 +248,8 @@ def test_record_payment_rules(capp: App) -> None:
 
 def test_a_pending_certificate_cannot_be_paid(capp: App) -> None:
     payable = capp.payables.create_payable("xcmg", "factory", FACE, "PO-p")
-    capp.confirmation.approve(payable.id, "alice")
-    capp.confirmation.approve(payable.id, "bob")
+    approve_as(capp, payable.id, "alice")
+    approve_as(capp, payable.id, "bob")
     cert = str(capp.ledger.issue("xcmg", payable.id, FACE, MATURITY).result["certificate_id"])
     refused(capp, "certificate_not_outstanding", lambda: capp.clearing.record_payment("xcmg", cert, FACE, "x"))
 

@@ -71,7 +71,7 @@ class Cast:
             "bank2.cai": ("bank2", (UserRole.MAKER, UserRole.APPROVER)),
         }
         for user_id, (org, roles) in people.items():
-            app.confirmation.add_user(org, user_id, user_id.title(), roles=roles)
+            app.people.add(org, user_id, user_id.title(), roles=roles)
             self.h[user_id] = {"Authorization": f"Bearer {app.access.create_key(org, 'mine', user_id=user_id)}"}
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, select
 
-from conftest import START, USCC, make_settings, onboard, table_rows
+from conftest import START, USCC, approve_as, make_settings, onboard, table_rows
 from creditflow.bootstrap import App, build
 from creditflow.financing.policy import CreditView, Product
 from creditflow.financing.service import FinancingOutcome, agreement_digest
@@ -60,8 +60,8 @@ WATCHED: tuple[Table, ...] = (
 def fapp(store_url: str, clock: ManualClock) -> Iterator[App]:
     with build(make_settings(store_url, enforce_trade_rules=True), clock=clock) as app:
         onboard(app)
-        app.confirmation.add_user("xcmg", "alice", "Alice")
-        app.confirmation.add_user("xcmg", "bob", "Bob")
+        app.people.add("xcmg", "alice", "Alice", ["maker", "approver"])
+        app.people.add("xcmg", "bob", "Bob", ["maker", "approver"])
         app.confirmation.set_credit_line("xcmg", 10**12)
         yield app
 
@@ -84,8 +84,8 @@ def request_rows(app: App) -> list[dict[str, Any]]:
 
 def issue(app: App, face: int, holder: str = "factory") -> dict[str, Any]:
     payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
-    app.confirmation.approve(payable.id, "alice")
-    app.confirmation.approve(payable.id, "bob")
+    approve_as(app, payable.id, "alice")
+    approve_as(app, payable.id, "bob")
     receipt = app.ledger.issue("xcmg", payable.id, face, MATURITY)
     app.ledger.accept(holder, str(receipt.result["piece_id"]))
     return dict(receipt.result)
@@ -362,12 +362,12 @@ def test_a_matured_piece_is_declined(fapp: App, product: Product, clock: ManualC
 
 def test_a_core_enterprise_without_rating_is_declined(fapp: App, product: Product) -> None:
     fapp.financing.set_limit("bank", "rival", LIMIT)
-    fapp.confirmation.add_user("rival", "rita", "Rita")
-    fapp.confirmation.add_user("rival", "ray", "Ray")
+    fapp.people.add("rival", "rita", "Rita", ["maker", "approver"])
+    fapp.people.add("rival", "ray", "Ray", ["maker", "approver"])
     fapp.confirmation.set_credit_line("rival", 10**10)
     payable = fapp.payables.create_payable("rival", "factory", 10_000_000, "PO-R1")
-    fapp.confirmation.approve(payable.id, "rita")
-    fapp.confirmation.approve(payable.id, "ray")
+    approve_as(fapp, payable.id, "rita")
+    approve_as(fapp, payable.id, "ray")
     piece = str(fapp.ledger.issue("rival", payable.id, 10_000_000, MATURITY).result["piece_id"])
     fapp.ledger.accept("factory", piece)
     assert codes(declined(fapp, "factory", piece, product.id)) == ["rating_not_covered"]
@@ -434,8 +434,8 @@ def test_a_declining_credit_model_declines(store_url: str, clock: ManualClock) -
     with build(make_settings(store_url, enforce_trade_rules=True), clock=clock) as app:
         app.financing.credit_hook = hook
         onboard(app)
-        app.confirmation.add_user("xcmg", "alice", "Alice")
-        app.confirmation.add_user("xcmg", "bob", "Bob")
+        app.people.add("xcmg", "alice", "Alice", ["maker", "approver"])
+        app.people.add("xcmg", "bob", "Bob", ["maker", "approver"])
         app.confirmation.set_credit_line("xcmg", 10**12)
         app.financing.set_rating("xcmg", "AAA")
         app.financing.set_limit("bank", "xcmg", LIMIT)

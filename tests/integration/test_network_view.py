@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import START, USCC, make_settings, onboard
+from conftest import START, USCC, approve_as, make_settings, onboard
 from creditflow.bootstrap import App, build
 from creditflow.kernel.clock import ManualClock
 from creditflow.kernel.uscc import make_uscc
@@ -42,8 +42,8 @@ def napp(store_url: str, clock: ManualClock) -> Iterator[App]:
     with build(make_settings(store_url, enforce_trade_rules=True), clock=clock) as app:
         onboard(app)
         app.ledger.register_organisation("bank2", "Bank Two", "bank", make_uscc("91320300134789001"))
-        app.confirmation.add_user("xcmg", "alice", "Alice")
-        app.confirmation.add_user("xcmg", "bob", "Bob")
+        app.people.add("xcmg", "alice", "Alice", ["maker", "approver"])
+        app.people.add("xcmg", "bob", "Bob", ["maker", "approver"])
         app.confirmation.set_credit_line("xcmg", 10**12)
         app.financing.set_rating("xcmg", "AAA")
         for bank in ("bank", "bank2"):
@@ -93,8 +93,8 @@ def pay(app: App, sender: str, piece_id: str, to: str, amount: int, *, accept: b
 
 def issue(app: App, face: int, *, accept: bool = True) -> dict[str, str]:
     payable = app.payables.create_payable("xcmg", "factory", face, f"PO-{uuid.uuid4().hex[:8]}")
-    app.confirmation.approve(payable.id, "alice")
-    app.confirmation.approve(payable.id, "bob")
+    approve_as(app, payable.id, "alice")
+    approve_as(app, payable.id, "bob")
     result = app.ledger.issue("xcmg", payable.id, face, MATURITY).result
     if accept:
         app.ledger.accept("factory", str(result["piece_id"]))

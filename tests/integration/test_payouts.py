@@ -116,8 +116,8 @@ def test_saving_the_account_in_effect_withdraws_a_pending_change(capp: App) -> N
 
 def test_an_admin_person_cancels_a_pending_change_and_no_one_else(capp: App, client: TestClient) -> None:
     set_accounts(capp, "factory")
-    capp.confirmation.add_user("factory", "admin.li", "Li", roles=(UserRole.ADMIN,))
-    capp.confirmation.add_user("factory", "viewer.wu", "Wu", roles=(UserRole.VIEWER,))
+    capp.people.add("factory", "admin.li", "Li", roles=(UserRole.ADMIN,))
+    capp.people.add("factory", "viewer.wu", "Wu", roles=(UserRole.VIEWER,))
     body = {"account_name": NEW[0], "account_number": NEW[1], "bic": NEW[2]}
     asked = client.put("/v1/accounts", json=body, headers=bearer(capp, "factory"))
     assert asked.status_code == 200 and asked.json()["pending"]["account_number"] == NEW[1]

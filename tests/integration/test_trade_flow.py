@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Table, event, select
 
-from conftest import START, USCC, make_settings, onboard, table_rows
+from conftest import START, USCC, make_settings, onboard, person, table_rows
 from creditflow.bootstrap import App, build
 from creditflow.financing.tables import bank_limits, clearing_runs, financing_agreements, payments
 from creditflow.kernel.clock import ManualClock
@@ -54,10 +54,20 @@ WATCHED: tuple[Table, ...] = (
 def tapp(store_url: str, clock: ManualClock) -> Iterator[App]:
     with build(make_settings(store_url, enforce_trade_rules=True), clock=clock) as app:
         onboard(app)
+        PEOPLE.clear()
         for org, user in [("xcmg", "alice"), ("xcmg", "bob"), ("xcmg", "carol"), ("factory", "frank")]:
-            app.confirmation.add_user(org, user, user.title())
-        app.confirmation.add_user("rival", "rita", "Rita")
+            PEOPLE[user] = person(app, org, user, ("maker", "approver"))
+        PEOPLE["rita"] = person(app, "rival", "rita", ("maker", "approver"))
+        PEOPLE["vera"] = person(app, "xcmg", "vera", ("viewer",))
         yield app
+
+
+PEOPLE: dict[str, Any] = {}  # user id -> the Principal of their personal token (the fixture fills it)
+
+
+def approve(app: App, payable_id: str, user: str) -> dict[str, Any]:
+    """``user`` approves in person (their personal token)."""
+    return app.confirmation.approve(payable_id, PEOPLE[user])
 
 
 def snapshot(app: App) -> dict[str, list[tuple[Any, ...]]]:
@@ -76,8 +86,8 @@ def refused(app: App, code: str, action: Callable[[], object]) -> DomainError:
 
 def confirmed_payable(app: App, face: int, holder: str = "factory") -> str:
     payable = app.payables.create_payable("xcmg", holder, face, f"PO-{uuid.uuid4().hex[:8]}")
-    app.confirmation.approve(payable.id, "alice")
-    app.confirmation.approve(payable.id, "bob")
+    approve(app, payable.id, "alice")
+    approve(app, payable.id, "bob")
     return payable.id
 
 
@@ -151,7 +161,7 @@ def test_issue_on_a_draft_or_matched_payable_is_refused(tapp: App) -> None:
     draft = tapp.payables.create_payable("xcmg", "factory", 100_000_000, "PO-draft")
     refused(tapp, "payable_not_confirmed", lambda: tapp.ledger.issue("xcmg", draft.id, 100_000_000, MATURITY))
     # one approval is not enough
-    assert tapp.confirmation.approve(draft.id, "alice")["status"] == "draft"
+    assert approve(tapp, draft.id, "alice")["status"] == "draft"
     refused(tapp, "payable_not_confirmed", lambda: tapp.ledger.issue("xcmg", draft.id, 100_000_000, MATURITY))
     # a three-way match makes a payable eligible, not confirmed
     matched = tapp.payables.create_payable("xcmg", "factory", 100_000_000, "invoice INV-9", status="matched")
@@ -160,31 +170,48 @@ def test_issue_on_a_draft_or_matched_payable_is_refused(tapp: App) -> None:
     assert tapp.verify().entries == 9  # the 9 organisations registered, nothing else
 
 
-def test_maker_checker_needs_two_different_users_of_the_debtor(tapp: App) -> None:
+def test_maker_checker_needs_two_different_approvers_of_the_debtor(tapp: App) -> None:
     tapp.confirmation.set_credit_line("xcmg", 1_000_000_000)
-    payable = tapp.payables.create_payable("xcmg", "factory", 50_000_000, "PO-mc")
-    # a user of the supplier, or of another core enterprise, cannot confirm xcmg's debt
-    refused(tapp, "not_debtor_user", lambda: tapp.confirmation.approve(payable.id, "frank"))
-    refused(tapp, "not_debtor_user", lambda: tapp.confirmation.approve(payable.id, "rita"))
-    refused(tapp, "user_not_found", lambda: tapp.confirmation.approve(payable.id, "mallory"))
-    assert tapp.confirmation.approve(payable.id, "alice") == {
+    payable = tapp.payables.create_payable("xcmg", "factory", 50_000_000, "PO-mc", created_by="carol")
+    assert tapp.payables.get_payable(payable.id).created_by == "carol"
+    # a person of the supplier, or of another core enterprise, cannot confirm xcmg's debt
+    refused(tapp, "not_debtor_user", lambda: approve(tapp, payable.id, "frank"))
+    refused(tapp, "not_debtor_user", lambda: approve(tapp, payable.id, "rita"))
+    # the organisation-wide key is nobody: it prepares, it never approves
+    key = tapp.access.authenticate(tapp.access.create_key("xcmg", "erp"))
+    refused(tapp, "person_required", lambda: tapp.confirmation.approve(payable.id, key))
+    # a viewer only looks; the maker never approves their own payable
+    refused(tapp, "user_role_not_allowed", lambda: approve(tapp, payable.id, "vera"))
+    refused(tapp, "maker_cannot_approve", lambda: approve(tapp, payable.id, "carol"))
+    first = approve(tapp, payable.id, "alice")
+    assert first == {
         "payable_id": payable.id,
         "approvals": 1,
         "required": 2,
         "status": "draft",
+        "approved_by": "alice",
+        "auth": "personal_token",
     }
-    refused(tapp, "same_approver", lambda: tapp.confirmation.approve(payable.id, "alice"))
-    assert tapp.confirmation.approve(payable.id, "bob") == {
-        "payable_id": payable.id,
-        "approvals": 2,
-        "required": 2,
-        "status": "confirmed",
-    }
+    refused(tapp, "same_approver", lambda: approve(tapp, payable.id, "alice"))
+    assert approve(tapp, payable.id, "bob")["status"] == "confirmed"
     assert tapp.payables.get_payable(payable.id).status == "confirmed"
-    refused(tapp, "already_confirmed", lambda: tapp.confirmation.approve(payable.id, "carol"))
+    refused(tapp, "already_confirmed", lambda: approve(tapp, payable.id, "carol"))
+    # who, when, how: each approval names the personal token it came with
+    assert [(a["user_id"], a["auth"], a["credential"]) for a in tapp.confirmation.approvals(payable.id)] == [
+        ("alice", "personal_token", f"key:{PEOPLE['alice'].key_id}"),
+        ("bob", "personal_token", f"key:{PEOPLE['bob'].key_id}"),
+    ]
     receipt = tapp.ledger.issue("xcmg", payable.id, 50_000_000, MATURITY)
     assert tapp.queries.certificate(str(receipt.result["certificate_id"])).face_minor == 50_000_000
     assert line(tapp) == (1_000_000_000, 50_000_000)
+
+
+def test_an_approver_whose_role_was_taken_away_no_longer_approves(tapp: App) -> None:
+    """The approval reads the approver's roles as stored now, not as a principal remembered them."""
+    payable = tapp.payables.create_payable("xcmg", "factory", 50_000_000, "PO-demoted")
+    admin = person(tapp, "xcmg", "adam", ("admin",))
+    tapp.people.set_roles(admin, "alice", ["maker"])
+    refused(tapp, "user_role_not_allowed", lambda: approve(tapp, payable.id, "alice"))
 
 
 def test_issue_without_a_credit_line_is_refused(tapp: App) -> None:
@@ -402,8 +429,8 @@ def test_a_three_way_matched_invoice_becomes_a_payable_that_still_needs_two_appr
     # only the buyer turns an invoice into its payable
     refused(tapp, "not_buyer", lambda: tapp.confirmation.payable_from_invoice("factory", matched_id))
 
-    tapp.confirmation.approve(payable.id, "alice")
-    assert tapp.confirmation.approve(payable.id, "bob")["status"] == "confirmed"
+    approve(tapp, payable.id, "alice")
+    assert approve(tapp, payable.id, "bob")["status"] == "confirmed"
     receipt = tapp.ledger.issue("xcmg", payable.id, 11_300_000, MATURITY)
     cert = tapp.queries.certificate(str(receipt.result["certificate_id"]))
     assert (cert.payable_id, cert.payable_digest, cert.face_minor) == (payable.id, payable.digest, 11_300_000)

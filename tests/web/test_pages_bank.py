@@ -96,7 +96,7 @@ def authorise(world: App, org_id: str, bank_id: str, scope: str = "decision") ->
     """``org_id``'s admin authorises ``bank_id`` to look up its credit (issue 13)."""
     from creditflow.identity.roles import UserRole
 
-    world.confirmation.add_user(org_id, f"{org_id}.admin", "Admin", roles=(UserRole.ADMIN,))
+    world.people.add(org_id, f"{org_id}.admin", "Admin", roles=(UserRole.ADMIN,))
     admin = world.access.authenticate(world.access.create_key(org_id, "admin", user_id=f"{org_id}.admin"))
     body = {"purpose_code": "loan_application", "purpose": "loan", "scope": scope, "valid_days": 30}
     return str(world.credit.grant_authorisation(admin, bank_id=bank_id, **body)["authorisation_id"])

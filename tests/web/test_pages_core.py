@@ -74,7 +74,7 @@ def test_maker_checker_approval_by_two_signed_in_users(web: TestClient, world: A
     assert world.payables.get_payable(payable.id).status == "draft"
     before = table_rows(world, watched)
     again = web.post(f"/ui/core/payables/{payable.id}/approve", data={"csrf_token": li})
-    assert again.status_code == 409 and "a different user must confirm" in (banner(again.text) or "")
+    assert again.status_code == 409 and "a different approver must confirm" in (banner(again.text) or "")
     assert table_rows(world, watched) == before
 
     theirs = world.payables.create_payable("rival", "factory", 1_000, "PO-R")
@@ -95,6 +95,34 @@ def test_maker_checker_approval_by_two_signed_in_users(web: TestClient, world: A
     with world.engine.connect() as conn:
         approvers = sorted(r.user_id for r in conn.execute(payable_approvals.select()))
     assert approvers == ["li.wei", "zhang.min"]
+    # who, when, how: a session each, named by a reference to it (never the session's token)
+    recorded = world.confirmation.approvals(payable.id)
+    assert [(a["user_id"], a["auth"]) for a in recorded] == [("li.wei", "session"), ("zhang.min", "session")]
+    assert all(a["credential"].startswith("session:") and len(a["credential"]) == 24 for a in recorded)
+    assert recorded[0]["credential"] != recorded[1]["credential"]
+
+
+def test_the_page_keeps_the_rules_of_the_api_maker_and_viewer(web: TestClient, world: App, li: str) -> None:
+    """The page approves under the API's rules: the payable's maker may not approve it, a viewer posts
+    nothing, and neither refusal changes anything."""
+    mine = world.payables.create_payable("xcmg", "factory", 1_000_000, "PO-mine", created_by="li.wei")
+    listing = web.get("/ui/core/payables").text
+    assert f'data-maker="{mine.id}"' in listing and f'id="approve-{mine.id}"' not in listing
+    watched = (payables, payable_approvals)
+    before = table_rows(world, watched)
+    own = web.post(f"/ui/core/payables/{mine.id}/approve", data={"csrf_token": li})
+    assert own.status_code == 403 and 'data-code="maker_cannot_approve"' in own.text
+    assert table_rows(world, watched) == before
+
+    add_user(world, "xcmg", "qian.viewer", roles=("viewer",))
+    web.cookies.clear()
+    viewer = sign_in(web, "qian.viewer")
+    assert f'id="approve-{mine.id}"' not in web.get("/ui/core/payables").text
+    looked = web.post(f"/ui/core/payables/{mine.id}/approve", data={"csrf_token": viewer})
+    assert looked.status_code == 403 and 'data-code="user_role_not_allowed"' in looked.text
+    api = web.post(f"/v1/payables/{mine.id}/approvals", headers={"X-CSRF-Token": viewer})
+    assert (api.status_code, api.json()["code"]) == (403, "user_role_not_allowed")
+    assert table_rows(world, watched) == before
 
 
 def test_liability_against_the_credit_line(web: TestClient, world: App, li: str) -> None:

@@ -20,7 +20,7 @@ PAGE = "/ui/credit/authorisations"
 
 
 def person(world: App, org_id: str, user_id: str, *roles: UserRole) -> str:
-    world.confirmation.add_user(org_id, user_id, user_id.title(), roles=roles)
+    world.people.add(org_id, user_id, user_id.title(), roles=roles)
     world.sessions.set_password(user_id, PASSWORD)
     return user_id
 

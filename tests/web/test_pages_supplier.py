@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from web_helpers import PASSWORD, add_user, sign_in, sign_in_form_token
 
-from conftest import START, USCC, issue_accepted, make_settings, onboard, table_rows
+from conftest import START, USCC, approve_as, issue_accepted, make_settings, onboard, table_rows
 from creditflow.bootstrap import App, build
 from creditflow.financing.policy import quote
 from creditflow.financing.tables import bank_limits, financing_agreements, financing_requests
@@ -489,7 +489,7 @@ def tweb(sqlite_url: str, clock: ManualClock) -> Iterator[tuple[TestClient, App]
         onboard(app)
         app.confirmation.set_credit_line("xcmg", 10**12)
         for user in ("alice", "bob"):
-            app.confirmation.add_user("xcmg", user, user.title())
+            app.people.add("xcmg", user, user.title(), ["maker", "approver"])
         with TestClient(create_app(app), base_url="http://127.0.0.1") as client:
             yield client, app
 
@@ -522,8 +522,8 @@ def invoice_digest(app: App, buyer: str, seller: str, gross_yuan: str) -> str:
 def test_with_trade_rules_a_transfer_cites_its_invoice(tweb: tuple[TestClient, App]) -> None:
     web, app = tweb
     payable = app.payables.create_payable("xcmg", "factory", FACE, "PO-1")
-    app.confirmation.approve(payable.id, "alice")
-    app.confirmation.approve(payable.id, "bob")
+    approve_as(app, payable.id, "alice")
+    approve_as(app, payable.id, "bob")
     root = str(app.ledger.issue("xcmg", payable.id, FACE, MATURITY).result["piece_id"])
     app.ledger.accept("factory", root)
     add_user(app, "factory", "wang.fang")

@@ -28,7 +28,7 @@ def test_password_is_stored_as_an_argon2id_hash_only(world: App) -> None:
     ("password", "code"), [("short1", "password_too_short"), ("aaaaaaaaaaaa", "password_too_weak")]
 )
 def test_weak_passwords_are_refused(world: App, password: str, code: str) -> None:
-    world.confirmation.add_user("factory", "wang.fang", "Wang Fang")
+    world.people.add("factory", "wang.fang", "Wang Fang", ["maker", "approver"])
     with pytest.raises(InvalidInput) as refused:
         world.sessions.set_password("wang.fang", password)
     assert refused.value.code == code
@@ -125,12 +125,13 @@ def test_form_posts_need_the_sessions_csrf_token(web: TestClient, world: App) ->
 
 
 def test_the_api_takes_the_session_cookie_and_wants_csrf_for_writes(web: TestClient, world: App) -> None:
-    add_user(world, "factory", "wang.fang")
+    add_user(world, "factory", "wang.fang", roles=("admin",))
     csrf = sign_in(web, "wang.fang")
     assert web.get("/v1/me").json()["org_id"] == "factory"
-    refused = web.post("/v1/users", json={"user_id": "li.na", "name": "Li Na"})
+    body = {"user_id": "li.na", "name": "Li Na", "roles": ["maker"]}
+    refused = web.post("/v1/users", json=body)
     assert refused.status_code == 403 and refused.json()["code"] == "csrf_failed"
-    created = web.post("/v1/users", json={"user_id": "li.na", "name": "Li Na"}, headers={"X-CSRF-Token": csrf})
+    created = web.post("/v1/users", json=body, headers={"X-CSRF-Token": csrf})
     assert created.status_code == 201
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from fastapi.testclient import TestClient
 
@@ -11,8 +12,14 @@ from creditflow.bootstrap import App
 PASSWORD = "correct horse battery 9"
 
 
-def add_user(app: App, org_id: str, user_id: str, password: str = PASSWORD) -> None:
-    app.confirmation.add_user(org_id, user_id, user_id.replace(".", " ").title())
+def add_user(
+    app: App,
+    org_id: str,
+    user_id: str,
+    password: str = PASSWORD,
+    roles: Iterable[str] = ("maker", "approver"),
+) -> None:
+    app.people.add(org_id, user_id, user_id.replace(".", " ").title(), list(roles))
     app.sessions.set_password(user_id, password)
 
 

@@ -36,6 +36,7 @@ cli = typer.Typer(
 bench_cli = typer.Typer(help="Benchmarks that print JSON (run by `make bench`).", no_args_is_help=True)
 cli.add_typer(ledger.proof_cli, name="proof")
 cli.add_typer(identity.org_cli, name="org")
+cli.add_typer(identity.users_cli, name="users")
 cli.add_typer(bench_cli, name="bench")
 cli.add_typer(financing.network_cli, name="network")
 cli.add_typer(erp_cli, name="erp")

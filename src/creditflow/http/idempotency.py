@@ -4,7 +4,7 @@ For an authenticated POST carrying the header, keyed by (organisation, key):
 
 1. the key is *reserved* first (a row with status 0 is inserted, in its own transaction), so two
    concurrent requests with the same key never both execute: the loser of the insert reads the row;
-2. a row for the same request (SHA-256 of method, path, query and body) with a stored response is
+2. a row for the same request (SHA-256 of method, path, query, body and the calling person) with a stored response is
    replayed: same status, same body, plus ``Idempotent-Replayed: true``;
 3. a row for a different request is 409 ``idempotency_key_reused``; a row still at status 0 (its
    first request is running) is 409 ``idempotency_in_progress``;
@@ -75,9 +75,15 @@ def carries_secret(how_to_get_a_new_one: str) -> Any:
     return Depends(mark)
 
 
-def request_digest(method: str, path: str, query: bytes, body: bytes) -> bytes:
+def request_digest(method: str, path: str, query: bytes, body: bytes, person: str | None = None) -> bytes:
+    """The request as the key's row remembers it. ``person`` (the caller's user id, if a person calls) is
+    part of it: another person of the organisation reusing the key is a different request (409), never
+    a replay of the first person's answer (an approval is the approver's own)."""
     h = hashlib.sha256()
-    for part in (method.upper().encode(), path.encode(), query, body):
+    parts = [method.upper().encode(), path.encode(), query, body]
+    if person is not None:  # (an organisation-wide key's requests hash as they always did)
+        parts.append(person.encode())
+    for part in parts:
         h.update(len(part).to_bytes(8, "big"))
         h.update(part)
     return h.digest()
@@ -176,7 +182,7 @@ class IdempotencyMiddleware:
             return
         scope.setdefault("state", {})["principal"] = principal
         body = await read_body(receive) or b""
-        digest = request_digest(scope["method"], path, scope.get("query_string", b""), body)
+        digest = request_digest(scope["method"], path, scope.get("query_string", b""), body, principal.user_id)
         try:
             stored = await anyio.to_thread.run_sync(reserve, self.keys, principal.org_id, key, digest)
         except DomainError as exc:

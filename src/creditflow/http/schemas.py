@@ -61,6 +61,14 @@ class RequestBody(BaseModel):
 # --- requests --------------------------------------------------------------------------------------------
 
 
+class FirstAdminIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_id": "zhao.lei", "name": "Zhao Lei"}]}
+    )
+    user_id: str = Field(min_length=1, max_length=64, description="sign-in name, e.g. zhao.lei")
+    name: Text
+
+
 class OrganisationIn(RequestBody):
     model_config = ConfigDict(
         extra="forbid",
@@ -76,6 +84,11 @@ class OrganisationIn(RequestBody):
     uscc: Annotated[str, Field(min_length=18, max_length=18, description="unified social credit code")]
     public_key: PublicKeyHex | None = Field(
         None, description="for self custody; omit and the platform creates and holds the key"
+    )
+    admin: FirstAdminIn | None = Field(
+        None,
+        description="the organisation's first admin (a person who then adds its users and grants roles); "
+        "the answer carries the admin's personal token, shown once",
     )
 
 
@@ -275,6 +288,10 @@ class OrganisationCreatedOut(OrganisationOut):
     custody: Literal["platform", "self"]
     api_key: str = Field(description="the organisation's first API key; shown only this once")
     receipt: ReceiptOut
+    admin_user_id: str | None = Field(None, description="the first admin, if one was named")
+    admin_token: str | None = Field(
+        None, description="the first admin's personal token (acts as that person); shown only this once"
+    )
 
 
 class DirectoryEntryOut(BaseModel):
@@ -297,6 +314,13 @@ class ApiKeyOut(BaseModel):
     org_id: str
     key_id: str
     api_key: str = Field(description="shown only this once")
+
+
+class ApprovalOut(BaseModel):
+    user_id: str = Field(description="the approver (a person of the debtor with the approver role)")
+    approved_ts_ms: int
+    auth: str = Field(description="how they were authenticated: session or personal_token")
+    credential: str | None = Field(None, description="key:<api key id> or session:<reference>")
 
 
 class PayableOut(BaseModel):
@@ -324,6 +348,14 @@ class PayableOut(BaseModel):
     reference: str
     digest: str
     issued_minor: int
+    status: str = Field("draft", description="draft (entered by hand), matched (three-way match) or confirmed")
+    created_by: str | None = Field(
+        None, description="the debtor's person who entered it (its maker); null: an organisation key or a match"
+    )
+    approvals_required: int | None = Field(None, description="distinct approvers who confirm it")
+    approvals: list[ApprovalOut] | None = Field(
+        None, description="who approved, when and how they were authenticated (the debtor only; null otherwise)"
+    )
 
 
 class CertificateOut(BaseModel):

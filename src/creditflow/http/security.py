@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Annotated
@@ -16,6 +17,7 @@ from fastapi import Depends, Request
 from creditflow.bootstrap import App
 from creditflow.http.ratelimit import charge_principal
 from creditflow.identity.access import Principal
+from creditflow.identity.roles import Auth, UserRole
 from creditflow.kernel.errors import Forbidden, Unauthenticated
 from creditflow.ledger.model.parties import Role
 
@@ -55,8 +57,26 @@ def token_from_headers(headers: Mapping[str, str]) -> str | None:
 
 
 async def caller(request: Request, app: AppDep) -> Principal:
-    """Authenticate the request (401 ``unauthenticated`` if there is no valid key). A key seen before is
+    """Authenticate the request (401 ``unauthenticated`` if there is no valid key) and apply the one rule
+    every endpoint shares: a person who only looks (no role but ``viewer``) changes nothing (403
+    ``user_role_not_allowed`` for any state-changing method; `refuse_onlookers`). A key seen before is
     answered from memory on the event loop; a new one is looked up in a worker thread."""
+    principal = await self_caller(request, app)
+    refuse_onlookers(principal, request.method)
+    return principal
+
+
+def refuse_onlookers(principal: Principal, method: str) -> None:
+    """403 ``user_role_not_allowed`` for a state-changing ``method`` of a person holding no role other than
+    ``viewer``. Organisation-wide keys are not people (what they may not do is checked where it matters:
+    approving needs a person); admin-only and approver-only operations check their role themselves."""
+    if method not in SAFE_METHODS and principal.is_person and not principal.user_roles - {UserRole.VIEWER}:
+        raise Forbidden("a viewer only looks: this changes something", code="user_role_not_allowed")
+
+
+async def self_caller(request: Request, app: AppDep) -> Principal:
+    """`caller` without the viewer rule: for what a person does to their own account only (their own
+    password, sign-out, their own tokens), which a viewer may do too."""
     principal = getattr(request.state, "principal", None)
     if isinstance(principal, Principal):
         return principal
@@ -87,6 +107,18 @@ async def _session_principal(request: Request, app: App, session_token: str) -> 
 
 
 Caller = Annotated[Principal, Depends(caller)]
+SelfCaller = Annotated[Principal, Depends(self_caller)]
+
+
+def credential_of(request: Request, principal: Principal) -> str:
+    """Which credential authenticated the request, as an approval records it: ``key:<api key id>`` for a
+    key, ``session:<reference>`` for a web session (the first 16 hex digits of the SHA-256 the session is
+    stored under: enough to find the session, useless to sign in with)."""
+    if principal.auth == Auth.SESSION:
+        token = request.cookies.get(SESSION_COOKIE, "")
+        return "session:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+    return f"key:{principal.key_id}"
+
 
 OVERSEERS = frozenset({Role.OPERATOR, Role.AUDITOR})
 

@@ -1,8 +1,8 @@
 """Identity's data as other contexts see it, inside their own unit of work.
 
-Confirmation (trade) checks that the user approving a payable is one of the debtor's users, and adds
-users to an organisation in the same transaction that checks the organisation is registered, so these
-functions take the caller's Connection. They are the only door into identity's store for other contexts
+Confirmation (trade) checks, in the transaction that records an approval, that the approver is one of the
+debtor's users and holds the approver role as stored now, so these functions take the caller's Connection
+(trade only reads users: `creditflow.identity.people` adds them). They are the only door into identity's store for other contexts
 (an import-linter contract in pyproject keeps it so): the store's row layout stays identity's business.
 """
 
@@ -14,11 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from creditflow.identity import store
-from creditflow.identity.roles import UserRole, format_roles
+from creditflow.identity.roles import UserRole
 from creditflow.identity.store import User
 from creditflow.kernel.engine import Connection
 
-__all__ = ["User", "UserRole", "add_user", "notify_admins", "user_exists", "user_org", "users", "users_of"]
+__all__ = ["User", "UserRole", "notify_admins", "user_exists", "user_org", "users", "users_of"]
 
 
 # --- for trade ---
@@ -43,22 +43,6 @@ def user_exists(conn: Connection, user_id: str) -> bool:
 def user_org(conn: Connection, user_id: str) -> str | None:
     """The organisation of ``user_id``, or None if there is no such user."""
     return store.user_org(conn, user_id)
-
-
-def add_user(
-    conn: Connection,
-    *,
-    user_id: str,
-    org_id: str,
-    name: str,
-    created_ts_ms: int,
-    roles: Iterable[UserRole] = (),
-) -> None:
-    """Add a user with ``roles`` (without a password: `WebSessions.set_password` gives it one). The caller
-    checks that the organisation is registered and the id is free, in the same transaction."""
-    store.insert_user(
-        conn, user_id=user_id, org_id=org_id, name=name, created_ts_ms=created_ts_ms, roles=format_roles(roles)
-    )
 
 
 # --- for every context ---

@@ -124,13 +124,18 @@ def set_user_roles(conn: Connection, user_id: str, roles: str) -> bool:
     return bool(conn.execute(update(users).where(users.c.user_id == user_id).values(roles=roles)).rowcount)
 
 
-def users_of_org(conn: Connection, org_id: str) -> list[User]:
-    rows = conn.execute(
+def users_of_org(conn: Connection, org_id: str, *, for_update: bool = False) -> list[User]:
+    """The organisation's users by user_id. ``for_update`` locks their rows (PostgreSQL; SQLite's writers
+    hold the database's write lock from BEGIN anyway), so that two admins changing roles at once cannot
+    both take away the last admin."""
+    query = (
         select(users.c.user_id, users.c.org_id, users.c.name, users.c.roles)
         .where(users.c.org_id == org_id)
         .order_by(users.c.user_id)
     )
-    return [User(r.user_id, r.org_id, r.name, r.roles) for r in rows]
+    if for_update:
+        query = query.with_for_update()
+    return [User(r.user_id, r.org_id, r.name, r.roles) for r in conn.execute(query)]
 
 
 def sign_in_state(conn: Connection, user_id: str) -> SignInState | None:

@@ -190,8 +190,17 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         app.clearing.set_account(ids[org], name[:140], f"62220{abs(hash(org)) % 10**12:012d}", BICS[org])
         console.print(f"  {role:16} {name}  USCC {uscc[org]}  → log entry {receipt.seq}")
     core, t1, t2, t3, bank = (ids[o] for o in ("hcm", "jingyi", "tegang", "kuangye", "bank"))
-    app.confirmation.add_user(core, f"maker-{suffix}", "Wang Fang (AP clerk)")
-    app.confirmation.add_user(core, f"checker-{suffix}", "Zhao Lei (treasury)")
+    # People, not keys: the operator names the core enterprise's first admin, who adds its approvers
+    admin = app.people.add(core, f"admin-{suffix}", "Li Na (IT admin)", ["admin"])
+    as_admin = app.access.authenticate(app.access.create_key(core, "demo: Li Na's token", user_id=admin.user_id))
+    people = {}
+    for uid, name, roles in (
+        (f"maker-{suffix}", "Wang Fang (AP clerk)", ["maker", "approver"]),
+        (f"checker-{suffix}", "Zhao Lei (treasury)", ["approver"]),
+    ):
+        app.people.create(as_admin, uid, name, roles)
+        people[uid] = app.access.authenticate(app.access.create_key(core, f"demo: {name}'s token", user_id=uid))
+    console.print(f"  users of {names[core]}: admin {admin.user_id}; approvers " + ", ".join(people))
     app.confirmation.set_credit_line(core, 5_000_000 * YUAN)
     app.financing.set_rating(core, "AA")
     console.print(f"  credit line of {names[core]}: {format_minor(5_000_000 * YUAN)}; rating AA")
@@ -228,13 +237,18 @@ def _run(console: Console, url: str, workdir: Path, started: float) -> int:
         f" ({payable.status}); its digest commits to the order's, receipt's and invoice's hashes, never the documents"
     )
 
-    _step(console, 4, "Maker-checker: two different users of the core enterprise confirm the payable (确权)")
-    console.print(f"  {app.confirmation.approve(payable.id, f'maker-{suffix}')}")
+    _step(console, 4, "Maker-checker: two different approvers of the core enterprise confirm the payable (确权)")
+    erp_key = app.access.authenticate(app.access.create_key(core, "demo: the ERP's organisation-wide key"))
     try:
-        app.confirmation.approve(payable.id, f"maker-{suffix}")
+        app.confirmation.approve(payable.id, erp_key)
     except DomainError as exc:
-        console.print(f"  the same user again: [yellow]{exc.code}[/yellow]")
-    console.print(f"  {app.confirmation.approve(payable.id, f'checker-{suffix}')}")
+        console.print(f"  the organisation-wide key (not a person): [yellow]{exc.code}[/yellow]")
+    console.print(f"  {app.confirmation.approve(payable.id, people[f'maker-{suffix}'])}")
+    try:
+        app.confirmation.approve(payable.id, people[f"maker-{suffix}"])
+    except DomainError as exc:
+        console.print(f"  the same person again: [yellow]{exc.code}[/yellow]")
+    console.print(f"  {app.confirmation.approve(payable.id, people[f'checker-{suffix}'])}")
 
     _step(console, 5, "Issue on the confirmed payable, within the credit line; tier 1 accepts and splits")
     issued = app.ledger.issue(core, payable.id, 1_000_000 * YUAN, today + dt.timedelta(days=180))

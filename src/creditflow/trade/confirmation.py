@@ -2,21 +2,22 @@
 
 A payable becomes eligible either from a three-way match of the core enterprise's own purchase order,
 goods receipts and invoice (`payable_from_invoice`, status ``matched``) or by hand (status ``draft``).
-It is ``confirmed`` only after `approvals_required` (default two) *different* users of the debtor have
-approved it; only a confirmed payable can back an issue. The payable's digest, which the issue carries
-onto the log, commits to the digests of the trade documents behind it (never the documents).
+It is ``confirmed`` only after `approvals_required` (default two) *distinct* people of the debtor holding
+the approver role have approved it, each signed in (web session) or with a personal token, never an
+organisation-wide key and never the person who entered the payable (`approve`); only a confirmed payable
+can back an issue. The payable's digest, which the issue carries onto the log, commits to the digests of
+the trade documents behind it (never the documents).
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Iterable
 from typing import Any
 
 from creditflow.config import Settings
 from creditflow.identity import reads as identity
-from creditflow.identity.reads import UserRole
+from creditflow.identity.access import Principal
+from creditflow.identity.roles import Auth, UserRole, parse_roles, require_person
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
 from creditflow.kernel.engine import Engine
@@ -29,8 +30,6 @@ from creditflow.trade.match import MatchStatus
 from creditflow.trade.payables import Payable, PayablesService
 from creditflow.trade.service import TradeService
 
-_USER_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
-
 
 class ConfirmationService:
     def __init__(
@@ -41,38 +40,6 @@ class ConfirmationService:
         self.trade = trade
         self.settings = settings
         self.clock = clock
-
-    # --- users -----------------------------------------------------------------------------------
-
-    def add_user(
-        self,
-        org_id: str,
-        user_id: str,
-        name: str,
-        roles: Iterable[UserRole] = (UserRole.MAKER, UserRole.APPROVER),
-    ) -> None:
-        if not _USER_RE.fullmatch(user_id):
-            raise InvalidInput("user_id: 1-64 letters, digits and _ . @ -", field="user_id")
-        with self.engine.begin() as conn:
-            if not ledger.parties(conn, [org_id]):
-                raise NotFound(f"organisation {org_id!r} is not registered", code="party_not_found", field="org_id")
-            if identity.user_exists(conn, user_id):
-                raise Conflict(f"user {user_id!r} exists", code="user_exists", field="user_id")
-            identity.add_user(
-                conn,
-                user_id=user_id,
-                org_id=org_id,
-                name=name[:200],
-                created_ts_ms=self.clock.now_ms(),
-                roles=roles,
-            )
-
-    def user_org(self, user_id: str) -> str:
-        with self.engine.connect().execution_options(read_only=True) as conn:
-            org = identity.user_org(conn, user_id)
-        if org is None:
-            raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
-        return str(org)
 
     # --- credit line -----------------------------------------------------------------------------
 
@@ -157,25 +124,47 @@ class ConfirmationService:
             store.set_payable_invoice(conn, payable.id, invoice_id)
         return payable
 
-    def approve(self, payable_id: str, user_id: str) -> dict[str, Any]:
-        """One user of the debtor approves; the second *different* user's approval confirms."""
+    def approve(self, payable_id: str, by: Principal, *, credential: str | None = None) -> dict[str, Any]:
+        """A person of the debtor holding the approver role approves; the `approvals_required`-th distinct
+        approver's approval confirms the payable. Refused, in this order: 403 ``not_debtor_user`` (the
+        caller is not of the debtor), 403 ``person_required`` (an organisation-wide key: it may prepare,
+        never approve), 403 ``user_role_not_allowed`` (no approver role, as stored now), 409
+        ``already_confirmed``, 403 ``maker_cannot_approve`` (the person who entered the payable), 409
+        ``same_approver`` (this person approved it already).
+
+        The approval records who, when and how they were authenticated: ``by.auth`` and ``credential``
+        (default ``key:<api key id>`` for a personal token; the pages pass ``session:<reference>``)."""
         payable = self.payables.get_payable(payable_id)
-        org = self.user_org(user_id)
-        if org != payable.debtor:
-            raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user", field="user_id")
+        if by.org_id != payable.debtor:
+            raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user")
+        user_id = require_person(by, what="approve payables")
+        if credential is None:
+            credential = f"key:{by.key_id}" if by.auth == Auth.PERSONAL_TOKEN else by.auth.value
         with self.engine.begin() as conn:
-            status = store.payable_status(conn, payable_id)
+            user = identity.users_of(conn, payable.debtor, [user_id]).get(user_id)
+            if user is None:
+                raise Forbidden("only users of the debtor confirm its payables", code="not_debtor_user")
+            if UserRole.APPROVER not in parse_roles(user.roles):
+                raise Forbidden("only a user with the role approver may approve payables", code="user_role_not_allowed")
+            status = store.lock_payable_status(conn, payable_id)
             if status == "confirmed":
                 raise Conflict("the payable is already confirmed", code="already_confirmed", field="payable_id")
+            if payable.created_by == user_id:
+                raise Forbidden(
+                    "you entered this payable: another approver must confirm it (maker-checker)",
+                    code="maker_cannot_approve",
+                )
             seen = store.approvers(conn, payable_id)
             if user_id in seen:
                 raise Conflict(
-                    "this user has already approved; a different user must confirm (maker-checker)",
+                    "you have already approved; a different approver must confirm (maker-checker)",
                     code="same_approver",
-                    field="user_id",
                 )
-            store.add_approval(conn, payable_id, user_id, self.clock.now_ms())
+            now = self.clock.now_ms()
             approvals = len(seen) + 1
+            store.add_approval(
+                conn, payable_id, user_id, now, auth=by.auth.value, credential=credential[:80], ordinal=approvals
+            )
             confirmed = approvals >= self.settings.approvals_required
             if confirmed:
                 store.set_payable_status(conn, payable_id, "confirmed")
@@ -184,4 +173,13 @@ class ConfirmationService:
             "approvals": approvals,
             "required": self.settings.approvals_required,
             "status": "confirmed" if confirmed else status,
+            "approved_by": user_id,
+            "auth": by.auth.value,
         }
+
+    def approvals(self, payable_id: str) -> list[dict[str, Any]]:
+        """The payable's approvals in order: who, when (``approved_ts_ms``), how they were authenticated
+        (``auth``: session, personal_token; ``credential``: which key or session)."""
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = store.approvals(conn, payable_id)
+        return [r._asdict() for r in rows]

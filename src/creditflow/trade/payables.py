@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from creditflow.config import Settings
+from creditflow.identity import reads as identity
 from creditflow.kernel.clock import Clock
 from creditflow.kernel.encoding import encode
 from creditflow.kernel.engine import Connection, Engine
@@ -47,6 +48,7 @@ class Payable:
     digest: str
     issued_minor: int
     status: str = "draft"
+    created_by: str | None = None  # the person who entered it (its maker); None: a key or a three-way match
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +63,7 @@ class AwaitingPayable:
     status: str  # draft or matched
     created_ts_ms: int
     approved_by: tuple[str, ...]
+    created_by: str | None = None
 
 
 def payable_digest(
@@ -106,10 +109,12 @@ class PayablesService:
         payable_id: str | None = None,
         documents: Sequence[str] = (),
         status: str = "draft",
+        created_by: str | None = None,
     ) -> Payable:
         """Record the core enterprise's payable to a supplier: ``draft`` when entered by hand, ``matched``
         when it comes from a three-way match (`ConfirmationService`). Either way it must be confirmed by
-        two users before it can back an issue (when trade rules are enforced)."""
+        `approvals_required` distinct approvers before it can back an issue (when trade rules are enforced).
+        ``created_by`` is the person of the debtor who entered it (its maker, who may not approve it)."""
         check_amount_minor(amount_minor)
         check_currency(currency)
         if not reference or len(reference) > 200:
@@ -126,10 +131,14 @@ class PayablesService:
                 raise NotFound(f"organisation {creditor!r} is not registered", code="party_not_found", field="creditor")
             if found[debtor].role != Role.CORE_ENTERPRISE:
                 raise Forbidden("only a core enterprise records payables", code="role_not_allowed", field="debtor")
+            if created_by is not None and not identity.users_of(conn, debtor, [created_by]):
+                raise NotFound(f"user {created_by!r} does not exist", code="user_not_found", field="created_by")
             if store.payable_status(conn, pid) is not None:
                 raise Conflict(f"payable {pid!r} exists", code="payable_exists", field="payable_id")
             digest = payable_digest(pid, debtor, creditor, amount_minor, currency, reference, documents)
-            row = store.PayableRow(pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status)
+            row = store.PayableRow(
+                pid, debtor, creditor, amount_minor, currency, reference, digest, 0, status, created_by
+            )
             store.insert_payable(conn, row, self.clock.now_ms())
         return Payable(*row)
 

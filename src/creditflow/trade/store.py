@@ -368,10 +368,51 @@ def approvers(conn: Connection, payable_id: str) -> set[str]:
     return set(conn.scalars(select(payable_approvals.c.user_id).where(payable_approvals.c.payable_id == payable_id)))
 
 
-def add_approval(conn: Connection, payable_id: str, user_id: str, approved_ts_ms: int) -> None:
+def add_approval(
+    conn: Connection,
+    payable_id: str,
+    user_id: str,
+    approved_ts_ms: int,
+    *,
+    auth: str,
+    credential: str | None,
+    ordinal: int,
+) -> None:
     conn.execute(
-        insert(payable_approvals).values(payable_id=payable_id, user_id=user_id, approved_ts_ms=approved_ts_ms)
+        insert(payable_approvals).values(
+            payable_id=payable_id,
+            user_id=user_id,
+            approved_ts_ms=approved_ts_ms,
+            auth=auth,
+            credential=credential,
+            ordinal=ordinal,
+        )
     )
+
+
+class ApprovalRow(NamedTuple):
+    user_id: str
+    approved_ts_ms: int
+    auth: str
+    credential: str | None
+
+
+def approvals(conn: Connection, payable_id: str) -> list[ApprovalRow]:
+    """The payable's approvals in the order they were given: who, when, how they were authenticated."""
+    a = payable_approvals.c
+    rows = conn.execute(
+        select(a.user_id, a.approved_ts_ms, a.auth, a.credential)
+        .where(a.payable_id == payable_id)
+        .order_by(a.ordinal, a.approved_ts_ms, a.user_id)
+    )
+    return [ApprovalRow(r.user_id, int(r.approved_ts_ms), r.auth, r.credential) for r in rows]
+
+
+def lock_payable_status(conn: Connection, payable_id: str) -> str | None:
+    """The payable's status with its row locked (PostgreSQL), so that two approvals of one payable are
+    counted one after the other; None if there is no such payable."""
+    status = conn.execute(select(payables.c.status).where(payables.c.id == payable_id).with_for_update()).scalar()
+    return None if status is None else str(status)
 
 
 class PayableRow(NamedTuple):
@@ -384,6 +425,7 @@ class PayableRow(NamedTuple):
     digest: str
     issued_minor: int
     status: str
+    created_by: str | None = None
 
 
 class AwaitingRow(NamedTuple):
@@ -395,11 +437,21 @@ class AwaitingRow(NamedTuple):
     status: str
     created_ts_ms: int
     approved_by: tuple[str, ...]
+    created_by: str | None = None
 
 
 def _payable_row(r: Any) -> PayableRow:
     return PayableRow(
-        r.id, r.debtor, r.creditor, r.amount_minor, r.currency, r.reference, r.digest, r.issued_minor, r.status
+        r.id,
+        r.debtor,
+        r.creditor,
+        r.amount_minor,
+        r.currency,
+        r.reference,
+        r.digest,
+        r.issued_minor,
+        r.status,
+        r.created_by,
     )
 
 
@@ -447,7 +499,7 @@ def awaiting_payables(conn: Connection, debtor: str, after: tuple[int, str] | No
         found = conn.execute(
             select(payable_approvals.c.payable_id, payable_approvals.c.user_id)
             .where(payable_approvals.c.payable_id.in_(list(approvals)))
-            .order_by(payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
+            .order_by(payable_approvals.c.ordinal, payable_approvals.c.approved_ts_ms, payable_approvals.c.user_id)
         )
         for payable_id, user_id in found:
             approvals[payable_id].append(user_id)
@@ -461,6 +513,7 @@ def awaiting_payables(conn: Connection, debtor: str, after: tuple[int, str] | No
             r.status,
             int(r.created_ts_ms),
             tuple(approvals[r.id]),
+            r.created_by,
         )
         for r in rows
     ]

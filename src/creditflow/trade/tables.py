@@ -96,6 +96,9 @@ payables = Table(
     # draft (entered by hand) or matched (from a three-way match) -> confirmed after two approvals
     Column("status", String(16), nullable=False, server_default="draft"),
     Column("invoice_id", String(64)),
+    # the person who entered it (its maker, who may not approve it); NULL: an organisation-wide key or a
+    # three-way match made it (no person maker)
+    Column("created_by", ID, nullable=True),
     CheckConstraint("amount_minor > 0", name="amount_positive"),
     CheckConstraint("issued_minor >= 0 AND issued_minor <= amount_minor", name="issued_within_amount"),
 )
@@ -106,6 +109,13 @@ payable_approvals = Table(
     Column("payable_id", ID, nullable=False),
     Column("user_id", ID, nullable=False),
     Column("approved_ts_ms", BigInteger, nullable=False),
+    # how the approver proved who they were (creditflow.identity.roles.Auth: session, personal_token;
+    # 'unrecorded' for approvals from before migration 0011) and with which credential
+    # (key:<api key id> or session:<reference>)
+    Column("auth", String(16), nullable=False, server_default="unrecorded"),
+    Column("credential", String(80), nullable=True),
+    # the approval's place among the payable's approvals: 1, 2, ... (0: recorded before migration 0011)
+    Column("ordinal", Integer, nullable=False, server_default="0"),
     PrimaryKeyConstraint("payable_id", "user_id"),
 )
 

@@ -9,7 +9,8 @@
 | `routes_erp`             | /v1/erp/{kind}/import, /v1/erp/documents, /v1/erp/invoices/{id}/match |
 | `routes_credit`          | /v1/credit/applications, /v1/credit/decisions/{id}            |
 | `routes_iot`             | /v1/iot/... assets, devices, prices, loans, telemetry batches, alarms, SSE stream |
-| `routes_finance`         | /v1/users, approvals, credit lines, ratings, products, financing, accounts, clearing, network |
+| `routes_users`           | /v1/users, /v1/users/{user_id}/roles (admins manage people and roles) |
+| `routes_finance`         | approvals, credit lines, ratings, products, financing, accounts, clearing, network |
 
 Endpoints are plain ``def``: FastAPI runs them in its thread pool, where they may block on the
 sequencer's group commit without holding up the event loop.
@@ -27,6 +28,7 @@ from creditflow.http.api import log as routes_log
 from creditflow.http.api import parties as routes_parties
 from creditflow.http.api import pieces as routes_pieces
 from creditflow.http.api import trade as routes_erp
+from creditflow.http.api import users as routes_users
 
 
 def build_router() -> APIRouter:
@@ -37,6 +39,7 @@ def build_router() -> APIRouter:
         routes_log,
         routes_parties,
         routes_certificates,
+        routes_users,
         routes_finance,
         routes_erp,
         routes_credit,

@@ -6,8 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from creditflow.bootstrap import App
 from creditflow.http.common import certificate_out, error_responses, piece_out, receipt_out
 from creditflow.http.schemas import (
+    ApprovalOut,
     CertificateOut,
     IssueIn,
     IssueReceiptOut,
@@ -19,8 +21,11 @@ from creditflow.http.schemas import (
 )
 from creditflow.http.security import AppDep, Caller, is_overseer, require_role
 from creditflow.http.visibility import certificate_view, visible_certificate, visible_payable
+from creditflow.identity.access import Principal
+from creditflow.identity.roles import UserRole, require_user_role
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.model.parties import Role
+from creditflow.trade.payables import Payable
 
 router = APIRouter(tags=["certificates"])
 
@@ -32,8 +37,12 @@ router = APIRouter(tags=["certificates"])
     responses=error_responses(401, 403, 404, 409, 422),
 )
 def create_payable(body: PayableIn, app: AppDep, who: Caller) -> PayableOut:
-    """Record the caller's (a core enterprise's) payable to a supplier: what certificates are issued against."""
+    """Record the caller's (a core enterprise's) payable to a supplier: what certificates are issued against.
+    An organisation-wide key may (it prepares; people approve); a person needs the maker role and is
+    recorded as the payable's maker (``created_by``), who may not approve it."""
     require_role(who, Role.CORE_ENTERPRISE, what="record payables")
+    if who.is_person:
+        require_user_role(who, UserRole.MAKER, what="enter payables")
     payable = app.payables.create_payable(
         who.org_id,
         body.creditor,
@@ -41,14 +50,24 @@ def create_payable(body: PayableIn, app: AppDep, who: Caller) -> PayableOut:
         body.reference,
         currency=body.currency,
         payable_id=body.payable_id,
+        created_by=who.user_id,
     )
-    return PayableOut.model_validate(payable, from_attributes=True)
+    return _payable_out(app, who, payable)
 
 
 @router.get("/v1/payables/{payable_id}", response_model=PayableOut, responses=error_responses(401, 404))
 def get_payable(payable_id: str, app: AppDep, who: Caller) -> PayableOut:
-    """A payable, for its debtor and its creditor."""
-    return PayableOut.model_validate(visible_payable(app, who, payable_id), from_attributes=True)
+    """A payable, for its debtor and its creditor; the debtor also sees its approvals (who, when, how
+    they were authenticated)."""
+    return _payable_out(app, who, visible_payable(app, who, payable_id))
+
+
+def _payable_out(app: App, who: Principal, payable: Payable) -> PayableOut:
+    out = PayableOut.model_validate(payable, from_attributes=True)
+    if who.org_id != payable.debtor:
+        return out  # the creditor sees the status, not who inside the debtor approved
+    approvals = [ApprovalOut.model_validate(a) for a in app.confirmation.approvals(payable.id)]
+    return out.model_copy(update={"approvals": approvals, "approvals_required": app.settings.approvals_required})
 
 
 @router.post(

@@ -9,16 +9,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from creditflow.financing.policy import RATINGS, TENOR_BUCKETS_DAYS
 from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.schemas import AmountMinor, OrgId, Page, RequestBody
-from creditflow.http.security import AppDep, Caller, is_overseer, require_role
+from creditflow.http.security import AppDep, Caller, credential_of, is_overseer, require_role
 from creditflow.http.visibility import visible_certificate, visible_payable, visible_piece
 from creditflow.identity.access import Principal
-from creditflow.identity.roles import UserRole, require_user_role
+from creditflow.identity.roles import UserRole, require_person, require_user_role
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.model.parties import Role
 
@@ -27,15 +27,14 @@ _W = error_responses(401, 403, 404, 409, 422)
 _R = error_responses(401, 403, 404)
 
 
-class UserIn(RequestBody):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": "li.wei", "name": "Li Wei"}]})
-    user_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(min_length=1, max_length=200)
-
-
 class ApprovalIn(RequestBody):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"user_id": "li.wei"}]})
-    user_id: str = Field(min_length=1, max_length=64)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}]})
+    user_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="deprecated: the approver is the caller; if sent it must be the caller (403 approver_mismatch)",
+    )
 
 
 class LimitIn(RequestBody):
@@ -293,22 +292,27 @@ def _own_or_overseer(who: Caller, org_id: str) -> None:
         raise Forbidden("only the organisation itself, the operator or the auditor may see this", code="not_allowed")
 
 
-@router.post("/v1/users", status_code=201, responses=_W)
-def add_user(body: UserIn, app: AppDep, who: Caller) -> dict[str, str]:
-    """Add a user to the caller's organisation (users approve payables: maker-checker)."""
-    app.confirmation.add_user(who.org_id, body.user_id, body.name)
-    return {"user_id": body.user_id, "org_id": who.org_id}
-
-
 @router.post("/v1/payables/{payable_id}/approvals", responses=_W)
-def approve_payable(payable_id: str, body: ApprovalIn, app: AppDep, who: Caller) -> dict[str, Any]:
-    """One of the debtor's users approves; a second, different user confirms the payable."""
+def approve_payable(
+    payable_id: str,
+    request: Request,
+    app: AppDep,
+    who: Caller,
+    body: Annotated[ApprovalIn | None, Body()] = None,
+) -> dict[str, Any]:
+    """The caller, a person of the debtor holding the approver role (signed in, or with a personal token),
+    approves; the `approvals_required`-th distinct approver confirms the payable. An organisation-wide key
+    may prepare payables but never approve (403 ``person_required``); the person who entered the payable
+    may not approve it (403 ``maker_cannot_approve``); nobody approves twice (409 ``same_approver``)."""
     payable = visible_payable(app, who, payable_id)
     if payable.debtor != who.org_id:
         raise Forbidden("only the debtor confirms its payables", code="not_debtor_user")
-    if app.confirmation.user_org(body.user_id) != who.org_id:
-        raise Forbidden("the user belongs to another organisation", code="not_debtor_user", field="user_id")
-    return app.confirmation.approve(payable.id, body.user_id)
+    user_id = require_person(who, what="approve payables")
+    if body is not None and body.user_id is not None and body.user_id != user_id:
+        raise Forbidden(
+            "the approver is the person calling: do not name another user", code="approver_mismatch", field="user_id"
+        )
+    return app.confirmation.approve(payable.id, who, credential=credential_of(request, who))
 
 
 @router.put("/v1/credit-lines/{core}", responses=_W)

@@ -88,11 +88,20 @@ def register_organisation(body: OrganisationIn, app: AppDep, who: Caller) -> Org
     """Onboard an organisation (operator only) and hand out its first API key.
 
     With ``public_key`` the organisation keeps its private key (self custody) and signs its own
-    operations for ``POST /v1/operations``; without, the platform creates and holds its key."""
+    operations for ``POST /v1/operations``; without, the platform creates and holds its key.
+
+    With ``admin`` the organisation gets its first admin, a person who then adds its users and grants
+    their roles (only admins do); the answer carries that admin's personal token, shown once."""
     require_role(who, Role.OPERATOR, what="register organisations")
+    if body.admin is not None:
+        app.people.check_new(body.admin.user_id)  # before the registration, which cannot be taken back
     public_key = bytes.fromhex(body.public_key) if body.public_key is not None else None
     receipt = app.ledger.register_organisation(body.org_id, body.name, body.role, body.uscc, public_key=public_key)
     api_key = app.access.create_key(body.org_id, label="first key")
+    admin_token = None
+    if body.admin is not None:
+        app.people.add(body.org_id, body.admin.user_id, body.admin.name, [UserRole.ADMIN])
+        admin_token = app.access.create_key(body.org_id, label="first admin", user_id=body.admin.user_id)
     party = app.queries.party(body.org_id)
     return OrganisationCreatedOut.model_validate(
         {
@@ -100,6 +109,8 @@ def register_organisation(body: OrganisationIn, app: AppDep, who: Caller) -> Org
             "custody": "self" if public_key is not None else "platform",
             "api_key": api_key,
             "receipt": receipt.to_json(),
+            "admin_user_id": body.admin.user_id if body.admin is not None else None,
+            "admin_token": admin_token,
         }
     )
 

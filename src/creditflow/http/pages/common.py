@@ -21,9 +21,10 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from creditflow.bootstrap import App
-from creditflow.http.security import SESSION_COOKIE, STATE_KEY
+from creditflow.http.security import SAFE_METHODS, SESSION_COOKIE, STATE_KEY
 from creditflow.http.templating import STATIC, environment
 from creditflow.http.vendor import plotly_js_path
+from creditflow.identity.roles import UserRole
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError
 from creditflow.ledger.model.parties import Role
@@ -43,8 +44,9 @@ class SignInRequired(Exception):
 
 
 class PageForbidden(Exception):
-    def __init__(self, message: str):
+    def __init__(self, message: str, code: str = "forbidden"):
         self.message = message
+        self.code = code
 
 
 def app_of(request: Request) -> App:
@@ -52,7 +54,7 @@ def app_of(request: Request) -> App:
     return app
 
 
-async def page_user(request: Request) -> WebUser:
+async def signed_in_user(request: Request) -> WebUser:
     """The signed-in user, or a redirect to the sign-in page (which comes back here afterwards)."""
     token = request.cookies.get(SESSION_COOKIE)
     user = await anyio.to_thread.run_sync(app_of(request).sessions.resolve, token) if token else None
@@ -62,7 +64,26 @@ async def page_user(request: Request) -> WebUser:
     return user
 
 
+async def page_user(request: Request) -> WebUser:
+    """The signed-in user (`signed_in_user`), under the pages' one shared rule, as the API's `caller`:
+    a person who only looks (no role but ``viewer``) posts no form that changes something (403)."""
+    user = await signed_in_user(request)
+    if request.method not in SAFE_METHODS and not user.roles - {UserRole.VIEWER}:
+        raise PageForbidden("a viewer only looks: this changes something", code="user_role_not_allowed")
+    return user
+
+
 PageUser = Annotated[WebUser, Depends(page_user)]
+SignedInUser = Annotated[WebUser, Depends(signed_in_user)]
+
+# Pages for people by their roles within the organisation, whatever the organisation's platform role:
+# (path, label, the user role that sees the link). The admin's pages add theirs here.
+PERSON_NAV: list[tuple[str, str, UserRole]] = []
+
+
+def nav_of(user: WebUser) -> list[tuple[str, str]]:
+    """The menu of ``user``: its organisation's role's pages, then those of its own roles."""
+    return NAV.get(user.role, []) + [(href, label) for href, label, role in PERSON_NAV if role in user.roles]
 
 
 def role_pages(*roles: Role) -> Any:
@@ -90,7 +111,7 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
     html = _env.get_template(template).render(
         request=request,
         user=user,
-        nav=NAV.get(user.role, []) if user else [],
+        nav=nav_of(user) if user else [],
         path=request.url.path,
         notice=request.query_params.get("ok"),
         **context,
@@ -170,7 +191,7 @@ def sign_in(
 
 
 @router.post("/ui/sign-out")
-def sign_out(request: Request, user: PageUser, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
+def sign_out(request: Request, user: SignedInUser, csrf_token: Annotated[str, Form(max_length=200)] = "") -> Response:
     check_csrf(user, csrf_token)
     app_of(request).sessions.sign_out(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/ui/sign-in", status_code=303)
@@ -205,6 +226,7 @@ def _set_cookie(request: Request, response: Response, name: str, value: str, *, 
 def install(api: FastAPI) -> None:
     """Mount the pages on the API application: the routers of every role, static files, and the
     handlers that turn "sign in first" and "not for you" into a redirect and a page."""
+    from creditflow.http.pages import admin as pages_admin
     from creditflow.http.pages import auditor as pages_auditor
     from creditflow.http.pages import bank as pages_bank
     from creditflow.http.pages import core as pages_core
@@ -212,7 +234,7 @@ def install(api: FastAPI) -> None:
     from creditflow.http.pages import supplier as pages_supplier
 
     api.include_router(router)
-    for module in (pages_supplier, pages_core, pages_bank, pages_auditor, pages_credit):
+    for module in (pages_supplier, pages_core, pages_bank, pages_auditor, pages_credit, pages_admin):
         api.include_router(module.router)
     api.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
@@ -222,4 +244,4 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(PageForbidden)
     async def _forbidden(request: Request, exc: PageForbidden) -> Response:
-        return render(request, "error.html", status=403, message=exc.message)
+        return render(request, "error.html", status=403, message=exc.message, code=exc.code)

@@ -1,9 +1,10 @@
-"""Core-enterprise pages: payables awaiting confirmation (maker-checker approval by the signed-in user),
+"""Core-enterprise pages: payables awaiting confirmation (maker-checker approval by the signed-in approver),
 certificates issued, liability against the credit line, and how far the credit reaches: the network
 penetration by tier and a Sankey of value flowing from the issuer through the tiers.
 
 Every handler calls the same services and visibility rules as the JSON API, as the signed-in user's
-organisation; approving a payable is done by the signed-in user in person (`WebUser.user_id`).
+organisation; approving a payable is done by the signed-in user in person (its session is the person), under
+the same rules as ``POST /v1/payables/{id}/approvals`` (`ConfirmationService.approve`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from fastapi.responses import HTMLResponse, Response
 from creditflow.bootstrap import App
 from creditflow.http.pages.common import HOME, NAV, app_of, check_csrf, done, render, role_pages
 from creditflow.http.pages.supplier import names_of, page_error, page_limit, pager
+from creditflow.http.security import credential_of
 from creditflow.http.templating import yuan
 from creditflow.http.visibility import visible_certificate, visible_payable
+from creditflow.identity.roles import UserRole
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import DomainError, Forbidden, NotFound
 from creditflow.ledger.model.parties import Role
@@ -94,6 +97,7 @@ def _payables_page(request: Request, user: WebUser, *, status: int = 200, **cont
         **pager(request, page.next_cursor),
         names=names_of(app),
         required=app.settings.approvals_required,
+        may_approve=UserRole.APPROVER in user.roles,
         **context,
     )
 
@@ -107,14 +111,15 @@ def payables(request: Request, user: Core) -> HTMLResponse:
 def approve(
     request: Request, payable_id: str, user: Core, csrf_token: Annotated[str, Form(max_length=200)] = ""
 ) -> Response:
-    """The signed-in user approves; a second, different user's approval confirms (maker-checker)."""
+    """The signed-in user approves in person, under the API's rules: the approver role, never the payable's
+    maker, never twice; the `approvals_required`-th distinct approver confirms (maker-checker)."""
     check_csrf(user, csrf_token)
     app = app_of(request)
     try:
         payable = visible_payable(app, user.principal, payable_id)
         if payable.debtor != user.org_id:
             raise Forbidden("only the debtor confirms its payables", code="not_debtor_user")
-        result = app.confirmation.approve(payable.id, user.user_id)
+        result = app.confirmation.approve(payable.id, user.principal, credential=credential_of(request, user.principal))
     except DomainError as error:
         return _payables_page(request, user, status=error.status, **page_error(error))
     if result["status"] == "confirmed":
@@ -122,7 +127,7 @@ def approve(
     else:
         message = (
             f"You approved payable {payable_id} ({result['approvals']} of {result['required']}); "
-            "another user must approve to confirm it."
+            "another approver must approve to confirm it."
         )
     return done("/ui/core/payables", message)
 

@@ -38,13 +38,13 @@ def setup_world(app: App, pieces: int) -> dict[str, Any]:
     cast = {"core": "core_enterprise", "supplier": "supplier", "bank": "bank"}
     for i, (org, role) in enumerate(cast.items()):
         app.ledger.register_organisation(org, org.title(), role, make_uscc(f"9132030077{i}{s}00"))
-    app.confirmation.add_user("core", "maker", "Maker")
-    app.confirmation.add_user("core", "checker", "Checker")
     face = pieces * 10_000 * YUAN
     app.confirmation.set_credit_line("core", face * 2)
     payable = app.payables.create_payable("core", "supplier", face, "bench PO")
-    app.confirmation.approve(payable.id, "maker")
-    app.confirmation.approve(payable.id, "checker")
+    for user_id in ("approver.a", "approver.b"):
+        app.people.add("core", user_id, user_id.title(), ["approver"])
+        token = app.access.create_key("core", f"bench: {user_id}", user_id=user_id)
+        app.confirmation.approve(payable.id, app.access.authenticate(token))
     today = dt.datetime.fromtimestamp(app.clock.now_ms() / 1000, dt.timezone(dt.timedelta(hours=8))).date()
     issued = app.ledger.issue("core", payable.id, face, today + dt.timedelta(days=120))
     root = str(issued.result["piece_id"])
