@@ -108,7 +108,7 @@ def test_only_an_admin_in_person_adds_users(world: App, api: Any) -> None:
     ):
         refused(world, PEOPLE_TABLES, client.post("/v1/users", json=bad, headers=h["zhao"]), status, code, before)
     # the admins were told, by whom and what
-    notes = client.get("/v1/notifications", headers=h["zhao"]).json()
+    notes = client.get("/v1/notifications", headers=h["zhao"]).json()["items"]
     added = [n for n in notes if n["kind"] == "user_added" and n["data"]["user_id"] == "mallory"]
     assert [(n["data"]["by"], n["data"]["roles"]) for n in added] == [("zhao", ["approver"])]
 
@@ -118,7 +118,7 @@ def test_the_organisation_s_users_are_seen_by_its_admins_and_its_key_only(world:
     for caller in ("zhao", "xcmg"):
         listed = client.get("/v1/users", headers=h[caller])
         assert listed.status_code == 200
-        assert {u["user_id"]: u["roles"] for u in listed.json()} == {
+        assert {u["user_id"]: u["roles"] for u in listed.json()["items"]} == {
             "chen": ["approver", "maker"],
             "li": ["approver"],
             "qian": ["viewer"],
@@ -135,7 +135,7 @@ def test_an_admin_changes_roles_of_its_own_organisation_only_and_keeps_an_admin(
     changed = client.put("/v1/users/wang/roles", json={"roles": ["maker", "approver"]}, headers=h["zhao"])
     assert changed.status_code == 200 and changed.json()["roles"] == ["approver", "maker"]
     assert roles_of(world, "wang") == ["approver", "maker"]
-    notes = client.get("/v1/notifications", headers=h["zhao"]).json()
+    notes = client.get("/v1/notifications", headers=h["zhao"]).json()["items"]
     assert [n["data"] for n in notes if n["kind"] == "user_roles_changed"] == [
         {"user_id": "wang", "by": "zhao", "before": ["maker"], "after": ["approver", "maker"]}
     ]

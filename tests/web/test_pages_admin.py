@@ -62,7 +62,7 @@ def test_an_admin_manages_users_and_roles_on_the_page(web: TestClient, world: Ap
     theirs = web.post("/ui/admin/users/li.gang/roles", data={"csrf_token": csrf, "roles": ["viewer"]})
     assert theirs.status_code == 404 and 'data-code="user_not_found"' in theirs.text
     assert table_rows(world, (users,)) == before
-    kinds = [n.kind for n in world.notices.of("factory")]
+    kinds = [n.kind for n in world.notices.of("factory").items]
     assert kinds.count("user_roles_changed") == 1 and "user_added" in kinds
 
 

@@ -29,6 +29,7 @@ from creditflow.kernel.clock import Clock
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import Conflict, Forbidden, InvalidInput, NotFound
 from creditflow.ledger import reads as ledger
+from creditflow.ledger.queries import Page, decode_cursor, page_from
 
 USER_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
 
@@ -121,6 +122,13 @@ class PeopleService:
         """The users of ``org_id`` and their roles (the caller checks who may ask)."""
         with self.engine.connect().execution_options(read_only=True) as conn:
             return [_person(u) for u in store.users_of_org(conn, org_id)]
+
+    def page(self, org_id: str, *, limit: int, cursor: str | None = None) -> Page:
+        """A page of the users of ``org_id`` (`Person`), by user id."""
+        after = str(decode_cursor(cursor, str)[0]) if cursor else None
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            rows = store.users_page(conn, org_id, limit=limit + 1, after=after)
+        return page_from([_person(u) for u in rows], limit, lambda p: (p.user_id,))
 
     def _check_admin_now(self, conn: Connection, by: Principal) -> None:
         """The acting admin's roles as stored now, not as the (possibly cached) principal remembers them."""

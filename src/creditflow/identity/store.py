@@ -124,6 +124,15 @@ def set_user_roles(conn: Connection, user_id: str, roles: str) -> bool:
     return bool(conn.execute(update(users).where(users.c.user_id == user_id).values(roles=roles)).rowcount)
 
 
+def users_page(conn: Connection, org_id: str, *, limit: int, after: str | None) -> list[User]:
+    """The organisation's users by user_id, after ``after`` (a keyset page)."""
+    query = select(users.c.user_id, users.c.org_id, users.c.name, users.c.roles).where(users.c.org_id == org_id)
+    if after is not None:
+        query = query.where(users.c.user_id > after)
+    rows = conn.execute(query.order_by(users.c.user_id).limit(limit))
+    return [User(r.user_id, r.org_id, r.name, r.roles) for r in rows]
+
+
 def users_of_org(conn: Connection, org_id: str, *, for_update: bool = False) -> list[User]:
     """The organisation's users by user_id. ``for_update`` locks their rows (PostgreSQL; SQLite's writers
     hold the database's write lock from BEGIN anyway), so that two admins changing roles at once cannot

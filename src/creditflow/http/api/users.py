@@ -13,8 +13,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from creditflow.http.common import error_responses
-from creditflow.http.schemas import RequestBody
+from creditflow.http.common import Cursor, Limit, error_responses
+from creditflow.http.schemas import Page, RequestBody
 from creditflow.http.security import AppDep, Caller
 from creditflow.identity.roles import UserRole, require_user_role
 
@@ -53,12 +53,14 @@ def add_user(body: UserIn, app: AppDep, who: Caller) -> UserOut:
     return UserOut.model_validate(person.to_json())
 
 
-@router.get("/v1/users", response_model=list[UserOut], responses=error_responses(401, 403))
-def list_users(app: AppDep, who: Caller) -> list[UserOut]:
-    """The caller's organisation's users and their roles: for its admins and its organisation-wide key."""
+@router.get("/v1/users", response_model=Page[UserOut], responses=error_responses(401, 403, 422))
+def list_users(app: AppDep, who: Caller, limit: Limit = None, cursor: Cursor = None) -> Page[UserOut]:
+    """The caller's organisation's users and their roles, by user id: for its admins and its
+    organisation-wide key."""
     if who.is_person:
         require_user_role(who, UserRole.ADMIN, what="list the organisation's users")
-    return [UserOut.model_validate(p.to_json()) for p in app.people.of(who.org_id)]
+    page = app.people.page(who.org_id, limit=app.queries.page_size(limit), cursor=cursor)
+    return Page[UserOut](items=[UserOut.model_validate(p.to_json()) for p in page.items], next_cursor=page.next_cursor)
 
 
 @router.put("/v1/users/{user_id}/roles", response_model=UserOut, responses=error_responses(401, 403, 404, 409, 422))
