@@ -21,7 +21,7 @@ from pydantic_settings import (
 
 from creditflow.collateral.settings import IotSettings
 from creditflow.credit.settings import CreditSettings
-from creditflow.identity.settings import WebSettings
+from creditflow.identity.settings import AccessSettings, WebSettings
 
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 
@@ -77,6 +77,8 @@ class Settings(BaseSettings):
     iot: IotSettings = Field(default_factory=IotSettings)
     # web pages and their sign-in (CREDITFLOW_WEB__SESSION_TTL_S=...)
     web: WebSettings = Field(default_factory=WebSettings)
+    # API keys and the caches of who is calling (CREDITFLOW_ACCESS__AUTH_CACHE_TTL_S=...)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
