@@ -481,3 +481,15 @@ def test_password_policy_applies_to_resets(world: App) -> None:
         world.sessions.redeem_reset("wang.fang", "cfr_x", "short")
     with pytest.raises(NotFound):
         world.access.create_key("xcmg", user_id="nobody")
+
+
+def test_schema_matches_the_migration(world: App) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from creditflow.migrations.schema import metadata
+
+    with world.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    mine = [d for d in diffs if any(n in repr(d) for n in ("api_keys", "sign_in_throttle", "'users'"))]
+    assert mine == []

@@ -170,15 +170,11 @@ def _key_action(request: Request, user: WebUser, key_id: str, action: str, back:
         else:
             return RedirectResponse(back, status_code=303)
     except DomainError as error:
+        shown = form_error(error, rename={"key_id": ""})  # not a field of the page's forms: shown on top
         if template == "account.html":
-            return _account(request, user, status=error.status, **form_error(error))
+            return _account(request, user, status=error.status, **shown)
         return render(
-            request,
-            template,
-            status=error.status,
-            keys=_keys(request, user),
-            names=_names(request, user),
-            **form_error(error),
+            request, template, status=error.status, keys=_keys(request, user), names=_names(request, user), **shown
         )
     if template == "account.html":
         return _account(request, user, secret=token, created=info)
