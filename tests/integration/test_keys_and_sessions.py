@@ -173,6 +173,24 @@ def test_rotation_gives_a_new_secret_for_the_same_owner_and_stops_the_old(world:
     assert [n["new_key_id"] for n in notices(world, "xcmg", "api_key_rotated")] == [new["key_id"]]
 
 
+def test_the_key_list_is_paged(world: App, client: TestClient) -> None:
+    made = {key_id_of(world.access.create_key("factory", f"k{i}")) for i in range(5)}
+    key, seen, cursor = bearer(world.access.create_key("factory")), [], None
+    while True:
+        page = client.get("/v1/api-keys", params={"limit": 2, **({"cursor": cursor} if cursor else {})}, headers=key)
+        assert page.status_code == 200 and len(page.json()["items"]) <= 2
+        seen += [k["key_id"] for k in page.json()["items"]]
+        cursor = page.json()["next_cursor"]
+        if cursor is None:
+            break
+    assert made <= set(seen) and len(seen) == len(set(seen)) == 6
+    for bad in ("garbage", "k2", "a" * 201):
+        r = client.get("/v1/api-keys", params={"cursor": bad}, headers=key)
+        assert r.status_code == 422 and r.json()["field"] == "cursor", r.text
+    r = client.get("/v1/api-keys", params={"limit": world.settings.page_size_max + 1}, headers=key)
+    assert r.status_code == 422 and r.json()["field"] == "limit"
+
+
 def test_last_use_is_recorded(world: App, client: TestClient) -> None:
     token = world.access.create_key("factory")
     listing = bearer(world.access.create_key("factory"))

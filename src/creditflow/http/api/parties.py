@@ -30,6 +30,7 @@ from creditflow.identity.access import ApiKeyInfo
 from creditflow.identity.roles import UserRole, require_user_role
 from creditflow.kernel.errors import Forbidden, InvalidInput
 from creditflow.ledger.model.parties import Party, Role
+from creditflow.ledger.queries import decode_cursor, encode_cursor
 
 router = APIRouter(tags=["organisations"])
 
@@ -192,24 +193,22 @@ def create_api_key(
 def list_api_keys(
     app: AppDep,
     who: Caller,
-    limit: Annotated[int, Query(ge=1, le=500, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int | None, Query(description="page size")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Page[ApiKeyInfoOut]:
     """The organisation's keys, newest first (for the organisation-wide key or an admin), or the calling
     person's own personal tokens (anyone else): id, label, owner, created, expires, last used, revoked.
     Never a secret."""
-    start = 0
-    if cursor is not None:
-        if not (cursor.startswith("k") and cursor[1:].isdigit()):
-            raise InvalidInput("cursor: pass a next_cursor this API gave", code="invalid_cursor", field="cursor")
-        start = int(cursor[1:])
+    size = app.settings.page_size_default if limit is None else limit
+    if not 1 <= size <= app.settings.page_size_max:
+        raise InvalidInput(f"limit: 1 to {app.settings.page_size_max}", field="limit")
+    (start,) = decode_cursor(cursor, int) if cursor is not None else (0,)
     keys = app.access.keys_visible_to(who)
     now = app.clock.now_ms()
-    page = keys[start : start + limit]
-    more = start + limit < len(keys)
+    more = int(start) + size < len(keys)
     return Page[ApiKeyInfoOut](
-        items=[ApiKeyInfoOut.model_validate(k.to_json(now)) for k in page],
-        next_cursor=f"k{start + limit}" if more else None,
+        items=[ApiKeyInfoOut.model_validate(k.to_json(now)) for k in keys[int(start) : int(start) + size]],
+        next_cursor=encode_cursor(int(start) + size) if more else None,
     )
 
 
