@@ -305,6 +305,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     trade = TradeService(engine, settings, clock)
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
+    access = Access(engine, clock, settings.access)
     return App(
         settings=settings,
         engine=engine,
@@ -315,7 +316,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         ledger=ledger,
         queries=queries,
         proofs=Proofs(engine, log_signer, clock),
-        access=Access(engine, clock),
+        access=access,
         trade=trade,
         payables=payables,
         confirmation=ConfirmationService(engine, payables, trade, settings, clock),
@@ -332,7 +333,13 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         iot=iot,
         clearing=ClearingService(engine, ledger, queries, settings, clock),
         network=NetworkService(engine),
-        sessions=WebSessions(engine, settings.web, clock),
+        sessions=WebSessions(
+            engine,
+            settings.web,
+            clock,
+            cache_ttl_s=settings.access.auth_cache_ttl_s,
+            forget_keys=access.forget,
+        ),
         notices=Notices(engine),
         people=PeopleService(engine, clock),
         warnings=tuple(warnings),

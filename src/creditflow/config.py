@@ -22,7 +22,7 @@ from pydantic_settings import (
 from creditflow.collateral.settings import IotSettings
 from creditflow.credit.settings import CreditSettings
 from creditflow.financing.settings import FinancingSettings
-from creditflow.identity.settings import WebSettings
+from creditflow.identity.settings import AccessSettings, WebSettings
 
 # Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/security/secrets.md).
 DEV_PASSPHRASE = "creditflow-development-passphrase"
@@ -99,6 +99,8 @@ class Settings(BaseSettings):
     iot: IotSettings = Field(default_factory=IotSettings)
     # web pages and their sign-in (CREDITFLOW_WEB__SESSION_TTL_S=...)
     web: WebSettings = Field(default_factory=WebSettings)
+    # API keys and the caches of who is calling (CREDITFLOW_ACCESS__AUTH_CACHE_TTL_S=...)
+    access: AccessSettings = Field(default_factory=AccessSettings)
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -196,7 +196,9 @@ def test_unauthenticated_and_api_key_header(client: TestClient, world: App) -> N
     token = world.access.create_key("factory")
     assert client.get("/v1/me", headers={"X-API-Key": token}).json()["org_id"] == "factory"
     world.access.revoke_key(token[3:].split("_", 1)[0])
-    assert_problem(client.get("/v1/me", headers={"X-API-Key": token}), 401, "unauthenticated")
+    assert_problem(client.get("/v1/me", headers={"X-API-Key": token}), 401, "api_key_revoked")
+    forged = token[: -len("x")] + ("y" if token[-1] != "y" else "z")  # a revoked key's id, another secret
+    assert_problem(client.get("/v1/me", headers={"X-API-Key": forged}), 401, "unauthenticated")
 
 
 def test_unknown_route_and_method(client: TestClient) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import authz_keys as keys
 import authz_people
 import pytest
 from api_world import ROLE_ORDER, Side, World, build_world, json_of, uscc_of
@@ -646,6 +647,32 @@ MATRIX: list[Row] = [
     ),
     # --- end H1 ---
     # --- issue 13 H2: rows of API keys, sessions and sign-in ---
+    # the organisation-wide key sees its own organisation's keys, never another's
+    row("GET", "/v1/api-keys", fixed("/v1/api-keys"), "ok- ok- ok- ok- ok-", markers=keys.key_ids),
+    *(
+        row(
+            "POST",
+            f"/v1/api-keys/{{key_id}}/{action}",
+            lambda w, s, r, action=action: Req(f"/v1/api-keys/{keys.fresh_key(w, s.orgs[r])}/{action}"),
+            ALL_OK,
+            "404 404 404 404 404",  # another organisation's key: as absent (the operator's too)
+        )
+        for action in ("revoke", "rotate")
+    ),
+    # an admin (a person: the caller's admin's personal token) of the user's own organisation only
+    *(
+        row(
+            "POST",
+            f"/v1/users/{{user_id}}/{action}",
+            lambda w, s, r, action=action: Req(
+                f"/v1/users/{keys.fresh_user(w, s.orgs[r])}/{action}", headers=keys.as_admin(w, r)
+            ),
+            ALL_OK,
+            "404 404 404 404 404",
+        )
+        for action in ("password-reset", "unlock")
+    ),
+    row("POST", "/v1/me/password", lambda w, s, r: Req(**keys.change_password(w, r)), ALL_OK),
     # --- end H2 ---
     # --- issue 13 H3: rows of collateral consent and price books ---
     # Only the borrower decides on a loan or a pledge proposed to it (the world's are accepted already: 409,
@@ -899,6 +926,48 @@ ABUSE: list[Abuse] = [
     *(Abuse(*case) for case in authz_people.ABUSE_CASES),
     # --- end H1 ---
     # --- issue 13 H2 ---
+    Abuse(
+        "a revoked key used in a second process",
+        keys.revoked_key_in_a_second_process,
+        401,
+        "api_key_revoked",
+        lambda w: keys.live_keys(w, w.own.supplier),
+    ),
+    Abuse(
+        "a bank revokes another organisation's API key",
+        keys.bank_revokes_anothers_key,
+        404,
+        "api_key_not_found",
+        lambda w: keys.key_row(w, keys.target_key(w, "other-supplier", w.other.supplier)),
+    ),
+    Abuse(
+        "a person who is not an admin revokes a colleague's personal token",
+        keys.maker_revokes_a_colleagues_token,
+        404,
+        "api_key_not_found",
+        lambda w: keys.key_row(w, keys.colleague_token(w)),
+    ),
+    Abuse(
+        "an expired API key",
+        keys.expired_key,
+        401,
+        "api_key_expired",
+        lambda w: keys.live_keys(w, w.own.supplier),
+    ),
+    Abuse(
+        "an organisation-wide key resets a person's password",
+        keys.org_key_resets_a_password,
+        403,
+        "person_required",
+        lambda w: keys.account_of(w, keys.victim(w, w.own.core)),
+    ),
+    Abuse(
+        "an admin resets the password of another organisation's user",
+        keys.admin_resets_anothers_password,
+        404,
+        "user_not_found",
+        lambda w: keys.account_of(w, keys.victim(w, w.other.core)),
+    ),
     # --- end H2 ---
     # --- issue 13 H3 ---
     Abuse(

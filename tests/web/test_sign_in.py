@@ -66,15 +66,19 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(web: TestClient, wo
     assert "cf_session" not in web.cookies
 
 
-def test_too_many_wrong_passwords_lock_the_user_out(web: TestClient, world: App, clock) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_wrong_passwords_make_the_user_wait(web: TestClient, world: App, clock) -> None:  # type: ignore[no-untyped-def]
     add_user(world, "factory", "wang.fang")
     for _ in range(world.settings.web.sign_in_max_failures):
         token = sign_in_form_token(web)
         web.post("/ui/sign-in", data={"user_id": "wang.fang", "password": "not it at all", "csrf_token": token})
     token = sign_in_form_token(web)
     locked = web.post("/ui/sign-in", data={"user_id": "wang.fang", "password": PASSWORD, "csrf_token": token})
+    wait_s = world.settings.web.sign_in_delay_base_s
     assert locked.status_code == 401 and "too many wrong passwords" in locked.text
-    clock.advance(world.settings.web.sign_in_lockout_s * 1000 + 1)
+    assert locked.headers["retry-after"] == str(wait_s)
+    assert f"wait {wait_s} s" in locked.text and f"请等待 {wait_s} 秒后再试" in locked.text  # English and Chinese
+    assert "cf_session" not in web.cookies
+    clock.advance(wait_s * 1000)  # a short, growing delay: not a long lock an attacker could impose
     sign_in(web, "wang.fang")
 
 

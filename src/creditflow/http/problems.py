@@ -104,7 +104,9 @@ def _json_safe(value: Any) -> bool:
 
 def domain_problem(exc: DomainError, instance: str | None) -> ProblemResponse:
     extras = {k: v for k, v in exc.details.items() if _json_safe(v)}
-    return problem(exc.status, exc.code, exc.message, instance=instance, field=exc.field, **extras)
+    wait = exc.details.get("retry_after_s")
+    headers = {"Retry-After": str(max(1, int(wait)))} if isinstance(wait, int) else None
+    return problem(exc.status, exc.code, exc.message, instance=instance, field=exc.field, headers=headers, **extras)
 
 
 def field_name(loc: Sequence[int | str]) -> str:

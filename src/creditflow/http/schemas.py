@@ -100,8 +100,37 @@ class RotateKeyIn(RequestBody):
 
 
 class ApiKeyIn(RequestBody):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"label": "erp-connector"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"label": "erp-connector"}, {"label": "my laptop", "personal": True, "expires_in_s": 86400}]
+        },
+    )
     label: Text = "default"
+    personal: bool = Field(
+        False,
+        description="a personal token of the calling person (acts as that person); false: an organisation-wide "
+        "key, which only the organisation-wide key or an admin may create",
+    )
+    expires_in_s: int | None = Field(
+        None, ge=60, description="lifetime in seconds (default and maximum: the access settings)"
+    )
+
+
+class RotateApiKeyIn(RequestBody):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{}, {"expires_in_s": 2592000}]})
+    expires_in_s: int | None = Field(None, ge=60, description="the new key's lifetime in seconds")
+
+
+class PasswordChangeIn(RequestBody):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"current_password": "correct horse battery 9", "new_password": "another horse 10 staple"}]
+        },
+    )
+    current_password: Annotated[str, Field(min_length=1, max_length=1024)]
+    new_password: Annotated[str, Field(min_length=1, max_length=1024)]
 
 
 class PayableIn(RequestBody):
@@ -314,6 +343,70 @@ class ApiKeyOut(BaseModel):
     org_id: str
     key_id: str
     api_key: str = Field(description="shown only this once")
+    label: str | None = None
+    user_id: str | None = Field(None, description="a personal token's user (null: organisation-wide)")
+    expires_ts_ms: int | None = Field(None, description="when it stops working")
+    replaces_key_id: str | None = Field(None, description="after a rotation: the key it replaces (now revoked)")
+
+
+class ApiKeyInfoOut(BaseModel):
+    """A key as listed: never its secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "key_id": "1f2e3d4c5b6a7980",
+                    "org_id": "factory",
+                    "label": "erp-connector",
+                    "owner": "organisation",
+                    "user_id": None,
+                    "created_ts_ms": 1772413200000,
+                    "expires_ts_ms": 1803949200000,
+                    "revoked": False,
+                    "revoked_ts_ms": None,
+                    "last_used_ts_ms": 1772413260000,
+                    "state": "active",
+                }
+            ]
+        }
+    )
+    key_id: str
+    org_id: str
+    label: str
+    owner: Literal["organisation", "personal"]
+    user_id: str | None
+    created_ts_ms: int
+    expires_ts_ms: int | None = Field(description="null: a key from before keys expired")
+    revoked: bool
+    revoked_ts_ms: int | None
+    last_used_ts_ms: int | None = Field(description="to within a minute; null: never used")
+    state: Literal["active", "expired", "revoked"]
+
+
+class PasswordResetOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"user_id": "wang.fang", "reset_token": "cfr_" + "x" * 43, "expires_ts_ms": 1772499600000}]
+        }
+    )
+    user_id: str
+    reset_token: str = Field(
+        description="shown only this once: hand it to the user, who sets a new password with it at /ui/reset-password"
+    )
+    expires_ts_ms: int
+
+
+class PasswordChangedOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "wang.fang", "sessions_ended": True}]})
+    user_id: str
+    sessions_ended: bool
+
+
+class UnlockOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"user_id": "wang.fang", "counters_cleared": 2}]})
+    user_id: str
+    counters_cleared: int
 
 
 class ApprovalOut(BaseModel):

@@ -133,3 +133,17 @@ def require_role(principal: Principal, *roles: Role, what: str = "do this") -> N
     if principal.role not in roles:
         allowed = ", ".join(r.value for r in roles)
         raise Forbidden(f"a {principal.role.value} may not {what} (allowed: {allowed})", code="role_not_allowed")
+
+
+def client_address(request: Request, forwarded_for_hops: int) -> str:
+    """The client's address for sign-in throttling: the TCP peer, unless ``forwarded_for_hops`` (the
+    ``web.forwarded_for_hops`` setting) says that many reverse proxies in front append to
+    ``X-Forwarded-For``: then the address the outermost of them saw (n-th from the right). Without that
+    setting the header is ignored: any client can write it."""
+    peer = request.client.host if request.client else "unknown"
+    if forwarded_for_hops <= 0:
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getlist("x-forwarded-for")).split(",") if h.strip()]
+    if len(hops) < forwarded_for_hops:
+        return hops[0][:200] if hops else peer
+    return hops[-forwarded_for_hops][:200]

@@ -8,6 +8,16 @@ field or the ``X-CSRF-Token`` header), so another site cannot act with the user'
 A signed-in user acts as its organisation: the `Principal` it yields is the one an API key of that
 organisation would yield, so the pages go through the very same visibility rules and services as the
 JSON API, and the platform signs with the organisation's key held in custody.
+
+Sign-in is throttled (`creditflow.identity.throttle`: growing delays per user and client address, never a
+lock-out an attacker can impose on a victim). A process answers a known session from memory for at most
+``auth_cache_ttl_s``, then asks the database again: a sign-out, a password reset or a role change made by
+another process takes effect here within that bound.
+
+Passwords: an admin resets a user's password (`reset_password`: the old password, the user's sessions and
+personal tokens stop at once; the user sets a new password with the one-time token the admin hands over);
+a signed-in user changes its own (`change_password`: the current password is required; every session of
+the user ends). The organisation's admins are told of both.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ import hashlib
 import re
 import secrets
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -23,15 +34,19 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from creditflow.identity import store
 from creditflow.identity.access import Principal
-from creditflow.identity.roles import Auth, UserRole, parse_roles
+from creditflow.identity.reads import notify_admins
+from creditflow.identity.roles import Auth, UserRole, parse_roles, require_person, require_user_role
 from creditflow.identity.settings import WebSettings
+from creditflow.identity.throttle import SignInThrottle
 from creditflow.kernel.clock import Clock
-from creditflow.kernel.engine import Engine
+from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, NotFound, Unauthenticated
 from creditflow.ledger import reads
 from creditflow.ledger.model.parties import Role
 
 SESSION_PREFIX = "cfs_"
+RESET_PREFIX = "cfr_"
+UNKNOWN_ADDRESS = "unknown"
 _CACHE_MAX = 10_000
 
 
@@ -67,10 +82,22 @@ def _digest(token: str) -> bytes:
 class WebSessions:
     """Passwords and sessions. Every method is one unit of work."""
 
-    def __init__(self, engine: Engine, settings: WebSettings, clock: Clock):
+    def __init__(
+        self,
+        engine: Engine,
+        settings: WebSettings,
+        clock: Clock,
+        *,
+        cache_ttl_s: int = 5,
+        forget_keys: Callable[[Iterable[str]], None] | None = None,
+    ):
         self.engine = engine
         self.settings = settings
         self.clock = clock
+        self.cache_ttl_ms = cache_ttl_s * 1000
+        self.throttle = SignInThrottle(settings)
+        # `Access.forget`: personal tokens revoked here stop at once in this process too
+        self._forget_keys = forget_keys or (lambda _ids: None)
         self.hasher = PasswordHasher(
             time_cost=settings.password_time_cost,
             memory_cost=settings.password_memory_kib,
@@ -79,7 +106,7 @@ class WebSessions:
         # A hash of nothing, verified against when the user does not exist, so that "no such user" and
         # "wrong password" take the same time and cannot be told apart.
         self._decoy = self.hasher.hash(secrets.token_urlsafe(16))
-        self._cache: dict[bytes, WebUser] = {}
+        self._cache: dict[bytes, tuple[WebUser, int]] = {}  # digest -> (user, when it was read)
         self._lock = threading.Lock()
 
     # -- passwords -----------------------------------------------------------------------------------
@@ -108,24 +135,152 @@ class WebSessions:
             store.delete_sessions_of(conn, user_id)
         self._forget_user(user_id)
 
-    # -- sessions ------------------------------------------------------------------------------------
+    def _admin_target(self, conn: Connection, by: Principal, user_id: str, what: str) -> str:
+        """The user's organisation if ``by`` is an admin of it (403 for anyone else who is not an admin;
+        404 ``user_not_found`` for a user of another organisation, as for none)."""
+        require_user_role(by, UserRole.ADMIN, what=what)
+        org = store.user_org(conn, user_id)
+        if org is None or org != by.org_id:
+            raise NotFound(f"user {user_id!r} does not exist", code="user_not_found", field="user_id")
+        return org
 
-    def sign_in(self, user_id: str, password: str) -> tuple[str, WebUser]:
-        """A new session for the user, or 401 ``sign_in_failed`` (which never says whether the user
-        exists) or 401 ``sign_in_locked`` after too many wrong passwords in a row."""
+    def reset_password(self, by: Principal, user_id: str) -> tuple[str, int]:
+        """An admin resets a user's password: the old password, every session and every personal token of
+        the user stop now, its sign-in counters are cleared, and a one-time reset token (valid
+        ``password_reset_ttl_s``) is returned for the admin to hand to the user, who sets a new password
+        with it (`redeem_reset`). Returns (token, expiry)."""
+        now = self.clock.now_ms()
+        token = RESET_PREFIX + secrets.token_urlsafe(32)
+        expires = now + self.settings.password_reset_ttl_s * 1000
+        with self.engine.begin() as conn:
+            org = self._admin_target(conn, by, user_id, "reset a user's password")
+            store.set_reset(conn, user_id, reset_sha256=_digest(token), expires_ts_ms=expires)
+            store.delete_sessions_of(conn, user_id)
+            revoked = store.revoke_personal_tokens(conn, user_id, now)
+            self.throttle.unlock(conn, user_id)
+            notify_admins(
+                conn,
+                org_id=org,
+                kind="password_reset",
+                message=f"the password of {user_id} was reset by {by.user_id}; its sessions ended and "
+                f"{len(revoked)} personal token(s) were revoked",
+                now_ms=now,
+                data={"user_id": user_id, "by": by.user_id, "revoked_key_ids": revoked},
+            )
+        self._forget_user(user_id)
+        self._forget_keys(revoked)
+        return token, expires
+
+    def redeem_reset(self, user_id: str, token: str, new_password: str, *, address: str = UNKNOWN_ADDRESS) -> None:
+        """The user sets a new password with the admin's one-time reset token. 401 ``reset_token_invalid``
+        for a wrong, used or expired token (throttled like a sign-in)."""
+        self.check_password_policy(new_password)
         now = self.clock.now_ms()
         with self.engine.connect().execution_options(read_only=True) as conn:
+            self._refuse_if_waiting(conn, user_id, address, now)
+        hashed = self.hasher.hash(new_password)
+        with self.engine.begin() as conn:
+            state = store.reset_state(conn, user_id, for_update=True)
+            good = (
+                state is not None
+                and state.reset_sha256 is not None
+                and state.reset_expires_ts_ms is not None
+                and state.reset_expires_ts_ms > now
+                and secrets.compare_digest(state.reset_sha256, _digest(token))
+            )
+            if good and state is not None:
+                store.finish_reset(conn, user_id, hashed)
+                store.delete_sessions_of(conn, user_id)
+                self.throttle.unlock(conn, user_id)
+        if not good:
+            with self.engine.begin() as conn:
+                self.throttle.record_failure(
+                    conn, user_id, address, now, org_id=state.org_id if state is not None else None
+                )
+            raise Unauthenticated(
+                "the reset token is not valid (wrong, used or expired): ask an admin for a new one",
+                code="reset_token_invalid",
+            )
+        self._forget_user(user_id)
+
+    def change_password(
+        self, by: Principal, current_password: str, new_password: str, *, address: str = UNKNOWN_ADDRESS
+    ) -> None:
+        """A signed-in person changes its own password (the current one is required: a stolen session
+        alone cannot take the account over). Every session of the user ends (sign in again); personal
+        tokens stay (revoke them on the same page if they leaked). The organisation's admins are told."""
+        user_id = require_person(by, what="change a password (it is a person's)")
+        self.check_password_policy(new_password)
+        now = self.clock.now_ms()
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            self._refuse_if_waiting(conn, user_id, address, now)
+            row = store.sign_in_state(conn, user_id)
+        if row is None or row.password_hash is None or not self._verify(row.password_hash, current_password):
+            if row is None:
+                self._verify(self._decoy, current_password)
+            with self.engine.begin() as conn:
+                self.throttle.record_failure(conn, user_id, address, now, org_id=row.org_id if row else None)
+            raise InvalidInput("the current password is wrong", code="current_password_wrong", field="current_password")
+        hashed = self.hasher.hash(new_password)
+        with self.engine.begin() as conn:
+            store.set_password_hash(conn, user_id, hashed)
+            store.delete_sessions_of(conn, user_id)
+            notify_admins(
+                conn,
+                org_id=row.org_id,
+                kind="password_changed",
+                message=f"{user_id} changed its password; its sessions ended",
+                now_ms=now,
+                data={"user_id": user_id},
+            )
+        self._forget_user(user_id)
+
+    def unlock(self, by: Principal, user_id: str) -> int:
+        """An admin clears the user's sign-in delays (from every address); how many counters there were."""
+        now = self.clock.now_ms()
+        with self.engine.begin() as conn:
+            org = self._admin_target(conn, by, user_id, "unlock a user's sign-in")
+            cleared = self.throttle.unlock(conn, user_id)
+            notify_admins(
+                conn,
+                org_id=org,
+                kind="sign_in_unlocked",
+                message=f"{by.user_id} cleared the sign-in delays of {user_id}",
+                now_ms=now,
+                data={"user_id": user_id, "by": by.user_id, "counters": cleared},
+            )
+        return cleared
+
+    # -- sessions ------------------------------------------------------------------------------------
+
+    def _refuse_if_waiting(self, conn: Connection, user_id: str, address: str, now: int) -> None:
+        wait = self.throttle.wait(conn, user_id, address, now)
+        if wait is not None:
+            wait_s = wait.seconds(now)
+            raise Unauthenticated(
+                f"too many wrong passwords: try again in {wait_s} s",
+                code="sign_in_locked",
+                retry_after_s=wait_s,
+            )
+
+    def sign_in(self, user_id: str, password: str, *, address: str = UNKNOWN_ADDRESS) -> tuple[str, WebUser]:
+        """A new session for the user, or 401 ``sign_in_failed`` (which never says whether the user
+        exists) or 401 ``sign_in_locked`` while a throttle covering (user, ``address``) waits: then the
+        password is not even checked, and ``retry_after_s`` says how long."""
+        now = self.clock.now_ms()
+        user_id = user_id[:64]
+        address = address[:200] or UNKNOWN_ADDRESS
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            self._refuse_if_waiting(conn, user_id, address, now)
             row = store.sign_in_state(conn, user_id)
         if row is None or row.password_hash is None:
             self._verify(self._decoy, password)
+            with self.engine.begin() as conn:
+                self.throttle.record_failure(conn, user_id, address, now, org_id=row.org_id if row else None)
             raise Unauthenticated("the user name or the password is wrong", code="sign_in_failed")
-        if row.locked_until_ms is not None and row.locked_until_ms > now:
-            wait_s = (row.locked_until_ms - now + 999) // 1000
-            raise Unauthenticated(
-                f"too many wrong passwords: try again in {wait_s} s", code="sign_in_locked", retry_after_s=wait_s
-            )
         if not self._verify(row.password_hash, password):
-            self._record_failure(user_id, now)
+            with self.engine.begin() as conn:
+                self.throttle.record_failure(conn, user_id, address, now, org_id=row.org_id)
             raise Unauthenticated("the user name or the password is wrong", code="sign_in_failed")
         token = SESSION_PREFIX + secrets.token_urlsafe(32)
         csrf = secrets.token_urlsafe(32)
@@ -136,7 +291,9 @@ class WebSessions:
                 raise Unauthenticated("the user's organisation is not registered", code="sign_in_failed")
             rehashed = self.hasher.hash(password) if self.hasher.check_needs_rehash(row.password_hash) else None
             store.clear_failures(conn, user_id, rehashed=rehashed)
+            self.throttle.clear_after_success(conn, user_id, address)
             store.delete_expired_sessions(conn, now)
+            store.delete_stale_throttle(conn, now - self.settings.sign_in_failure_window_s * 1000)
             store.insert_session(
                 conn,
                 token_sha256=_digest(token),
@@ -157,20 +314,23 @@ class WebSessions:
         digest = _digest(token)
         now = self.clock.now_ms()
         with self._lock:
-            cached = self._cache.get(digest)
-        if cached is not None:
-            if cached.expires_ts_ms > now:
+            entry = self._cache.get(digest)
+        if entry is not None:
+            cached, fetched = entry
+            if cached.expires_ts_ms <= now:
+                with self._lock:
+                    self._cache.pop(digest, None)
+                return None
+            if fetched <= now < fetched + self.cache_ttl_ms:
                 return cached
-            with self._lock:
-                self._cache.pop(digest, None)
-            return None
+            # older than auth_cache_ttl_s: ask the database again (another process may have ended it)
         with self.engine.connect().execution_options(read_only=True) as conn:
             session = store.session(conn, digest)
-            if session is None or session.expires_ts_ms <= now:
-                return None
-            found = store.users_by_id(conn, [session.user_id]).get(session.user_id)
-            parties = reads.parties(conn, [session.org_id])
-        if found is None or not parties:
+            found = store.users_by_id(conn, [session.user_id]).get(session.user_id) if session else None
+            parties = reads.parties(conn, [session.org_id]) if session else []
+        if session is None or session.expires_ts_ms <= now or found is None or not parties:
+            with self._lock:
+                self._cache.pop(digest, None)
             return None
         user = WebUser(
             session.user_id,
@@ -185,7 +345,7 @@ class WebSessions:
         with self._lock:
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
-            self._cache[digest] = user
+            self._cache[digest] = (user, now)
         return user
 
     def sign_out(self, token: str | None) -> None:
@@ -197,6 +357,11 @@ class WebSessions:
         with self._lock:
             self._cache.pop(digest, None)
 
+    def user_names(self, org_id: str) -> dict[str, str]:
+        """The organisation's users by id (their names), for pages that list keys and their owners."""
+        with self.engine.connect().execution_options(read_only=True) as conn:
+            return {u.user_id: u.name for u in store.users_of_org(conn, org_id)}
+
     # -- internals -----------------------------------------------------------------------------------
 
     def _verify(self, hashed: str, password: str) -> bool:
@@ -205,15 +370,7 @@ class WebSessions:
         except (VerificationError, InvalidHashError):
             return False
 
-    def _record_failure(self, user_id: str, now: int) -> None:
-        with self.engine.begin() as conn:
-            failures = store.failed_sign_ins(conn, user_id) + 1
-            if failures >= self.settings.sign_in_max_failures:
-                store.lock_user(conn, user_id, now + self.settings.sign_in_lockout_s * 1000)
-            else:
-                store.set_failed_sign_ins(conn, user_id, failures)
-
     def _forget_user(self, user_id: str) -> None:
         with self._lock:
-            for digest in [d for d, u in self._cache.items() if u.user_id == user_id]:
+            for digest in [d for d, (u, _at) in self._cache.items() if u.user_id == user_id]:
                 del self._cache[digest]

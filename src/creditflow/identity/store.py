@@ -10,10 +10,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from creditflow.identity.tables import api_keys, idempotency_keys, notifications, users, web_sessions
+from creditflow.identity.tables import (
+    api_keys,
+    idempotency_keys,
+    notifications,
+    sign_in_throttle,
+    users,
+    web_sessions,
+)
 from creditflow.kernel.engine import before_key
 
 _IN_CHUNK = 900  # stays under SQLite's bound-parameter limit
@@ -33,6 +40,11 @@ class ApiKey(NamedTuple):
     secret_sha256: bytes
     revoked: bool
     user_id: str | None  # a personal token's user; None: organisation-wide
+    label: str = ""
+    created_ts_ms: int = 0
+    expires_ts_ms: int | None = None  # None: a key from before keys expired (migration 0012)
+    revoked_ts_ms: int | None = None
+    last_used_ts_ms: int | None = None
 
 
 def insert_api_key(
@@ -44,6 +56,7 @@ def insert_api_key(
     label: str,
     created_ts_ms: int,
     user_id: str | None = None,
+    expires_ts_ms: int | None = None,
 ) -> None:
     conn.execute(
         api_keys.insert().values(
@@ -54,19 +67,61 @@ def insert_api_key(
             created_ts_ms=created_ts_ms,
             revoked=False,
             user_id=user_id,
+            expires_ts_ms=expires_ts_ms,
         )
     )
 
 
-def api_key(conn: Connection, key_id: str) -> ApiKey | None:
-    row = conn.execute(select(api_keys).where(api_keys.c.key_id == key_id)).first()
-    if row is None:
-        return None
-    return ApiKey(row.key_id, row.org_id, bytes(row.secret_sha256), bool(row.revoked), row.user_id)
+def _api_key(row: Any) -> ApiKey:
+    return ApiKey(
+        row.key_id,
+        row.org_id,
+        bytes(row.secret_sha256),
+        bool(row.revoked),
+        row.user_id,
+        row.label,
+        row.created_ts_ms,
+        row.expires_ts_ms,
+        row.revoked_ts_ms,
+        row.last_used_ts_ms,
+    )
 
 
-def revoke_api_key(conn: Connection, key_id: str) -> None:
-    conn.execute(api_keys.update().where(api_keys.c.key_id == key_id).values(revoked=True))
+def api_key(conn: Connection, key_id: str, *, for_update: bool = False) -> ApiKey | None:
+    query = select(api_keys).where(api_keys.c.key_id == key_id)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
+    return None if row is None else _api_key(row)
+
+
+def api_keys_of(conn: Connection, org_id: str, *, user_id: str | None = None) -> list[ApiKey]:
+    """The organisation's keys (only ``user_id``'s personal tokens if given), newest first."""
+    k = api_keys.c
+    query = select(api_keys).where(k.org_id == org_id)
+    if user_id is not None:
+        query = query.where(k.user_id == user_id)
+    return [_api_key(r) for r in conn.execute(query.order_by(k.created_ts_ms.desc(), k.key_id))]
+
+
+def revoke_api_key(conn: Connection, key_id: str, now_ms: int | None = None) -> bool:
+    """Revoke the key (once: the first revocation's time stays); False if it was already revoked."""
+    k = api_keys.c
+    done = conn.execute(
+        update(api_keys).where(k.key_id == key_id, k.revoked.is_(False)).values(revoked=True, revoked_ts_ms=now_ms)
+    ).rowcount
+    return bool(done)
+
+
+def revoke_personal_tokens(conn: Connection, user_id: str, now_ms: int) -> list[str]:
+    """Revoke every live personal token of the user; the ids revoked."""
+    k = api_keys.c
+    ids = [r.key_id for r in conn.execute(select(k.key_id).where(k.user_id == user_id, k.revoked.is_(False)))]
+    if ids:
+        conn.execute(update(api_keys).where(k.key_id.in_(ids)).values(revoked=True, revoked_ts_ms=now_ms))
+    return ids
+
+
+def touch_api_key(conn: Connection, key_id: str, now_ms: int) -> None:
+    conn.execute(update(api_keys).where(api_keys.c.key_id == key_id).values(last_used_ts_ms=now_ms))
 
 
 # --- users -------------------------------------------------------------------------------------------
@@ -174,17 +229,103 @@ def clear_failures(conn: Connection, user_id: str, *, rehashed: str | None = Non
     conn.execute(update(users).where(users.c.user_id == user_id).values(**values))
 
 
-def failed_sign_ins(conn: Connection, user_id: str) -> int:
-    return int(conn.execute(select(users.c.failed_sign_ins).where(users.c.user_id == user_id)).scalar_one())
+def set_reset(conn: Connection, user_id: str, *, reset_sha256: bytes, expires_ts_ms: int) -> None:
+    """An admin's reset: the old password stops working now; the token's SHA-256 replaces any earlier one."""
+    conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(password_hash=None, reset_sha256=reset_sha256, reset_expires_ts_ms=expires_ts_ms)
+    )
 
 
-def set_failed_sign_ins(conn: Connection, user_id: str, failures: int) -> None:
-    conn.execute(update(users).where(users.c.user_id == user_id).values(failed_sign_ins=failures))
+class ResetState(NamedTuple):
+    user_id: str
+    org_id: str
+    reset_sha256: bytes | None
+    reset_expires_ts_ms: int | None
 
 
-def lock_user(conn: Connection, user_id: str, until_ms: int) -> None:
-    """Lock the user out until ``until_ms``; the failure count starts again."""
-    conn.execute(update(users).where(users.c.user_id == user_id).values(failed_sign_ins=0, locked_until_ms=until_ms))
+def reset_state(conn: Connection, user_id: str, *, for_update: bool = False) -> ResetState | None:
+    u = users.c
+    query = select(u.user_id, u.org_id, u.reset_sha256, u.reset_expires_ts_ms).where(u.user_id == user_id)
+    row = conn.execute(query.with_for_update() if for_update else query).first()
+    if row is None:
+        return None
+    digest = bytes(row.reset_sha256) if row.reset_sha256 is not None else None
+    return ResetState(row.user_id, row.org_id, digest, row.reset_expires_ts_ms)
+
+
+def finish_reset(conn: Connection, user_id: str, password_hash: str) -> None:
+    conn.execute(
+        update(users)
+        .where(users.c.user_id == user_id)
+        .values(password_hash=password_hash, reset_sha256=None, reset_expires_ts_ms=None)
+    )
+
+
+# --- sign-in throttling ------------------------------------------------------------------------------
+
+
+def count_failure(conn: Connection, scope: str, subject: str, *, now_ms: int, window_ms: int) -> int:
+    """Count one failure for (scope, subject) and return the count, in ONE statement (INSERT .. ON CONFLICT
+    DO UPDATE .. RETURNING): concurrent failures each get their own number, none is lost. A counter whose
+    last failure is older than ``window_ms`` starts again at 1."""
+    t = sign_in_throttle
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(t).values(
+        scope=scope, subject=subject, failures=1, last_failure_ts_ms=now_ms, blocked_until_ts_ms=0
+    )
+    stale = t.c.last_failure_ts_ms < now_ms - window_ms
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[t.c.scope, t.c.subject],
+        set_={
+            "failures": case((stale, 1), else_=t.c.failures + 1),
+            "blocked_until_ts_ms": case((stale, 0), else_=t.c.blocked_until_ts_ms),
+            "last_failure_ts_ms": now_ms,
+        },
+    ).returning(t.c.failures)
+    return int(conn.execute(stmt).scalar_one())
+
+
+def block_until(conn: Connection, scope: str, subject: str, until_ms: int) -> None:
+    """Make (scope, subject) wait until at least ``until_ms`` (never shortens a wait already set)."""
+    t = sign_in_throttle.c
+    conn.execute(
+        update(sign_in_throttle)
+        .where(t.scope == scope, t.subject == subject, t.blocked_until_ts_ms < until_ms)
+        .values(blocked_until_ts_ms=until_ms)
+    )
+
+
+def blocked_until(conn: Connection, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The wait of each (scope, subject) that has a counter."""
+    t = sign_in_throttle.c
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    condition = or_(*[(t.scope == scope) & (t.subject == subject) for scope, subject in wanted])
+    rows = conn.execute(select(t.scope, t.subject, t.blocked_until_ts_ms).where(condition))
+    return {(r.scope, r.subject): int(r.blocked_until_ts_ms) for r in rows}
+
+
+def clear_throttle(conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
+    t = sign_in_throttle.c
+    for scope, subject in keys:
+        conn.execute(delete(sign_in_throttle).where(t.scope == scope, t.subject == subject))
+
+
+def clear_user_throttle(conn: Connection, user_id: str, user_address_prefix: str) -> int:
+    """Forget every counter of the user (its own and those of each (user, address)); how many there were."""
+    t = sign_in_throttle.c
+    done = conn.execute(
+        delete(sign_in_throttle).where(
+            or_(
+                (t.scope == "user") & (t.subject == user_id),
+                (t.scope == "user_address") & t.subject.startswith(user_address_prefix, autoescape=True),
+            )
+        )
+    ).rowcount
+    return int(done or 0)
 
 
 # --- web sessions ------------------------------------------------------------------------------------
@@ -337,3 +478,9 @@ def notifications_of(
         query = query.where(before_key([n.created_ts_ms, n.notification_id], before))
     rows = conn.execute(query.order_by(n.created_ts_ms.desc(), n.notification_id.desc()).limit(limit))
     return [Notification(r.notification_id, r.org_id, r.kind, r.message, r.data_json, r.created_ts_ms) for r in rows]
+
+
+def delete_stale_throttle(conn: Connection, before_ms: int) -> None:
+    """Forget counters whose last failure is older than ``before_ms`` (they would start again anyway)."""
+    t = sign_in_throttle.c
+    conn.execute(delete(sign_in_throttle).where(t.last_failure_ts_ms < before_ms, t.blocked_until_ts_ms < before_ms))

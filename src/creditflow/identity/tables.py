@@ -41,6 +41,11 @@ api_keys = Table(
     Column("revoked", Boolean, nullable=False),
     # a personal token: the key acts as this user (creditflow.identity.roles); NULL: organisation-wide
     Column("user_id", ID, nullable=True, index=True),
+    # when it stops working (401 api_key_expired); when it was revoked; when it was last seen (to within a
+    # minute, written only when a process looks the key up in the database)
+    Column("expires_ts_ms", BigInteger, nullable=True),
+    Column("revoked_ts_ms", BigInteger, nullable=True),
+    Column("last_used_ts_ms", BigInteger, nullable=True),
 )
 
 idempotency_keys = Table(
@@ -70,6 +75,23 @@ users = Table(
     Column("locked_until_ms", BigInteger, nullable=True),
     # the user's roles within its organisation, space-separated and sorted (creditflow.identity.roles)
     Column("roles", String(100), nullable=False, server_default=""),
+    # an admin's password reset (creditflow.identity.sessions): the SHA-256 of a one-time token and its expiry
+    Column("reset_sha256", LargeBinary(32), nullable=True),
+    Column("reset_expires_ts_ms", BigInteger, nullable=True),
+)
+
+# Sign-in throttling (creditflow.identity.throttle): one counter per (scope, subject), counted by one
+# INSERT .. ON CONFLICT DO UPDATE (atomic: concurrent failures count exactly). Scopes: ``user_address``
+# (subject "user\naddress"), ``user`` (counts distinct failing addresses), ``address`` (across users).
+sign_in_throttle = Table(
+    "sign_in_throttle",
+    metadata,
+    Column("scope", String(16), nullable=False),
+    Column("subject", String(400), nullable=False),
+    Column("failures", Integer, nullable=False),
+    Column("last_failure_ts_ms", BigInteger, nullable=False),
+    Column("blocked_until_ts_ms", BigInteger, nullable=False),
+    PrimaryKeyConstraint("scope", "subject"),
 )
 
 # Messages to an organisation's admins (an account change, a lock-out, a credit look-up, ...): what the

@@ -2,7 +2,8 @@
 
 | module                   | paths                                                         |
 | ------------------------ | ------------------------------------------------------------- |
-| `routes_parties`         | /v1/me, /v1/organisations, /v1/api-keys                       |
+| `routes_parties`         | /v1/me, /v1/organisations, /v1/api-keys, /v1/notifications    |
+| `routes_sessions`        | /v1/users/{id}/password-reset, /v1/users/{id}/unlock, /v1/me/password |
 | `routes_certificates`    | /v1/payables, /v1/certificates                                |
 | `routes_pieces`          | /v1/pieces, /v1/operations                                    |
 | `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
@@ -27,6 +28,7 @@ from creditflow.http.api import financing as routes_finance
 from creditflow.http.api import log as routes_log
 from creditflow.http.api import parties as routes_parties
 from creditflow.http.api import pieces as routes_pieces
+from creditflow.http.api import sessions as routes_sessions
 from creditflow.http.api import trade as routes_erp
 from creditflow.http.api import users as routes_users
 
@@ -38,6 +40,7 @@ def build_router() -> APIRouter:
         routes_pieces,
         routes_log,
         routes_parties,
+        routes_sessions,
         routes_certificates,
         routes_users,
         routes_finance,

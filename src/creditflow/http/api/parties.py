@@ -1,4 +1,8 @@
-"""Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys, /v1/notifications."""
+"""Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys, /v1/notifications.
+
+API keys (docs/security/keys-and-sessions.md): the organisation-wide key and the organisation's admins see
+and manage all its keys; any other person only its own personal tokens. Another organisation's key, and
+for a person who is not an admin a colleague's, answer 404 ``api_key_not_found`` like an absent one."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from creditflow.http.common import Cursor, Limit, error_responses
 from creditflow.http.idempotency import carries_secret
 from creditflow.http.schemas import (
     ApiKeyIn,
+    ApiKeyInfoOut,
     ApiKeyOut,
     DirectoryEntryOut,
     MeOut,
@@ -18,13 +23,15 @@ from creditflow.http.schemas import (
     OrganisationIn,
     Page,
     ReceiptOut,
+    RotateApiKeyIn,
     RotateKeyIn,
 )
 from creditflow.http.security import AppDep, Caller, require_role
-from creditflow.identity.access import TOKEN_PREFIX
+from creditflow.identity.access import ApiKeyInfo
 from creditflow.identity.roles import UserRole, require_user_role
-from creditflow.kernel.errors import Forbidden
+from creditflow.kernel.errors import Forbidden, InvalidInput
 from creditflow.ledger.model.parties import Party, Role
+from creditflow.ledger.queries import decode_cursor, encode_cursor
 
 router = APIRouter(tags=["organisations"])
 
@@ -159,11 +166,24 @@ def rotate_key(
     return ReceiptOut.model_validate(receipt.to_json())
 
 
+def _key_out(token: str, info: ApiKeyInfo, replaces: str | None = None) -> ApiKeyOut:
+    return ApiKeyOut(
+        org_id=info.org_id,
+        key_id=info.key_id,
+        api_key=token,
+        label=info.label,
+        user_id=info.user_id,
+        expires_ts_ms=info.expires_ts_ms,
+        replaces_key_id=replaces,
+    )
+
+
 @router.post(
     "/v1/api-keys",
     status_code=201,
     response_model=ApiKeyOut,
-    responses=error_responses(401, 422),
+    responses=error_responses(401, 403, 422),
+    summary="Create an API key or a personal token",
     dependencies=[carries_secret("the key was created; create another one (POST /v1/api-keys) if it was lost")],
 )
 def create_api_key(
@@ -171,7 +191,72 @@ def create_api_key(
     who: Caller,
     body: Annotated[ApiKeyIn | None, Body()] = None,
 ) -> ApiKeyOut:
-    """A new API key for the caller's organisation (shown once)."""
-    token = app.access.create_key(who.org_id, label=body.label if body is not None else "default")
-    key_id = token[len(TOKEN_PREFIX) :].split("_", 1)[0]
-    return ApiKeyOut(org_id=who.org_id, key_id=key_id, api_key=token)
+    """A new API key for the caller's organisation (its secret shown once). ``personal``: a token of the
+    calling person (403 ``person_required`` for an organisation-wide key); otherwise an organisation-wide
+    key, which only the organisation-wide key or an admin may create (403 ``user_role_not_allowed``; the
+    admins are told). Every key expires (``expires_in_s``, default and maximum from the settings: 422
+    ``api_key_lifetime_invalid`` beyond)."""
+    body = body or ApiKeyIn()
+    token, info = app.access.issue_key(who, label=body.label, personal=body.personal, expires_in_s=body.expires_in_s)
+    return _key_out(token, info)
+
+
+@router.get(
+    "/v1/api-keys",
+    response_model=Page[ApiKeyInfoOut],
+    responses=error_responses(401, 422),
+    summary="List API keys",
+)
+def list_api_keys(
+    app: AppDep,
+    who: Caller,
+    limit: Annotated[int | None, Query(description="page size")] = None,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> Page[ApiKeyInfoOut]:
+    """The organisation's keys, newest first (for the organisation-wide key or an admin), or the calling
+    person's own personal tokens (anyone else): id, label, owner, created, expires, last used, revoked.
+    Never a secret."""
+    size = app.settings.page_size_default if limit is None else limit
+    if not 1 <= size <= app.settings.page_size_max:
+        raise InvalidInput(f"limit: 1 to {app.settings.page_size_max}", field="limit")
+    (start,) = decode_cursor(cursor, int) if cursor is not None else (0,)
+    keys = app.access.keys_visible_to(who)
+    now = app.clock.now_ms()
+    more = int(start) + size < len(keys)
+    return Page[ApiKeyInfoOut](
+        items=[ApiKeyInfoOut.model_validate(k.to_json(now)) for k in keys[int(start) : int(start) + size]],
+        next_cursor=encode_cursor(int(start) + size) if more else None,
+    )
+
+
+@router.post(
+    "/v1/api-keys/{key_id}/revoke",
+    response_model=ApiKeyInfoOut,
+    responses=error_responses(401, 404, 422),
+    summary="Revoke an API key",
+)
+def revoke_api_key(key_id: str, app: AppDep, who: Caller) -> ApiKeyInfoOut:
+    """Revoke a key of the caller's organisation (the organisation-wide key or an admin: any; a person:
+    its own personal tokens). It stops at once in this process and within ``auth_cache_ttl_s`` in every
+    other (401 ``api_key_revoked``); the organisation's admins are told. 404 ``api_key_not_found`` for a key
+    the caller may not manage, as for none."""
+    return ApiKeyInfoOut.model_validate(app.access.revoke(who, key_id).to_json(app.clock.now_ms()))
+
+
+@router.post(
+    "/v1/api-keys/{key_id}/rotate",
+    response_model=ApiKeyOut,
+    responses=error_responses(401, 404, 409, 422),
+    summary="Rotate an API key",
+    dependencies=[carries_secret("the key was rotated; rotate it again (POST /v1/api-keys/{key_id}/rotate) if lost")],
+)
+def rotate_api_key(
+    key_id: str,
+    app: AppDep,
+    who: Caller,
+    body: Annotated[RotateApiKeyIn | None, Body()] = None,
+) -> ApiKeyOut:
+    """A new key (secret shown once) for the same owner and label; the old one is revoked in the same
+    transaction. Who may: as for revoking. 409 ``api_key_revoked`` for a revoked key."""
+    token, info = app.access.rotate(who, key_id, expires_in_s=body.expires_in_s if body is not None else None)
+    return _key_out(token, info, replaces=key_id)

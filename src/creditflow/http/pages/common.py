@@ -21,7 +21,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from creditflow.bootstrap import App
-from creditflow.http.security import SAFE_METHODS, SESSION_COOKIE, STATE_KEY
+from creditflow.http.security import SAFE_METHODS, SESSION_COOKIE, STATE_KEY, client_address
 from creditflow.http.templating import STATIC, environment
 from creditflow.http.vendor import plotly_js_path
 from creditflow.identity.roles import UserRole
@@ -125,9 +125,11 @@ def done(path: str, message: str) -> RedirectResponse:
     return RedirectResponse(f"{path}{sep}{urlencode({'ok': message})}", status_code=303)
 
 
-def form_error(error: DomainError) -> dict[str, Any]:
-    """What a form shows for a refused action: the message, the stable code, and the field at fault."""
-    return {"error": {"message": error.message, "code": error.code, "field": error.field}}
+def form_error(error: DomainError, rename: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a form shows for a refused action: the message, the stable code, and the field at fault
+    (``rename``: the service's field name -> the form's, where they differ)."""
+    field = (rename or {}).get(error.field or "", error.field)
+    return {"error": {"message": error.message, "code": error.code, "field": field}}
 
 
 def _safe_next(value: str | None) -> str:
@@ -172,22 +174,71 @@ def sign_in(
             error={"message": "the sign-in form has expired: reload the page", "code": "csrf_failed", "field": None},
         )
     app = app_of(request)
+    address = client_address(request, app.settings.web.forwarded_for_hops)
     try:
-        token, _user = app.sessions.sign_in(user_id.strip(), password)
+        token, _user = app.sessions.sign_in(user_id.strip(), password, address=address)
     except DomainError as error:
-        return render(
+        wait_s = error.details.get("retry_after_s")
+        page = render(
             request,
             "sign_in.html",
             status=error.status,
             next=_safe_next(next),
             csrf_token=expected,
             user_id=user_id,
+            wait_s=wait_s,
             **form_error(error),
         )
+        if isinstance(wait_s, int):
+            page.headers["Retry-After"] = str(wait_s)
+        return page
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token, max_age=app.settings.web.session_ttl_s)
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/ui/sign-in")
     return response
+
+
+@router.get("/ui/sign-in/reset")
+def reset_page(request: Request) -> HTMLResponse:
+    """Setting a new password with the one-time token an admin handed over (POST
+    /v1/users/{user_id}/password-reset). The sign-in form's CSRF cookie covers this path too."""
+    token = secrets.token_urlsafe(24)
+    response = render(request, "reset_password.html", csrf_token=token)
+    _set_cookie(request, response, SIGN_IN_CSRF_COOKIE, token, max_age=3600)
+    return response
+
+
+@router.post("/ui/sign-in/reset", response_model=None)
+def reset_password(
+    request: Request,
+    user_id: Annotated[str, Form(max_length=64)] = "",
+    reset_token: Annotated[str, Form(max_length=200)] = "",
+    new_password: Annotated[str, Form(max_length=1024)] = "",
+    csrf_token: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        error = {"message": "the form has expired: reload the page", "code": "csrf_failed", "field": None}
+        return render(request, "reset_password.html", status=403, csrf_token=expected or "", error=error)
+    app = app_of(request)
+    address = client_address(request, app.settings.web.forwarded_for_hops)
+    try:
+        app.sessions.redeem_reset(user_id.strip(), reset_token.strip(), new_password, address=address)
+    except DomainError as error:
+        wait_s = error.details.get("retry_after_s")
+        response = render(
+            request,
+            "reset_password.html",
+            status=error.status,
+            csrf_token=expected,
+            user_id=user_id,
+            wait_s=wait_s,
+            **form_error(error, rename={"password": "new_password"}),
+        )
+        if isinstance(wait_s, int):
+            response.headers["Retry-After"] = str(wait_s)
+        return response
+    return done("/ui/sign-in", "New password set: sign in with it · 新密码已设置，请用它登录")
 
 
 @router.post("/ui/sign-out")
@@ -202,11 +253,6 @@ def sign_out(request: Request, user: SignedInUser, csrf_token: Annotated[str, Fo
 @router.get("/ui")
 def home(user: PageUser) -> RedirectResponse:
     return RedirectResponse(HOME.get(user.role, "/ui/account"), status_code=303)
-
-
-@router.get("/ui/account")
-def account(request: Request, user: PageUser) -> HTMLResponse:
-    return render(request, "account.html")
 
 
 @router.get("/ui/vendor/plotly.min.js")
@@ -231,10 +277,11 @@ def install(api: FastAPI) -> None:
     from creditflow.http.pages import bank as pages_bank
     from creditflow.http.pages import core as pages_core
     from creditflow.http.pages import credit as pages_credit
+    from creditflow.http.pages import keys as pages_keys
     from creditflow.http.pages import supplier as pages_supplier
 
     api.include_router(router)
-    for module in (pages_supplier, pages_core, pages_bank, pages_auditor, pages_credit, pages_admin):
+    for module in (pages_supplier, pages_core, pages_bank, pages_auditor, pages_credit, pages_admin, pages_keys):
         api.include_router(module.router)
     api.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
 
