@@ -69,7 +69,7 @@ def resolve_secrets(settings: Settings) -> Secrets:
     Without CREDITFLOW_KEY_PASSPHRASE: a demo database opens with the throwaway passphrases stored in it;
     development mode (``dev``, `--dev`) uses the public development passphrase; anything else is refused. The
     log key needs its own secret the same way (CREDITFLOW_LOG_KEY_PASSPHRASE or CREDITFLOW_LOG_KEY_FILE),
-    which must not be the organisations' passphrase. See docs/security/secrets.md."""
+    which must not be the organisations' passphrase. See docs/SECURITY.md ("Secrets")."""
     warnings: list[str] = []
     configured = settings.key_passphrase.get_secret_value() if settings.key_passphrase is not None else ""
     demo = None if configured else peek_demo_passphrases(settings.db_url)

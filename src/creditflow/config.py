@@ -24,7 +24,7 @@ from creditflow.credit.settings import CreditSettings
 from creditflow.financing.settings import FinancingSettings
 from creditflow.identity.settings import AccessSettings, WebSettings
 
-# Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/security/secrets.md).
+# Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/SECURITY.md ("Secrets")).
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 DEV_LOG_PASSPHRASE = "creditflow-development-log-passphrase"
 

@@ -28,7 +28,7 @@ def bearer(token: str) -> dict[str, str]:
 
 def fresh_user(w: World, org: str, *roles: UserRole, password: str | None = None) -> str:
     user_id = f"u-{uuid.uuid4().hex[:10]}"
-    w.app.confirmation.add_user(org, user_id, "Matrix User", roles=roles or (UserRole.MAKER,))
+    w.app.people.add(org, user_id, "Matrix User", roles=roles or (UserRole.MAKER,))
     if password is not None:
         w.app.sessions.set_password(user_id, password)
     return user_id

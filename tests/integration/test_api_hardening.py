@@ -160,7 +160,7 @@ def test_an_idempotent_post_over_the_limit_keeps_its_key_free(cast: App) -> None
         assert retry.status_code == 201, retry.text
         assert "Idempotent-Replayed" not in retry.headers and retry.json()["api_key"].startswith("cf_")
         again = client.post("/v1/api-keys", headers={**key, "Idempotency-Key": "k3"}, json={"label": "x"})
-        # the key was shown once: the replay says so and never hands it out again (docs/security/secrets.md)
+        # the key was shown once: the replay says so and never hands it out again (docs/SECURITY.md ("Secrets"))
         assert again.headers["Idempotent-Replayed"] == "true"
         problem_of(again, 409, "idempotent_secret_not_replayable")
         assert retry.json()["api_key"] not in again.text

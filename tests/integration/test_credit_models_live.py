@@ -155,10 +155,13 @@ def test_training_on_imported_data_is_the_model_of_that_data(app: App) -> None:
 def test_cli_trains_on_imported_files_and_reports_the_challenger(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from conftest import CLI_SECRETS_ENV
     from creditflow.cli.main import cli
 
     monkeypatch.setenv("CREDITFLOW_KDF_OPSLIMIT", "1")
     monkeypatch.setenv("CREDITFLOW_KDF_MEMLIMIT_BYTES", str(8 * 1024 * 1024))
+    for name, value in CLI_SECRETS_ENV.items():
+        monkeypatch.setenv(name, value)
     url = f"sqlite:///{tmp_path / 'credit.db'}"
     files = tmp_path / "world"
     runner = CliRunner()

@@ -45,7 +45,7 @@ def client(world: App) -> Iterator[TestClient]:
 
 def person(app: App, org: str, user_id: str, *roles: UserRole, password: str | None = PASSWORD) -> str:
     """A user with ``roles`` (and a password); returns a personal token of it."""
-    app.confirmation.add_user(org, user_id, user_id.title(), roles=roles)
+    app.people.add(org, user_id, user_id.title(), roles=roles)
     if password is not None:
         app.sessions.set_password(user_id, password)
     return app.access.create_key(org, f"{user_id}'s token", user_id=user_id)
@@ -60,7 +60,7 @@ def state(app: App) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def notices(app: App, org: str, kind: str) -> list[dict[str, Any]]:
-    return [n.data for n in app.notices.of(org, limit=500) if n.kind == kind]
+    return [n.data for n in app.notices.of(org, limit=500).items if n.kind == kind]
 
 
 # --- API keys: who sees and manages which ------------------------------------------------------------
@@ -236,8 +236,8 @@ def test_a_revocation_holds_in_another_process_within_the_ttl(two_processes: tup
 def test_sign_out_and_password_reset_hold_in_another_process(two_processes: tuple[App, App, ManualClock]) -> None:
     first, second, clock = two_processes
     ttl_ms = second.settings.access.auth_cache_ttl_s * 1000
-    first.confirmation.add_user("xcmg", "wang.fang", "Wang Fang", roles=(UserRole.APPROVER,))
-    first.confirmation.add_user("xcmg", "admin.zhao", "Admin Zhao", roles=(UserRole.ADMIN,))
+    first.people.add("xcmg", "wang.fang", "Wang Fang", roles=(UserRole.APPROVER,))
+    first.people.add("xcmg", "admin.zhao", "Admin Zhao", roles=(UserRole.ADMIN,))
     first.sessions.set_password("wang.fang", PASSWORD)
     session, _ = first.sessions.sign_in("wang.fang", PASSWORD)
     assert second.sessions.resolve(session) is not None
@@ -261,7 +261,7 @@ def test_sign_out_and_password_reset_hold_in_another_process(two_processes: tupl
 
 def test_a_role_change_holds_in_another_process(two_processes: tuple[App, App, ManualClock]) -> None:
     first, second, clock = two_processes
-    first.confirmation.add_user("xcmg", "wang.fang", "Wang Fang", roles=(UserRole.APPROVER,))
+    first.people.add("xcmg", "wang.fang", "Wang Fang", roles=(UserRole.APPROVER,))
     first.sessions.set_password("wang.fang", PASSWORD)
     session, _ = first.sessions.sign_in("wang.fang", PASSWORD)
     token = first.access.create_key("xcmg", "wang's", user_id="wang.fang")
@@ -367,7 +367,7 @@ def fail(app: App, user_id: str, address: str) -> str:
 
 
 def test_an_attacker_at_one_address_does_not_stop_the_victim_elsewhere(world: App, clock: ManualClock) -> None:
-    world.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+    world.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
     world.sessions.set_password("wang.fang", PASSWORD)
     attacker, victim = "203.0.113.66", "198.51.100.7"
     codes = []
@@ -384,7 +384,7 @@ def test_an_attacker_at_one_address_does_not_stop_the_victim_elsewhere(world: Ap
 
 
 def test_delays_double_up_to_their_cap(world: App, clock: ManualClock) -> None:
-    world.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+    world.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
     world.sessions.set_password("wang.fang", PASSWORD)
     s = world.settings.web
     waits = []
@@ -403,7 +403,7 @@ def test_delays_double_up_to_their_cap(world: App, clock: ManualClock) -> None:
 
 
 def test_a_distributed_attack_imposes_at_most_a_short_wait(world: App, clock: ManualClock) -> None:
-    world.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+    world.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
     world.sessions.set_password("wang.fang", PASSWORD)
     s = world.settings.web
     for i in range(40):  # forty addresses, one guess each
@@ -425,7 +425,7 @@ def test_one_address_guessing_many_users_is_slowed_down(world: App) -> None:
 
 
 def test_a_trip_notifies_the_admins_once_and_an_admin_unlocks(world: App, client: TestClient) -> None:
-    world.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+    world.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
     world.sessions.set_password("wang.fang", PASSWORD)
     admin = person(world, "xcmg", "admin.zhao", UserRole.ADMIN)
     clerk = person(world, "xcmg", "clerk.li", UserRole.MAKER)
@@ -468,7 +468,7 @@ def test_concurrent_wrong_passwords_are_counted_exactly(store_url: str, clock: M
     )
     with build(settings, clock=clock) as app:
         onboard(app, "xcmg")
-        app.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+        app.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
         app.sessions.set_password("wang.fang", PASSWORD)
         n, start = 24, threading.Barrier(24)
         codes: list[str] = []
@@ -494,7 +494,7 @@ def test_the_delay_rule() -> None:
 
 
 def test_password_policy_applies_to_resets(world: App) -> None:
-    world.confirmation.add_user("xcmg", "wang.fang", "Wang Fang")
+    world.people.add("xcmg", "wang.fang", "Wang Fang", ["maker", "approver"])
     with pytest.raises(InvalidInput):
         world.sessions.redeem_reset("wang.fang", "cfr_x", "short")
     with pytest.raises(NotFound):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import START_MS, make_settings, onboard
+from conftest import CLI_SECRETS_ENV, START_MS, make_settings, onboard
 from creditflow.bootstrap import build
 from creditflow.cli.main import cli
 from creditflow.kernel.clock import ManualClock
@@ -23,6 +23,8 @@ def _fast(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CREDITFLOW_KDF_MEMLIMIT_BYTES", str(8 * 1024 * 1024))
     monkeypatch.setenv("CREDITFLOW_WEB__PASSWORD_MEMORY_KIB", str(8 * 1024))
     monkeypatch.setenv("CREDITFLOW_WEB__PASSWORD_TIME_COST", "1")
+    for name, value in CLI_SECRETS_ENV.items():  # the commands refuse to open a database without them
+        monkeypatch.setenv(name, value)
 
 
 def test_the_operator_adds_admins_from_the_command_line(tmp_path: Path) -> None:

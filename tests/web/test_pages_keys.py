@@ -16,7 +16,7 @@ NEW_PASSWORD = "another horse 10 staple"
 
 
 def add(app: App, org: str, user_id: str, *roles: UserRole) -> None:
-    app.confirmation.add_user(org, user_id, user_id.replace(".", " ").title(), roles=roles)
+    app.people.add(org, user_id, user_id.replace(".", " ").title(), roles=roles)
     app.sessions.set_password(user_id, PASSWORD)
 
 

@@ -3,7 +3,7 @@
 
 Every key belongs to an organisation; a personal token also to one of its users (who uses it acts as that
 person). Every key expires (``AccessSettings.api_key_ttl_default_s``, at most ``api_key_ttl_max_s``), can
-be listed, revoked and rotated (docs/security/keys-and-sessions.md says by whom).
+be listed, revoked and rotated (docs/SECURITY.md ("Keys, sessions and sign-in") says by whom).
 
 A process keeps the keys it verified in memory for at most ``auth_cache_ttl_s``; then it asks the database
 again. That is the bound within which a revocation (or a role change, a user's deletion) made by another

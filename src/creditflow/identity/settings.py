@@ -1,6 +1,6 @@
 """Every limit of identity, named, with a default: the web pages and their sign-in (``Settings.web``;
 environment: ``CREDITFLOW_WEB__SESSION_TTL_S=...``) and API keys (``Settings.access``;
-``CREDITFLOW_ACCESS__AUTH_CACHE_TTL_S=...``). docs/security/keys-and-sessions.md explains them."""
+``CREDITFLOW_ACCESS__AUTH_CACHE_TTL_S=...``). docs/SECURITY.md ("Keys, sessions and sign-in") explains them."""
 
 from __future__ import annotations
 

@@ -6,15 +6,18 @@ SQLite runs in WAL mode with ``synchronous=FULL``: a commit that returned is on 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import ColumnElement, Connection, Engine, and_, create_engine, event, or_
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
+
+_T = TypeVar("_T")
 
 __all__ = [
     "Connection",
@@ -25,6 +28,7 @@ __all__ = [
     "make_engine",
     "migrate",
     "normalise_url",
+    "peek",
     "peek_engine",
 ]
 # `Connection` and `Engine` are re-exported: services hold an Engine and open one transaction per command
@@ -90,6 +94,21 @@ def peek_engine(url: str) -> Engine | None:
         path = Path(database).expanduser().resolve()
         return create_engine(f"sqlite:///file:{path}?mode=ro&uri=true", poolclass=NullPool)
     return create_engine(url, poolclass=NullPool)
+
+
+def peek(url: str, read: Callable[[Connection], _T], default: _T) -> _T:
+    """``read`` on a `peek_engine` of ``url``; ``default`` if there is no database, it is unreachable, or it is
+    not one yet (a database error while reading)."""
+    engine = peek_engine(url)
+    if engine is None:
+        return default
+    try:
+        with engine.connect() as conn:
+            return read(conn)
+    except SQLAlchemyError:
+        return default
+    finally:
+        engine.dispose()
 
 
 def alembic_config(engine: Engine) -> Config:

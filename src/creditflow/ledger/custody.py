@@ -26,7 +26,6 @@ import hashlib
 import os
 import stat
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar
@@ -34,9 +33,8 @@ from typing import Literal, TypeVar
 import nacl.bindings as sodium
 import nacl.pwhash
 import nacl.utils
-from sqlalchemy.exc import SQLAlchemyError
 
-from creditflow.kernel.engine import Connection, Engine, peek_engine
+from creditflow.kernel.engine import Connection, Engine, peek
 from creditflow.kernel.errors import NotFound
 from creditflow.ledger import store
 from creditflow.ledger.signing import Signer
@@ -325,22 +323,9 @@ def mark_demo_database(conn: Connection, key_passphrase: str, log_key_passphrase
 def peek_demo_passphrases(db_url: str) -> tuple[str, str] | None:
     """The throwaway (key, log key) passphrases if ``db_url`` is a database made by `creditflow demo`, else None.
     Reads only, before migrations: a missing SQLite file is not created, nothing is written."""
-    return _peek(db_url, store.demo_passphrases, None)
+    return peek(db_url, store.demo_passphrases, None)
 
 
 def peek_holds_keys(db_url: str) -> bool:
     """Whether ``db_url`` already has a key store (read-only, before migrations, like `peek_demo_passphrases`)."""
-    return _peek(db_url, store.has_custody_meta, False)
-
-
-def _peek(db_url: str, read: Callable[[Connection], _T], default: _T) -> _T:
-    engine = peek_engine(db_url)
-    if engine is None:
-        return default
-    try:
-        with engine.connect() as conn:
-            return read(conn)
-    except SQLAlchemyError:
-        return default  # unreachable, or not a database yet
-    finally:
-        engine.dispose()
+    return peek(db_url, store.has_custody_meta, False)

@@ -20,8 +20,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy.exc import IntegrityError
-
 from creditflow.config import Settings
 from creditflow.kernel.engine import Connection, Engine
 from creditflow.kernel.errors import InvalidInput, LimitExceeded, NotFound
@@ -218,11 +216,8 @@ class Queries:
                 with self._conn() as conn:
                     key = store.commitment_key(conn)
                 if key is None:
-                    try:
-                        with self.engine.begin() as conn:
-                            store.insert_commitment_key(conn, secrets.token_bytes(32), int(time.time() * 1000))
-                    except IntegrityError:  # another process made it first: read theirs below
-                        pass
+                    with self.engine.begin() as conn:  # unless another process made it first: then theirs
+                        store.insert_commitment_key(conn, secrets.token_bytes(32), int(time.time() * 1000))
                     with self._conn() as conn:
                         key = store.commitment_key(conn)
                 assert key is not None

@@ -12,6 +12,7 @@ from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, Integer, bindparam, func, inspect, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from creditflow.kernel.engine import after_key
 from creditflow.ledger.merkle import NodeId
@@ -463,7 +464,10 @@ def commitment_key(conn: Connection) -> bytes | None:
 
 
 def insert_commitment_key(conn: Connection, key: bytes, created_ts_ms: int) -> None:
-    conn.execute(piece_commitment_key.insert().values(id=1, key=key, created_ts_ms=created_ts_ms))
+    """Store the database's commitment key unless one is there (another process may have made it first)."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(piece_commitment_key).values(id=1, key=key, created_ts_ms=created_ts_ms)
+    conn.execute(stmt.on_conflict_do_nothing())
 
 
 def insert_custody_key(conn: Connection, org_id: str, key_id: str, sealed_seed: bytes, created_ts_ms: int) -> None:

@@ -5,7 +5,7 @@ other context's tables, all registered on `creditflow.kernel.tables.metadata`).
 `certificates`, `pieces` and `piece_events` are a read model that `creditflow verify` re-derives from
 the log and compares; `custody_*` hold the sealed organisation keys; `log_key_custody` the log's own signing
 key, sealed apart from them (its own passphrase or key file); `demo_database` marks a database made by
-`creditflow demo`, with the throwaway passphrases it opens with (docs/security/secrets.md).
+`creditflow demo`, with the throwaway passphrases it opens with (docs/SECURITY.md ("Secrets")).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Organisations and API keys: /v1/me, /v1/organisations, /v1/api-keys, /v1/notifications.
 
-API keys (docs/security/keys-and-sessions.md): the organisation-wide key and the organisation's admins see
+API keys (docs/SECURITY.md ("Keys, sessions and sign-in")): the organisation-wide key and the organisation's admins see
 and manage all its keys; any other person only its own personal tokens. Another organisation's key, and
 for a person who is not an admin a colleague's, answer 404 ``api_key_not_found`` like an absent one."""
 

@@ -1,5 +1,5 @@
 """Passwords and sign-in delays: /v1/users/{user_id}/password-reset, /v1/users/{user_id}/unlock,
-/v1/me/password (docs/security/keys-and-sessions.md).
+/v1/me/password (docs/SECURITY.md ("Keys, sessions and sign-in")).
 
 An admin (a signed-in person or a personal token with the admin role: an organisation-wide key is not a
 person, 403 ``person_required``) resets a user's password or clears its sign-in delays; a user of another

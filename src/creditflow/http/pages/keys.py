@@ -3,7 +3,7 @@ create an organisation-wide key or a personal token showing its secret once, rot
 user's account page (/ui/account: its own personal tokens, changing its password).
 
 The handlers call the same `Access` and `WebSessions` methods as the JSON API with the signed-in user's
-`Principal`, so the same rules refuse the same things (docs/security/keys-and-sessions.md).
+`Principal`, so the same rules refuse the same things (docs/SECURITY.md ("Keys, sessions and sign-in")).
 """
 
 from __future__ import annotations
