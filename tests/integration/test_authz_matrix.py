@@ -1134,6 +1134,23 @@ def test_the_matrix(matrix_world: tuple[World, TestClient]) -> None:
     assert not failures, "\n".join(failures)
 
 
+# the abuse cases issue 13 names, each a row above (by the start of its name)
+NAMED_ABUSES = (
+    "one key approving twice",
+    "a bank pledging an unconsented asset",
+    "a bank querying credit without authorisation",
+    "a holder reading upstream amounts",
+    "a revoked key used in a second process",
+    "a bank changing another bank's valuation",
+)
+
+
+def test_every_named_abuse_case_is_in_the_table() -> None:
+    missing = [n for n in NAMED_ABUSES if not any(c.name.startswith(n) for c in ABUSE)]
+    assert not missing, missing
+    assert len({c.name for c in ABUSE}) == len(ABUSE), "an abuse case is listed twice"
+
+
 @pytest.mark.parametrize("case", ABUSE, ids=lambda c: c.name)
 def test_an_abuse_is_refused_and_changes_nothing(matrix_world: tuple[World, TestClient], case: Abuse) -> None:
     world, client = matrix_world
