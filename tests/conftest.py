@@ -6,6 +6,8 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -74,6 +76,26 @@ def _drop_template(name: str) -> None:
     _admin().dispose()
 
 
+_SQLITE_TEMPLATE: Path | None = None
+
+
+def _sqlite_template() -> Path:
+    """One migrated SQLite file per test process, copied for every test of the ``store_url`` SQLite variant
+    (as `_template` is for PostgreSQL): running the fifteen migrations costs each test about half a second,
+    copying the file a millisecond."""
+    global _SQLITE_TEMPLATE
+    if _SQLITE_TEMPLATE is None:
+        folder = Path(tempfile.mkdtemp(prefix="cf-sqlite-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        path = folder / "template.db"
+        engine = make_engine(f"sqlite:///{path}")
+        migrate(engine)
+        engine.dispose()  # the last connection closing checkpoints the WAL into the file and removes it
+        assert not path.with_name(path.name + "-wal").exists(), "the template's WAL was not checkpointed"
+        _SQLITE_TEMPLATE = path
+    return _SQLITE_TEMPLATE
+
+
 def _pg_database() -> Iterator[str]:
     assert PG_URL is not None
     name = f"cf_{uuid.uuid4().hex[:12]}"
@@ -91,6 +113,7 @@ def _pg_database() -> Iterator[str]:
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
+        shutil.copyfile(_sqlite_template(), tmp_path / "creditflow.db")
         yield f"sqlite:///{tmp_path / 'creditflow.db'}"
         return
     if not PG_URL:
