@@ -147,6 +147,23 @@ def root() -> RedirectResponse:
     return RedirectResponse("/ui", status_code=303)
 
 
+def _form_token(request: Request, csrf_token: str) -> str | None:
+    """The signed-out forms' CSRF token (their cookie) if the form echoed it, else None."""
+    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
+    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+        return None
+    return expected
+
+
+def _refused(request: Request, template: str, refusal: DomainError, /, **context: Any) -> HTMLResponse:
+    """The signed-out form again with the refusal, and ``Retry-After`` when a sign-in delay says when."""
+    wait_s = refusal.details.get("retry_after_s")
+    page = render(request, template, status=refusal.status, wait_s=wait_s, **context)
+    if isinstance(wait_s, int):
+        page.headers["Retry-After"] = str(wait_s)
+    return page
+
+
 @router.get("/ui/sign-in")
 def sign_in_page(request: Request, next: str | None = None) -> HTMLResponse:
     token = secrets.token_urlsafe(24)
@@ -163,14 +180,14 @@ def sign_in(
     csrf_token: Annotated[str, Form(max_length=200)] = "",
     next: Annotated[str, Form(max_length=500)] = "/ui",
 ) -> Response:
-    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+    expected = _form_token(request, csrf_token)
+    if expected is None:
         return render(
             request,
             "sign_in.html",
             status=403,
             next=_safe_next(next),
-            csrf_token=expected or "",
+            csrf_token=request.cookies.get(SIGN_IN_CSRF_COOKIE, ""),
             error={"message": "the sign-in form has expired: reload the page", "code": "csrf_failed", "field": None},
         )
     app = app_of(request)
@@ -178,20 +195,15 @@ def sign_in(
     try:
         token, _user = app.sessions.sign_in(user_id.strip(), password, address=address)
     except DomainError as error:
-        wait_s = error.details.get("retry_after_s")
-        page = render(
+        return _refused(
             request,
             "sign_in.html",
-            status=error.status,
+            error,
             next=_safe_next(next),
             csrf_token=expected,
             user_id=user_id,
-            wait_s=wait_s,
             **form_error(error),
         )
-        if isinstance(wait_s, int):
-            page.headers["Retry-After"] = str(wait_s)
-        return page
     response = RedirectResponse(_safe_next(next), status_code=303)
     _set_cookie(request, response, SESSION_COOKIE, token, max_age=app.settings.web.session_ttl_s)
     response.delete_cookie(SIGN_IN_CSRF_COOKIE, path="/ui/sign-in")
@@ -216,28 +228,24 @@ def reset_password(
     new_password: Annotated[str, Form(max_length=1024)] = "",
     csrf_token: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
-    expected = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
-    if not expected or not secrets.compare_digest(expected.encode(), csrf_token.encode()):
+    expected = _form_token(request, csrf_token)
+    if expected is None:
         error = {"message": "the form has expired: reload the page", "code": "csrf_failed", "field": None}
-        return render(request, "reset_password.html", status=403, csrf_token=expected or "", error=error)
+        cookie = request.cookies.get(SIGN_IN_CSRF_COOKIE, "")
+        return render(request, "reset_password.html", status=403, csrf_token=cookie, error=error)
     app = app_of(request)
     address = client_address(request, app.settings.web.forwarded_for_hops)
     try:
         app.sessions.redeem_reset(user_id.strip(), reset_token.strip(), new_password, address=address)
     except DomainError as error:
-        wait_s = error.details.get("retry_after_s")
-        response = render(
+        return _refused(
             request,
             "reset_password.html",
-            status=error.status,
+            error,
             csrf_token=expected,
             user_id=user_id,
-            wait_s=wait_s,
             **form_error(error, rename={"password": "new_password"}),
         )
-        if isinstance(wait_s, int):
-            response.headers["Retry-After"] = str(wait_s)
-        return response
     return done("/ui/sign-in", "New password set: sign in with it · 新密码已设置，请用它登录")
 
 
