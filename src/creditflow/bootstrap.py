@@ -23,6 +23,7 @@ from creditflow.kernel.engine import Engine, make_engine, migrate
 from creditflow.kernel.errors import NotFound
 from creditflow.ledger import service as ledger_service
 from creditflow.ledger.audit import VerifyReport, verify_database
+from creditflow.ledger.checkpoints import Checkpoints
 from creditflow.ledger.custody import (
     Custody,
     LogKeyCustody,
@@ -139,6 +140,7 @@ class App:
     ledger: LedgerService
     queries: Queries
     proofs: Proofs
+    checkpoints: Checkpoints
     access: Access
     trade: TradeService
     payables: PayablesService
@@ -316,6 +318,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         ledger=ledger,
         queries=queries,
         proofs=Proofs(engine, log_signer, clock),
+        checkpoints=Checkpoints(engine, log_signer, settings.origin),
         access=access,
         trade=trade,
         payables=payables,

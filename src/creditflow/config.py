@@ -102,6 +102,21 @@ class Settings(BaseSettings):
     # API keys and the caches of who is calling (CREDITFLOW_ACCESS__AUTH_CACHE_TTL_S=...)
     access: AccessSettings = Field(default_factory=AccessSettings)
 
+    # the transparency log in C2SP formats (docs/adr/0017-c2sp-checkpoints-tiles-and-witnesses.md)
+    deployment_name: str = Field(
+        "creditflow.localhost",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\s+]+$",
+        description="this deployment's name, a schema-less URL (no spaces, no '+'): the default log origin",
+    )
+    log_origin: str | None = Field(
+        None,
+        max_length=200,
+        pattern=r"^[^\s+]+$",
+        description="the checkpoints' origin line and the log key's note name; default: <deployment_name>/log",
+    )
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     otel_telemetry: bool = Field(
@@ -149,6 +164,11 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @property
+    def origin(self) -> str:
+        """The log's C2SP origin: `log_origin`, or derived from the deployment's name."""
+        return self.log_origin or f"{self.deployment_name}/log"
 
     @property
     def uses_dev_passphrase(self) -> bool:

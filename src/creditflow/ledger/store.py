@@ -31,6 +31,7 @@ from creditflow.ledger.tables import (
     custody_meta,
     demo_database,
     ledger_entries,
+    log_checkpoints,
     log_head,
     log_key_custody,
     merkle_nodes,
@@ -40,6 +41,7 @@ from creditflow.ledger.tables import (
     piece_events,
     pieces,
     tree_heads,
+    witness_status,
 )
 from creditflow.ledger.tree_head import TreeHead
 
@@ -406,6 +408,60 @@ def latest_tree_head(conn: Connection) -> TreeHead | None:
 def tree_head_at(conn: Connection, tree_size: int) -> TreeHead | None:
     row = conn.execute(select(tree_heads).where(tree_heads.c.tree_size == tree_size)).first()
     return None if row is None else tree_head_from_row(row)
+
+
+def save_checkpoint(conn: Connection, tree_size: int, note: str, cosignatures: int, now_ms: int) -> None:
+    """Store (or replace, with more cosignatures) the published checkpoint of ``tree_size``."""
+    conn.execute(log_checkpoints.delete().where(log_checkpoints.c.tree_size == tree_size))
+    conn.execute(
+        log_checkpoints.insert().values(
+            tree_size=tree_size, note=note, cosignatures=cosignatures, published_ts_ms=now_ms
+        )
+    )
+
+
+def latest_checkpoint(conn: Connection) -> tuple[int, str] | None:
+    """The newest published checkpoint: (tree size, signed note)."""
+    row = conn.execute(
+        select(log_checkpoints.c.tree_size, log_checkpoints.c.note)
+        .order_by(log_checkpoints.c.tree_size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.tree_size), str(row.note))
+
+
+def checkpoint_at(conn: Connection, tree_size: int) -> str | None:
+    """The published checkpoint of exactly ``tree_size``, if one was published."""
+    note = conn.execute(select(log_checkpoints.c.note).where(log_checkpoints.c.tree_size == tree_size)).scalar()
+    return None if note is None else str(note)
+
+
+def witness_rows(conn: Connection) -> list[dict[str, Any]]:
+    return [dict(r._mapping) for r in conn.execute(select(witness_status).order_by(witness_status.c.name))]
+
+
+def save_witness_status(
+    conn: Connection,
+    name: str,
+    *,
+    tree_size: int,
+    now_ms: int,
+    cosigned: bool,
+    error: str | None,
+) -> None:
+    """Record what witness ``name`` holds after a submission (its size, and the outcome)."""
+    old = conn.execute(select(witness_status).where(witness_status.c.name == name)).first()
+    values = {
+        "tree_size": tree_size,
+        "last_error": None if error is None else error[:400],
+        "updated_ts_ms": now_ms,
+    }
+    if cosigned:
+        values["last_cosigned_ts_ms"] = now_ms
+    if old is None:
+        conn.execute(witness_status.insert().values({"name": name, "last_cosigned_ts_ms": None, **values}))
+    else:
+        conn.execute(witness_status.update().where(witness_status.c.name == name).values(**values))
 
 
 def count_rows(conn: Connection, table: Any) -> int:

@@ -23,6 +23,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     text,
 )
 
@@ -66,6 +67,27 @@ tree_heads = Table(
     Column("ts_ms", BigInteger, nullable=False),
     Column("key_id", ID, nullable=False),
     Column("signature", LargeBinary(64), nullable=False),
+)
+
+log_checkpoints = Table(
+    "log_checkpoints",
+    metadata,
+    # A published C2SP checkpoint: the signed note as served (log signature + the cosignatures collected).
+    Column("tree_size", BigInteger, primary_key=True, autoincrement=False),
+    Column("note", Text, nullable=False),
+    Column("cosignatures", SmallInteger, nullable=False),
+    Column("published_ts_ms", BigInteger, nullable=False),
+)
+
+witness_status = Table(
+    "witness_status",
+    metadata,
+    # What each configured witness holds: the base of the next consistency proof sent to it.
+    Column("name", String(200), primary_key=True),
+    Column("tree_size", BigInteger, nullable=False),
+    Column("last_cosigned_ts_ms", BigInteger, nullable=True),
+    Column("last_error", String(400), nullable=True),
+    Column("updated_ts_ms", BigInteger, nullable=False),
 )
 
 # --- read model ------------------------------------------------------------------------------------
