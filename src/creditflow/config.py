@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,10 +23,32 @@ from creditflow.collateral.settings import IotSettings
 from creditflow.credit.settings import CreditSettings
 from creditflow.financing.settings import FinancingSettings
 from creditflow.identity.settings import AccessSettings, WebSettings
+from creditflow.ledger.note import COSIGNATURE_V1, NoteError, parse_vkey
 
 # Public development secrets: used only with `--dev` (``dev=True``), never on real data (docs/SECURITY.md ("Secrets")).
 DEV_PASSPHRASE = "creditflow-development-passphrase"
 DEV_LOG_PASSPHRASE = "creditflow-development-log-passphrase"
+
+
+class WitnessConfig(BaseModel):
+    """One independent witness (c2sp.org/tlog-witness): its cosigner name, its vkey (type 0x04), its URL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\s+]+$")
+    vkey: str = Field(min_length=1, max_length=400)
+    url: str = Field(min_length=1, max_length=400, pattern=r"^https?://")
+
+    @field_validator("vkey")
+    @classmethod
+    def _vkey(cls, value: str) -> str:
+        try:
+            key = parse_vkey(value)
+        except NoteError as exc:
+            raise ValueError(str(exc)) from None
+        if key.sig_type != COSIGNATURE_V1:
+            raise ValueError("a witness's vkey is a cosignature/v1 (type 0x04) key")
+        return value
 
 
 class Settings(BaseSettings):
@@ -117,6 +139,19 @@ class Settings(BaseSettings):
         description="the checkpoints' origin line and the log key's note name; default: <deployment_name>/log",
     )
 
+    witnesses: list[WitnessConfig] = Field(
+        default_factory=list,
+        description='C2SP witnesses each new checkpoint is sent to: JSON [{"name", "vkey", "url"}] in '
+        "CREDITFLOW_WITNESSES",
+    )
+    witness_quorum: int = Field(
+        0, ge=0, description="cosignatures a checkpoint needs before clients should trust it (the default policy)"
+    )
+    checkpoint_interval_s: float = Field(
+        1.0, ge=0, description="how often `serve` publishes a checkpoint when the log has grown; 0: never"
+    )
+    witness_timeout_s: float = Field(5.0, gt=0, le=120, description="longest wait for one witness's answer")
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     otel_telemetry: bool = Field(
@@ -164,6 +199,17 @@ class Settings(BaseSettings):
         if path.is_file():
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
         return tuple(sources)
+
+    @model_validator(mode="after")
+    def _witness_policy(self) -> Settings:
+        names = [w.name for w in self.witnesses]
+        if len(set(names)) != len(names):
+            raise ValueError("each witness is named once in CREDITFLOW_WITNESSES")
+        if self.witness_quorum > len(self.witnesses):
+            raise ValueError(
+                f"witness_quorum {self.witness_quorum} is more than the {len(self.witnesses)} witnesses configured"
+            )
+        return self
 
     @property
     def origin(self) -> str:
