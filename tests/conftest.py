@@ -4,10 +4,13 @@ it), on a fresh PostgreSQL database too; without it the PostgreSQL variant skips
 from __future__ import annotations
 
 import atexit
+import contextlib
 import datetime as dt
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -96,18 +99,81 @@ def _sqlite_template() -> Path:
     return _SQLITE_TEMPLATE
 
 
+class _SpareDatabases:
+    """Copies of the template made ahead, on a background thread, while tests run; dropped the same way.
+
+    CREATE DATABASE ... TEMPLATE takes about half a second here (the copy is written and synced); a test
+    that waited for it would spend most of its time there. The thread keeps `SPARES` copies ready and
+    drops used ones behind the test, so a test usually takes a ready copy at once."""
+
+    SPARES = 2
+
+    def __init__(self) -> None:
+        self.ready: queue.Queue[str] = queue.Queue(maxsize=self.SPARES)
+        self.to_drop: queue.Queue[str | None] = queue.Queue()
+        self.made: list[str] = []
+        self._lock = threading.Lock()
+        self._closing = False
+        threading.Thread(target=self._make, name="pg-spares", daemon=True).start()
+        threading.Thread(target=self._drop, name="pg-drops", daemon=True).start()
+        atexit.register(self._drop_all)
+
+    def _create(self) -> str:
+        name = f"cf_{uuid.uuid4().hex[:12]}"
+        with self._lock:
+            if self._closing:
+                raise RuntimeError("the test session is ending")
+            self.made.append(name)
+        with _admin().connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{_template()}"'))
+        return name
+
+    def _make(self) -> None:
+        while True:
+            try:
+                name = self._create()
+            except Exception:  # the server went away: tests then create their own copy and see the error
+                return
+            self.ready.put(name)  # blocks while SPARES copies wait
+
+    def _drop(self) -> None:
+        while (name := self.to_drop.get()) is not None:
+            with contextlib.suppress(Exception), _admin().connect() as conn:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+    def take(self) -> str:
+        try:
+            return self.ready.get(timeout=30)
+        except queue.Empty:
+            return self._create()
+
+    def give_back(self, name: str) -> None:
+        self.to_drop.put(name)
+
+    def _drop_all(self) -> None:
+        with self._lock:
+            self._closing = True
+            names = list(self.made)
+        with contextlib.suppress(Exception), _admin().connect() as conn:
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+_SPARES: _SpareDatabases | None = None
+
+
 def _pg_database() -> Iterator[str]:
+    global _SPARES
     assert PG_URL is not None
-    name = f"cf_{uuid.uuid4().hex[:12]}"
-    template = _template()
-    with _admin().connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    _template()  # made (and migrated) in this thread first, so a migration error shows in the test
+    if _SPARES is None:
+        _SPARES = _SpareDatabases()
+    name = _SPARES.take()
     base = PG_URL.rsplit("/", 1)[0]
     try:
         yield f"{base}/{name}"
     finally:
-        with _admin().connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _SPARES.give_back(name)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
