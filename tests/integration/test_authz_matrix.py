@@ -46,6 +46,7 @@ with warnings.catch_warnings():
 
 FORBIDDEN_CODES = {"role_not_allowed", "not_holder", "not_recipient", "not_issuer", "not_allowed", "not_actor"}
 FORBIDDEN_CODES |= {"not_debtor_user"}
+FORBIDDEN_CODES |= {"not_a_party"}  # issue 14: proofs: the entry does not name the caller
 FORBIDDEN_CODES |= {"price_book_not_yours"}  # issue 13 H3: a price book is its bank's (the feed the operator's)
 FORBIDDEN_CODES |= {"person_required", "user_role_not_allowed", "maker_cannot_approve"}  # issue 13 H1
 

@@ -53,6 +53,11 @@ def check_ident(value: object, name: str) -> str:
     return _ident({name: value}, name)
 
 
+def check_uuid(value: object, name: str) -> str:
+    """An operation, piece or certificate id: a lower-case hyphenated UUID."""
+    return _uuid({name: value}, name)
+
+
 def _uuid(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
