@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from proof_world import Flow, publish, small_flow, witness
 
 from creditflow.bootstrap import App
 from creditflow.http.app import create_app
@@ -21,6 +20,7 @@ from creditflow.ledger.entries import parse_entry
 from creditflow.ledger.note import parse_note
 from creditflow.ledger.tlog_proof import MEDIA_TYPE, parse_tlog_proof
 from creditflow.ledger.verifier import VerificationFailure, check_inclusion_document, verify_file
+from proof_world import Flow, publish, small_flow, witness
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=r"Using `httpx` with `starlette.testclient`")

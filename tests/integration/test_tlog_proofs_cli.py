@@ -9,12 +9,12 @@ import base64
 import json
 from pathlib import Path
 
-from proof_world import publish, small_flow, witness
 from test_proofs_cli import db_url, run_cli
 
 from creditflow.bootstrap import App
 from creditflow.ledger.entries import parse_entry
 from creditflow.ledger.tlog_proof import parse_tlog_proof
+from proof_world import publish, small_flow, witness
 
 
 def _flat(text: str) -> str:

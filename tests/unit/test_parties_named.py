@@ -9,10 +9,10 @@ from dataclasses import fields
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_typed_operations import CASES
 
 from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.parties import PLATFORM
-from test_typed_operations import CASES
 
 # operation type -> the parties its CASES entry names (CASES: tests/unit/test_typed_operations.py)
 EXPECTED: dict[str, frozenset[str]] = {
