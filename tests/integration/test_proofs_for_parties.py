@@ -130,6 +130,13 @@ def test_a_tlog_proof_is_proved_in_the_newest_published_checkpoint_with_its_cosi
     assert failure.value.where == "cosignatures"
     assert failure.value.what.startswith("2 of the 3 trusted witnesses cosigned (witness-a.example, witness-b.example)")
 
+    # A consistency proof carries tree heads, no cosignatures: pinned, it verifies; a quorum cannot be met by it.
+    consistency = as_json_bytes(world.proofs.consistency(1, published_size))
+    assert verify_file(consistency, log_vkeys=[log]).trusted
+    with pytest.raises(VerificationFailure) as failure:
+        verify_file(consistency, log_vkeys=[log], witness_vkeys=vkeys, quorum=1)
+    assert failure.value.where == "cosignatures"
+
     # An entry after the newest published checkpoint: proved in a checkpoint signed now, with no cosignature.
     newest = client.get(PATH, params={"op_id": later.op_id, "format": "tlog-proof"}, headers=steel)
     assert newest.status_code == 200, newest.text
