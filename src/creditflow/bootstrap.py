@@ -308,6 +308,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
     access = Access(engine, clock, settings.access)
+    checkpoints = Checkpoints(engine, log_signer, settings.origin)
     return App(
         settings=settings,
         engine=engine,
@@ -317,8 +318,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         sequencer=sequencer,
         ledger=ledger,
         queries=queries,
-        proofs=Proofs(engine, log_signer, clock),
-        checkpoints=Checkpoints(engine, log_signer, settings.origin),
+        proofs=Proofs(engine, log_signer, clock, checkpoints),
+        checkpoints=checkpoints,
         access=access,
         trade=trade,
         payables=payables,

@@ -1,6 +1,7 @@
 """A bank watches its collateral in a real browser: an alarm raised by telemetry appears on the alarms
 page without a reload (server-sent events) and is acknowledged there; an auditor checks an inclusion
-proof in the browser, and sees a tampered one fail."""
+proof in the browser, and sees a tampered one fail; and checks the newest checkpoint's log signature and
+witnesses' cosignatures in the browser, and sees a tampered cosignature fail."""
 
 from __future__ import annotations
 
@@ -17,16 +18,20 @@ from conftest import make_settings, onboard  # onboarding writes the auditor's l
 from creditflow.bootstrap import App, build
 from creditflow.collateral.model import make_message
 from creditflow.ledger.signing import Signer
+from proof_world import publish, witness
 
 PATHS = chromium_paths()
+WITNESSES = [witness("witness-a.example"), witness("witness-b.example")]
 pytestmark = pytest.mark.skipif(PATHS is None, reason="needs the Debian chromium and chromium-driver packages")
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, App]]:
     db = Path(tmp_path_factory.mktemp("browser")) / "site.db"
-    with build(make_settings(f"sqlite:///{db}")) as app:
+    policy = [{"name": w.name, "vkey": w.verifier.encode(), "url": "http://127.0.0.1:9/"} for w in WITNESSES]
+    with build(make_settings(f"sqlite:///{db}", witnesses=policy, witness_quorum=2)) as app:
         onboard(app)
+        publish(app, WITNESSES)  # the newest checkpoint, cosigned by both witnesses of the policy
         for org, user in (("bank", "li.wei"), ("auditor", "sun.li")):
             app.people.add(org, user, user.replace(".", " ").title(), ["maker", "approver"])
             app.sessions.set_password(user, PASSWORD)
@@ -177,3 +182,43 @@ def test_an_inclusion_proof_is_checked_in_the_browser(site: tuple[str, App], bro
     pinned.send_keys(str(real_key))
     assert check(tamper=False) == "verified"
     assert browser.find_element(By.ID, "proof-signature").text == f"tree head {size}: valid"
+
+
+def test_the_checkpoint_and_its_cosignatures_are_checked_in_the_browser(site: tuple[str, App], browser: Any) -> None:
+    import base64
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, app = site
+    sign_in(browser, url, "sun.li")
+    browser.get(f"{url}/ui/audit")
+    note = browser.find_element(By.ID, "checkpoint-note")
+    honest = str(browser.execute_script("return arguments[0].value", note))
+    assert honest == app.proofs.latest_checkpoint()[1]
+
+    def check(text: str) -> tuple[str, str, list[str]]:
+        browser.execute_script("arguments[0].value = arguments[1]", note, text)
+        box = browser.find_element(By.ID, "checkpoint-browser-check")
+        browser.execute_script("arguments[0].dataset.status = 'idle'", box)
+        browser.find_element(By.ID, "check-checkpoint").click()
+        WebDriverWait(browser, 10).until(lambda d: box.get_attribute("data-status") not in ("idle", "checking"))
+        cells = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#checkpoint-signatures td.sig-check")]
+        return str(box.get_attribute("data-status")), box.text, cells
+
+    status, text, cells = check(honest)
+    assert status == "verified" and text.startswith("valid: the log signed it and 2 of the 2 trusted witnesses"), text
+    assert cells == ["valid", "valid", "valid"]
+    assert browser.find_element(By.ID, "checkpoint-quorum").get_attribute("data-status") == "met"
+    screenshot(browser, "23-audit-checkpoint-valid")
+
+    lines = honest.split("\n")
+    i = next(n for n, line in enumerate(lines) if line.startswith("\u2014 witness-b.example "))
+    raw = bytearray(base64.b64decode(lines[i].split(" ")[2]))
+    raw[-1] ^= 1
+    lines[i] = f"\u2014 witness-b.example {base64.b64encode(raw).decode()}"
+    status, text, cells = check("\n".join(lines))
+    assert status == "failed" and text.startswith("INVALID: 1 signature(s) of trusted witnesses do not verify"), text
+    assert cells == ["valid", "valid", "INVALID"]
+    assert browser.find_element(By.ID, "checkpoint-quorum").text.startswith("Quorum NOT met: 1 of the 2")
+    screenshot(browser, "24-audit-checkpoint-tampered-cosignature")

@@ -176,7 +176,7 @@ def test_full_flow(app: App) -> None:
         assert_problem(
             client.get(f"/v1/log/proofs/inclusion?leaf_index={issued['seq']}", headers=keys["steel"]),
             403,
-            "not_actor",
+            "not_a_party",
         )
         consistency = client.get(f"/v1/log/proofs/consistency?old_size=2&new_size={head['tree_size']}").json()
         check_consistency_document(consistency, log_keys)

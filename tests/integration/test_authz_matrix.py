@@ -46,6 +46,7 @@ with warnings.catch_warnings():
 
 FORBIDDEN_CODES = {"role_not_allowed", "not_holder", "not_recipient", "not_issuer", "not_allowed", "not_actor"}
 FORBIDDEN_CODES |= {"not_debtor_user"}
+FORBIDDEN_CODES |= {"not_a_party"}  # issue 14: proofs: the entry does not name the caller
 FORBIDDEN_CODES |= {"price_book_not_yours"}  # issue 13 H3: a price book is its bank's (the feed the operator's)
 FORBIDDEN_CODES |= {"person_required", "user_role_not_allowed", "maker_cannot_approve"}  # issue 13 H1
 
@@ -176,7 +177,7 @@ MATRIX: list[Row] = [
         "/v1/log/proofs/inclusion",
         lambda w, s, role: Req("/v1/log/proofs/inclusion", params={"leaf_index": s.registered_seq[role]}),
         ALL_OK,
-        "403 403 403 ok ok",  # the entry registers another organisation: only its actor and overseers
+        "403 403 403 ok ok",  # the entry registers another organisation: only the parties it names and overseers
     ),
     # --- organisations ----------------------------------------------------------------------------
     row("GET", "/v1/me", fixed("/v1/me"), ALL_OK),
@@ -1044,7 +1045,73 @@ ABUSE: list[Abuse] = [
         lambda w: [(p.id, p.holder, p.amount_minor) for p in w.app.queries.tree(w.own.financed_certificate_id)],
     ),
     # --- end H6 ---
+    # --- issue 14: proofs ---
+    Abuse(
+        "a bank asking for the proof of another bank's financing by its log index",
+        lambda w, c: c.get(
+            "/v1/log/proofs/inclusion",
+            params={"leaf_index": _created_seq(w, w.other.bank_piece_id)},
+            headers=w.own.headers("bank"),
+        ),
+        403,
+        "not_a_party",
+        lambda w: w.app.proofs.latest_head().tree_size,
+    ),
+    Abuse(
+        "a bank asking for the proof of another bank's financing by its operation id (answered as unknown)",
+        lambda w, c: c.get(
+            "/v1/log/proofs/inclusion",
+            params={"op_id": _op_id_at(w, _created_seq(w, w.other.bank_piece_id))},
+            headers=w.own.headers("bank"),
+        ),
+        404,
+        "entry_not_found",
+        lambda w: w.app.proofs.latest_head().tree_size,
+    ),
+    # --- end issue 14: proofs ---
 ]
+
+
+# --- issue 14: proofs ---
+def _created_seq(w: World, piece_id: str) -> int:
+    """The log index of the entry that created ``piece_id`` (an issue names issuer and recipient; a
+    financing names the holder and the bank that co-signed it)."""
+    return int(w.app.queries.piece(piece_id).created_seq)
+
+
+def _op_id_at(w: World, seq: int) -> str:
+    from creditflow.ledger.entries import parse_entry
+
+    return str(parse_entry(bytes.fromhex(w.app.proofs.inclusion(seq)["entry"])).signed.op.op_id)
+
+
+def test_issue14_the_recipient_and_the_co_signer_get_the_proof(matrix_world: tuple[World, TestClient]) -> None:
+    """Positive cells the leaf-index row above cannot express: the recipient of an issue (the supplier) and
+    the bank that co-signed a financing get that entry's proof, by index and by operation id; a party the
+    entry does not name is refused (403 by index, 404 by id as for an unknown id)."""
+    world, client = matrix_world
+    issue = _created_seq(world, world.own.piece_id)
+    finance = _created_seq(world, world.own.bank_piece_id)
+    cases = {
+        issue: {"core_enterprise": 200, "supplier": 200, "bank": 403, "auditor": 200, "operator": 200},
+        finance: {"core_enterprise": 403, "supplier": 200, "bank": 200, "auditor": 200, "operator": 200},
+    }
+    wrong = []
+    for seq, by_role in cases.items():
+        op_id = _op_id_at(world, seq)
+        for role, status in by_role.items():
+            headers = world.own.headers(role)
+            by_index = client.get("/v1/log/proofs/inclusion", params={"leaf_index": seq}, headers=headers)
+            by_id = client.get("/v1/log/proofs/inclusion", params={"op_id": op_id}, headers=headers)
+            want = (status, 200 if status == 200 else 404)
+            if (by_index.status_code, by_id.status_code) != want:
+                wrong.append(f"entry {seq} as {role}: {by_index.status_code}/{by_id.status_code}, want {want}")
+            elif status == 200 and by_id.json()["leaf_index"] != seq:
+                wrong.append(f"entry {seq} as {role}: the op id answered another entry")
+    assert not wrong, wrong
+
+
+# --- end issue 14: proofs ---
 
 
 def _expectations(spec: str) -> dict[str, str]:

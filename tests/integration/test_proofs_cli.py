@@ -88,10 +88,10 @@ def proof_file(world: App, tmp_path: Path) -> tuple[Path, App, int]:
 
 def test_inclusion_proof_verifies_offline(proof_file: tuple[Path, App, int], tmp_path: Path) -> None:
     out, app, index = proof_file
-    ok = run_cli(["verify-proof", str(out)], tmp_path)
-    assert ok.exit_code == 0, ok.output
-    assert "proof valid" in ok.stdout
-    assert "trusting the log key inside the file" in ok.stderr
+    unpinned = run_cli(["verify-proof", str(out)], tmp_path)
+    assert unpinned.exit_code == 4, unpinned.output  # the math holds, the signer is unproven
+    assert "math only, signer unproven" in unpinned.stdout
+    assert "proved NOTHING about who signed" in " ".join(unpinned.stderr.split())
     pinned = run_cli(["verify-proof", str(out), "--log-key", app.log_signer.public_key.hex()], tmp_path)
     assert pinned.exit_code == 0, pinned.output
     summary = check_inclusion_document(json.loads(out.read_text()), trusted(app))
@@ -199,7 +199,7 @@ def test_a_proof_re_signed_by_an_impostor_is_refused_under_the_pinned_key(
     )
     fake = tmp_path / "impostor.json"
     fake.write_text(json.dumps(doc))
-    assert run_cli(["verify-proof", str(fake)], tmp_path).exit_code == 0  # no pinned key: self-consistent
+    assert run_cli(["verify-proof", str(fake)], tmp_path).exit_code == 4  # no pinned key: self-consistent only
     pinned = run_cli(["verify-proof", str(fake), "--log-key", app.log_signer.public_key.hex()], tmp_path)
     assert pinned.exit_code == 1
     assert "PROOF INVALID at tree_head" in pinned.stderr

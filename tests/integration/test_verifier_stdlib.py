@@ -94,3 +94,36 @@ def test_tampered_proofs_and_a_wrong_key_fail_with_exit_1(app: App, tmp_path: Pa
 
     unusable = run_stdlib(write(tmp_path, "good2.json", doc), "--log-key", "not-hex")
     assert unusable.returncode == 2
+
+
+def test_a_tlog_proof_with_cosignatures_verifies_under_python_minus_s(app: App, tmp_path: Path) -> None:
+    """The .tlog-proof path (checkpoint note, cosignature/v1, tlog-policy) on the standard library alone."""
+    from proof_world import publish, witness
+
+    onboard(app)
+    issue_accepted(app)
+    a, b = witness("witness-a.example"), witness("witness-b.example")
+    publish(app, [a, b])
+    index = app.proofs.latest_head().tree_size - 1
+    proof = tmp_path / "entry.tlog-proof"
+    proof.write_text(app.proofs.as_tlog_proof(app.proofs.inclusion(index)), encoding="utf-8")
+    log, wa, wb = app.checkpoints.vkey, a.verifier.encode(), b.verifier.encode()
+
+    ok = run_stdlib(str(proof), "--log-vkey", log, "--witness", wa, "--witness", wb)
+    assert ok.returncode == 0, ok.stderr
+    summary = json.loads(ok.stdout.removeprefix("proof valid: "))
+    assert summary["leaf_index"] == index and summary["witnesses"] == ["witness-a.example", "witness-b.example"]
+
+    policy = tmp_path / "policy"
+    policy.write_text(f"log {log}\nwitness a {wa}\nwitness b {wb}\ngroup both all a b\nquorum both\n")
+    assert run_stdlib(str(proof), "--policy", str(policy)).returncode == 0
+
+    short = run_stdlib(str(proof), "--log-vkey", log, "--witness", wa, "--witness", witness("c").verifier.encode())
+    assert short.returncode == 1
+    assert "PROOF INVALID at cosignatures: 1 of the 2 trusted witnesses cosigned (witness-a.example)" in short.stderr
+
+    untrusted = run_stdlib(str(proof))
+    assert untrusted.returncode == 4 and untrusted.stdout.startswith("math only, signer unproven: ")
+    assert "proved NOTHING about who signed" in untrusted.stderr
+
+    assert run_stdlib(str(proof), "--log-vkey", "not a vkey").returncode == 2

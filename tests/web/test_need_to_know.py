@@ -161,7 +161,7 @@ def test_the_issuer_pages_and_the_log_do_not_leak_to_a_holder(
     # the entry that issued the certificate names the face value: only its actor and the overseers get it
     seq = world.queries.piece(chain["root"]).created_seq
     proof = client.get("/v1/log/proofs/inclusion", params={"leaf_index": seq}, headers=key(world, "ore"))
-    assert (proof.status_code, proof.json()["code"]) == (403, "not_actor")
+    assert (proof.status_code, proof.json()["code"]) == (403, "not_a_party")
     # the tree heads carry only hashes
     head = client.get("/v1/log/tree-head").json()
     assert "100000000" not in str(head) and "factory" not in str(head)

@@ -4,14 +4,17 @@ of the log, the tree heads and the reports."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import hashlib
+import html
 import io
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +22,15 @@ import pytest
 from fastapi.testclient import TestClient
 from web_helpers import add_user, sign_in
 
-from conftest import issue_accepted
-from creditflow.bootstrap import App
+from conftest import issue_accepted, make_settings, onboard
+from creditflow.bootstrap import App, build
+from creditflow.http.app import create_app
 from creditflow.http.pages import auditor as pages_auditor
 from creditflow.http.templating import STATIC
+from creditflow.ledger.note import NoteSigner, cosigned_message, parse_checkpoint, parse_note, parse_vkey
 from creditflow.ledger.signing import Signer
 from creditflow.ledger.tree_head import TreeHead, sign_tree_head
+from proof_world import publish, witness
 
 AUDIT_PAGES = ["/ui/audit", "/ui/audit/exports"]
 PROOFS_JS = STATIC / "audit_proofs.js"
@@ -339,3 +345,161 @@ def test_report_exports_match_the_services(web: TestClient, world: App) -> None:
     assert refused.status_code == 422 and refused.json()["code"] == "not_core_enterprise"
     page = web.get("/ui/audit/exports").text
     assert re.search(r'id="export-penetration-xcmg" href="/ui/audit/export/penetration.csv\?core=xcmg"', page)
+
+
+# --- the newest checkpoint and its cosignatures (issue 14, point 7) ----------------------------------------
+
+
+@pytest.fixture
+def witnessed(sqlite_url: str, clock: Any) -> Iterator[tuple[App, list[NoteSigner]]]:
+    """An app whose policy trusts witnesses A and B (quorum 2), with a checkpoint cosigned by A, B and C
+    (C is not in the policy)."""
+    a, b, c = witness("witness-a.example"), witness("witness-b.example"), witness("witness-c.example")
+    configured = [
+        {"name": "A", "vkey": a.verifier.encode(), "url": "http://127.0.0.1:9/a"},
+        {"name": "witness-b.example", "vkey": b.verifier.encode(), "url": "http://127.0.0.1:9/b"},
+    ]
+    with build(make_settings(sqlite_url, witnesses=configured, witness_quorum=2), clock=clock) as app:
+        onboard(app)
+        issue_accepted(app)
+        publish(app, [a, b, c])
+        yield app, [a, b, c]
+
+
+def test_log_page_shows_the_newest_checkpoint_its_cosignatures_and_the_policy(
+    witnessed: tuple[App, list[NoteSigner]],
+) -> None:
+    app, (a, _b, c) = witnessed
+    size, note = app.proofs.latest_checkpoint()
+    with TestClient(create_app(app), base_url="http://127.0.0.1") as web:
+        auditor(web, app)
+        page = web.get("/ui/audit").text
+    assert f'id="checkpoint-origin">{app.settings.origin}<' in page
+    assert f'id="checkpoint-size">{size}<' in page and size == app.proofs.latest_head().tree_size
+    assert f'id="checkpoint-root" class="wrap">{app.proofs.latest_head().root_hash.hex()}<' in page
+    assert 'id="checkpoint" data-quorum="2"' in page
+    assert "2 of 2 configured witnesses must cosign" in page
+    rows = re.findall(r'<tr data-signer="([^"]+)" data-kind="([a-z]+)" data-in-policy="(yes|no)">', page)
+    assert rows == [
+        (app.settings.origin, "log", "no"),
+        ("witness-a.example", "cosignature", "yes"),
+        ("witness-b.example", "cosignature", "yes"),
+        ("witness-c.example", "cosignature", "no"),
+    ]
+    when = dt.datetime.fromtimestamp(app.clock.now_ms() // 1000, dt.UTC).isoformat()
+    assert page.count(f"<td>{when}</td>") == 3  # each cosignature's time, UTC
+    assert "<td>witness-a.example (A)</td>" in page and "<td>yes: A</td>" in page
+    assert f'data-name="A" data-vkey="{a.verifier.encode()}"' in page
+    assert c.verifier.encode() not in page
+    assert f'id="checkpoint-log-vkey" type="text" spellcheck="false" value="{app.checkpoints.vkey}"' in page
+    textarea = re.search(r'<textarea id="checkpoint-note"[^>]*>(.*?)</textarea>', page, re.S)
+    assert textarea and html.unescape(textarea.group(1)) == note
+
+
+def test_log_page_without_witnesses_shows_the_log_signature_only(web: TestClient, world: App) -> None:
+    issue_accepted(world)
+    auditor(web, world)
+    page = web.get("/ui/audit").text
+    assert "no witnesses are configured" in page and 'id="checkpoint-no-witnesses"' in page
+    assert re.findall(r'<tr data-signer="([^"]+)" data-kind="([a-z]+)"', page) == [(world.settings.origin, "log")]
+    assert 'id="checkpoint" data-quorum="0"' in page
+
+
+CHECKPOINT_SCRIPT = r"""
+const proofs = require(process.argv[2]);
+const input = JSON.parse(require("fs").readFileSync(0, "utf8"));
+(async () => {
+  const out = { vkeys: [], messages: [], checks: [] };
+  for (const vkey of input.vkeys) {
+    try { const k = await proofs.parseVkey(vkey); out.vkeys.push([k.name, k.type, proofs.toHex(k.keyId), proofs.toHex(k.publicKey)]); }
+    catch (e) { out.vkeys.push("error: " + e.message); }
+  }
+  for (const [text, t] of input.messages) out.messages.push(proofs.toHex(proofs.cosignedMessage(text, t)));
+  for (const [note, log, witnesses, quorum] of input.checks) {
+    try { out.checks.push(await proofs.checkCheckpoint(note, log, witnesses, quorum)); }
+    catch (e) { out.checks.push("error: " + e.message); }
+  }
+  process.stdout.write(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
+"""
+
+
+def _change_signature(note: str, name: str) -> str:
+    """``note`` with one bit of ``name``'s signature flipped (its last byte)."""
+    lines = note.split("\n")
+    i = next(i for i, line in enumerate(lines) if line.startswith(f"\u2014 {name} "))
+    raw = bytearray(base64.b64decode(lines[i].split(" ")[2]))
+    raw[-1] ^= 1
+    lines[i] = f"\u2014 {name} {base64.b64encode(raw).decode()}"
+    return "\n".join(lines)
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the page's JavaScript")
+def test_the_page_checks_a_checkpoint_and_its_cosignatures_as_the_ledger_does(
+    witnessed: tuple[App, list[NoteSigner]], tmp_path: Path
+) -> None:
+    app, (a, b, c) = witnessed
+    _, note = app.proofs.latest_checkpoint()
+    log = app.checkpoints.vkey
+    policy = [{"name": "A", "vkey": a.verifier.encode()}, {"name": "B", "vkey": b.verifier.encode()}]
+    with_c = [*policy, {"name": "C", "vkey": c.verifier.encode()}]
+    text = parse_note(note).text
+    bad_id = log.split("+", 2)[0] + "+00000000+" + log.split("+", 2)[2]
+    other_log = NoteSigner(app.settings.origin, Signer.generate("x")).verifier.encode()
+    checks = [
+        [note, log, policy, 2],  # honest: valid, A and B
+        [_change_signature(note, "witness-a.example"), log, policy, 1],  # a trusted cosignature changed
+        [_change_signature(note, app.settings.origin), log, policy, 2],  # the log's signature changed
+        [note, log, with_c, 3],  # C is trusted and required, but its cosignature... is valid: 3 of 3
+        [_change_signature(note, "witness-c.example"), log, policy, 2],  # an untrusted cosignature changed: ignored
+        [note, other_log, policy, 2],  # another log key: its signature is missing
+        [
+            note.replace(f"\n{parse_checkpoint(text).size}\n", f"\n{parse_checkpoint(text).size + 1}\n", 1),
+            log,
+            policy,
+            0,
+        ],
+        [note, log, [], 0],  # no witnesses configured
+        [note, log, policy[:1], 2],  # quorum 2 of a policy of one... not met
+        ["no blank line\n", log, [], 0],
+    ]
+    messages = [[text, 0], [text, 1_772_413_200], [text, 2**63 - 1]]
+    plus = next(  # a key whose base64 holds a '+': the name and id end at the first two
+        v
+        for v in (NoteSigner("w.example", Signer(bytes([i]) * 32, "w"), 0x04).verifier.encode() for i in range(99))
+        if "+" in v.split("+", 2)[2]
+    )
+    vkeys = [log, a.verifier.encode(), plus, bad_id, "no-plus-signs", log.replace("+", "+0", 1)]
+    payload = {"vkeys": vkeys, "messages": [[t, str(n)] for t, n in messages], "checks": checks}  # times as text:
+    out = run_node(tmp_path, CHECKPOINT_SCRIPT, payload)  # 2**63 - 1 is no JavaScript number
+    assert out["messages"] == [cosigned_message(t, n).hex() for t, n in messages]
+    parsed = [parse_vkey(v) for v in vkeys[:3]]
+    assert out["vkeys"][:3] == [[k.name, k.sig_type, k.key_id.hex(), k.public_key.hex()] for k in parsed]
+    assert out["vkeys"][3] == "error: verifier key id 00000000 does not match its name and key"
+    assert out["vkeys"][4] == "error: a verifier key is name+hexid+base64key"
+    assert out["vkeys"][5].startswith("error:")
+
+    honest, cosig, logsig, three, untrusted, other, size_changed, alone, short, broken = out["checks"]
+    assert (honest["verdict"], honest["cosigned"], honest["quorumMet"]) == ("valid", ["A", "B"], True)
+    assert [(r["name"], r["kind"], r["witness"], r["valid"]) for r in honest["signatures"]] == [
+        (app.settings.origin, "log", None, True),
+        ("witness-a.example", "cosignature", "A", True),
+        ("witness-b.example", "cosignature", "B", True),
+        ("witness-c.example", "cosignature", None, None),  # not in the policy: shown, not counted
+    ]
+    when = dt.datetime.fromtimestamp(app.clock.now_ms() // 1000, dt.UTC).isoformat().replace("+00:00", "Z")
+    assert [r["time"] for r in honest["signatures"]] == [None, when, when, when]
+    assert (honest["origin"], honest["rootHash"]) == (app.settings.origin, app.proofs.latest_head().root_hash.hex())
+    assert cosig["verdict"] == "INVALID" and cosig["signatures"][1]["valid"] is False
+    assert cosig["reason"] == "1 signature(s) of trusted witnesses do not verify"
+    assert (
+        logsig["verdict"] == "INVALID" and logsig["reason"] == "the log's signature does not verify under the log key"
+    )
+    assert three["verdict"] == "valid" and three["cosigned"] == ["A", "B", "C"]
+    assert untrusted["verdict"] == "valid" and untrusted["signatures"][3]["valid"] is None
+    assert other["verdict"] == "INVALID" and other["reason"] == "the log's signature is missing"
+    assert size_changed["verdict"] == "INVALID"  # the text changed: no signature holds
+    assert alone["verdict"] == "valid" and alone["reason"] == "the log signed it; no witnesses are configured"
+    assert short["verdict"] == "quorum NOT met"
+    assert short["reason"] == "1 of the 1 trusted witnesses cosigned; the policy needs 2"
+    assert broken == "error: the note has no blank line before its signatures"

@@ -76,17 +76,42 @@ def _write_doc(doc: dict[str, Any], out: Path | None) -> None:
 
 @proof_cli.command("inclusion")
 def proof_inclusion(
-    index: Annotated[int, typer.Option("--index", help="Log entry (leaf) index")],
-    tree_size: Annotated[int | None, typer.Option("--tree-size", help="Tree size (default: the latest)")] = None,
+    index: Annotated[int | None, typer.Option("--index", help="Log entry (leaf) index")] = None,
+    op_id: Annotated[str | None, typer.Option("--op-id", help="The operation's id (instead of --index)")] = None,
+    tree_size: Annotated[
+        int | None,
+        typer.Option("--tree-size", help="Tree size (default: the newest published checkpoint covering it, else now)"),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="json, or tlog-proof (a C2SP .tlog-proof file)", case_sensitive=False)
+    ] = "json",
     out: Annotated[Path | None, typer.Option("--out", help="Write the proof here (default: stdout)")] = None,
     db: DbOption = None,
 ) -> None:
-    """Prove that log entry INDEX is in the tree the signed tree head commits to."""
+    """Prove that log entry INDEX (or operation OP_ID) is in the tree the checkpoint commits to."""
+    from creditflow.cli.common import EXIT_CONFIG
+
+    fmt = fmt.lower()
+    if fmt not in ("json", "tlog-proof"):
+        err_console.print("[red]error[/red]: --format is json or tlog-proof")
+        raise typer.Exit(EXIT_CONFIG)
     with open_app(db) as app:
         try:
-            _write_doc(app.proofs.inclusion(index, tree_size), out)
+            doc = app.proofs.inclusion(index, tree_size, op_id=op_id)
         except DomainError as exc:
             fail(exc)
+        if fmt == "json":
+            _write_doc(doc, out)
+        else:
+            _write_text(app.proofs.as_tlog_proof(doc), out)
+
+
+def _write_text(text: str, out: Path | None) -> None:
+    if out is None:
+        print(text, end="")
+    else:
+        out.write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {out}")
 
 
 @proof_cli.command("consistency")
@@ -105,35 +130,63 @@ def proof_consistency(
 
 
 def verify_proof(
-    file: Annotated[Path, typer.Argument(help="A proof file written by `creditflow proof ...`", exists=True)],
+    file: Annotated[
+        Path, typer.Argument(help="A proof: JSON from `creditflow proof ...`, or a .tlog-proof", exists=True)
+    ],
     log_key: Annotated[
-        str | None,
-        typer.Option("--log-key", help="The log's public key (hex) you trust; default: the key inside the file"),
+        str | None, typer.Option("--log-key", help="The log's Ed25519 public key (64 hex digits) you trust")
+    ] = None,
+    log_vkey: Annotated[
+        list[str] | None, typer.Option("--log-vkey", help="The log's note verifier key you trust (name+id+key)")
+    ] = None,
+    witness: Annotated[
+        list[str] | None, typer.Option("--witness", help="A witness's cosigner vkey you trust (repeatable)")
+    ] = None,
+    quorum: Annotated[
+        int | None, typer.Option("--quorum", min=0, help="How many --witness keys must have cosigned (default: all)")
+    ] = None,
+    policy: Annotated[
+        Path | None,
+        typer.Option("--policy", exists=True, help="A c2sp.org/tlog-policy file: trusted logs, witnesses, quorum"),
     ] = None,
 ) -> None:
-    """Check a proof offline: no database, no network."""
-    from creditflow.ledger.verifier import VerificationFailure, check_proof_document, pinned_key
+    """Check a proof offline, no database, no network: exit 0 valid under the keys you trust, 1 invalid,
+    3 unusable input, 4 the Merkle math holds but no trusted log key was given (proved nothing about who
+    signed)."""
+    from rich.markup import escape
+
+    from creditflow.cli.common import EXIT_CONFIG
+    from creditflow.ledger.verifier import (
+        EXIT_UNTRUSTED,
+        UNTRUSTED_WARNING,
+        UnusableInput,
+        VerificationFailure,
+        verify_file,
+    )
 
     try:
-        doc = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        err_console.print(f"[red]cannot read {file}[/red]: {exc}")
-        raise typer.Exit(3) from exc
-    trusted = None
-    if log_key:
-        try:
-            trusted = pinned_key(doc, log_key)
-        except ValueError as exc:
-            err_console.print("[red]--log-key must be hex[/red]")
-            raise typer.Exit(3) from exc
-    else:
-        err_console.print("[yellow]note[/yellow]: trusting the log key inside the file; pass --log-key to pin it")
-    try:
-        summary = check_proof_document(doc, trusted)
+        verdict = verify_file(
+            file.read_bytes(),
+            log_key_hex=log_key,
+            log_vkeys=log_vkey or [],
+            witness_vkeys=witness or [],
+            quorum=quorum,
+            policy_text=policy.read_text(encoding="utf-8") if policy is not None else None,
+        )
+    except (OSError, UnusableInput) as exc:
+        err_console.print(f"[red]cannot check {file}[/red]: {escape(str(exc))}", soft_wrap=True)
+        raise typer.Exit(EXIT_CONFIG) from exc
     except VerificationFailure as failure:
-        err_console.print(f"[red bold]PROOF INVALID[/red bold] at {failure.where}: {failure.what}")
+        err_console.print(
+            f"[red bold]PROOF INVALID[/red bold] at {escape(failure.where)}: {escape(failure.what)}", soft_wrap=True
+        )
         raise typer.Exit(1) from failure
-    console.print(f"[green bold]proof valid[/green bold]: {json.dumps(summary, ensure_ascii=False)}")
+    summary = escape(json.dumps(verdict.summary, ensure_ascii=False))
+    if not verdict.trusted:
+        err_console.print(f"[yellow bold]{UNTRUSTED_WARNING}[/yellow bold]", soft_wrap=True)
+        console.print(f"math only, signer unproven: {summary}", soft_wrap=True)
+        raise typer.Exit(EXIT_UNTRUSTED)
+    console.print(f"[green bold]proof valid[/green bold]: {summary}", soft_wrap=True)
 
 
 def log_key(db: DbOption = None) -> None:

@@ -670,7 +670,9 @@ class InclusionProofOut(BaseModel):
                     "kind": "creditflow.inclusion_proof",
                     "v": 1,
                     "log_keys": {"log-1": "3d" * 32},
+                    "log_vkey": "creditflow.example/log+1a2b3c4d+AT3d...",
                     "tree_head": TREE_HEAD_EXAMPLE,
+                    "checkpoint": "creditflow.example/log\n42\nqqqq...=\n\n\u2014 creditflow.example/log Gis...\n",
                     "leaf_index": 7,
                     "entry": "a5...",
                     "audit_path": ["11" * 32, "22" * 32],
@@ -681,7 +683,12 @@ class InclusionProofOut(BaseModel):
     kind: str
     v: int
     log_keys: dict[str, str]
+    log_vkey: str = Field(description="the log's note verifier key (pin the one you got elsewhere, not this)")
     tree_head: TreeHeadOut
+    checkpoint: str = Field(
+        description="the C2SP checkpoint of the same size and root: a signed note, with the witnesses' "
+        "cosignatures when it was published"
+    )
     leaf_index: int
     entry: str = Field(description="the entry's canonical bytes, hex")
     audit_path: list[str]

@@ -474,6 +474,12 @@ def entry_at(conn: Connection, seq: int) -> bytes:
     return bytes(entry)
 
 
+def seq_of_op(conn: Connection, op_id: str) -> int | None:
+    """The log position of operation ``op_id``, if it was logged."""
+    seq = conn.execute(select(ledger_entries.c.seq).where(ledger_entries.c.op_id == op_id)).scalar()
+    return None if seq is None else int(seq)
+
+
 def uscc_registered(conn: Connection, uscc: str) -> bool:
     return conn.execute(select(parties.c.org_id).where(parties.c.uscc == uscc)).first() is not None
 

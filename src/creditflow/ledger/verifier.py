@@ -5,6 +5,10 @@ It checks, from bytes alone:
 * a signed tree head (`TreeHead.verify`);
 * an inclusion proof file (`check_inclusion_document`): the entry is at that index of the tree the STH signs;
 * a consistency proof file (`check_consistency_document`): the newer tree extends the older one;
+* a C2SP tlog-proof file (`check_tlog_proof`): the entry is at that index of the tree the checkpoint
+  signs, and the checkpoint is signed by a trusted log and cosigned by a quorum of trusted witnesses
+  (a c2sp.org/tlog-policy, `creditflow.ledger.policy`); `verify_file` reads either kind of file under
+  the keys an outsider gives, which is what both command lines run;
 * a whole log (`replay`): every entry canonical, in sequence, signed by a key valid at its position, valid
   under the domain rules, and the recomputed Merkle root equal to the signed one.
 
@@ -13,7 +17,7 @@ It checks, from bytes alone:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +27,20 @@ from creditflow.ledger import merkle
 from creditflow.ledger.entries import Entry, parse_entry, step
 from creditflow.ledger.model.certificates import Context
 from creditflow.ledger.model.state import MemoryState
+from creditflow.ledger.note import (
+    ED25519,
+    NoteError,
+    OpenedCheckpoint,
+    VerifierKey,
+    open_checkpoint,
+    parse_checkpoint,
+    parse_note,
+    parse_vkey,
+)
+from creditflow.ledger.policy import NONE, Policy, PolicyError, parse_policy
 from creditflow.ledger.signing import verify_signature
+from creditflow.ledger.tlog_proof import HEADER as TLOG_PROOF_HEADER
+from creditflow.ledger.tlog_proof import TlogProofError, parse_tlog_proof
 from creditflow.ledger.tree_head import TreeHead
 
 INCLUSION_KIND = "creditflow.inclusion_proof"
@@ -212,12 +229,72 @@ def _sth(raw: Any, where: str, keys: Mapping[str, bytes]) -> TreeHead:
     return sth
 
 
-def check_inclusion_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
-    """Verify an inclusion proof file; return a summary, or raise `VerificationFailure`."""
+def _open(note: str, policy: Policy, where: str = "checkpoint") -> OpenedCheckpoint:
+    """The checkpoint ``note`` opened under ``policy``: signed by one of its logs (``where`` otherwise), and
+    cosigned by its quorum (``cosignatures`` otherwise, saying how many trusted witnesses did)."""
+    if not policy.logs:
+        raise VerificationFailure(where, "no trusted log key to check the checkpoint against")
+    failures = []
+    for log in policy.logs:
+        try:
+            open_checkpoint(note, log)
+        except NoteError as exc:
+            failures.append(str(exc))
+            continue
+        try:
+            opened = open_checkpoint(note, log, policy.witness_keys, quorum=0)
+        except NoteError as exc:  # a trusted witness's cosignature that fails voids the note (signed-note)
+            raise VerificationFailure("cosignatures", str(exc)) from exc
+        if not policy.met_by(opened.witnesses):
+            names = ", ".join(k.name for k in opened.witnesses) or "none"
+            raise VerificationFailure(
+                "cosignatures",
+                f"{len(opened.witnesses)} of the {len(policy.witnesses)} trusted witnesses cosigned ({names}); "
+                f"the policy needs {policy.needs()}",
+            )
+        return opened
+    raise VerificationFailure(where, "; ".join(failures))
+
+
+def _witness_summary(opened: OpenedCheckpoint | None, policy: Policy | None) -> dict[str, Any]:
+    if opened is None or policy is None:
+        return {"trusted": False}
+    return {
+        "trusted": True,
+        "log": next(k.name for k in policy.logs if opened.note.verified_by([k])),
+        "witnesses": [k.name for k in opened.witnesses],
+        "quorum": policy.needs(),
+    }
+
+
+def check_inclusion_document(
+    doc: Any, trusted_keys: Mapping[str, bytes] | None = None, policy: Policy | None = None
+) -> dict[str, Any]:
+    """Verify an inclusion proof file; return a summary, or raise `VerificationFailure`.
+
+    With a ``policy``, the document's checkpoint (of the same size and root as its tree head) must be
+    signed by a trusted log and cosigned by the policy's quorum, and the tree head is checked under that
+    log's key unless ``trusted_keys`` says otherwise."""
     if not isinstance(doc, Mapping) or doc.get("kind") != INCLUSION_KIND:
         raise VerificationFailure("kind", f"not a {INCLUSION_KIND} document")
+    opened = None
+    note = doc.get("checkpoint")
+    if policy is not None:
+        if not isinstance(note, str):
+            if policy.quorum != NONE:
+                raise VerificationFailure("checkpoint", "missing: this proof carries no checkpoint, so no cosignatures")
+            if trusted_keys is None and policy.logs:
+                trusted_keys = pinned_key(doc, policy.logs[0].public_key.hex())
+        elif trusted_keys is None:  # the tree head is checked under the key of the log that signed the checkpoint
+            opened = _open(note, policy)
+            log = next(k for k in policy.logs if opened.note.verified_by([k]))
+            trusted_keys = pinned_key(doc, log.public_key.hex())
     keys = _keys(doc, trusted_keys)
     sth = _sth(doc.get("tree_head"), "tree_head", keys)
+    if policy is not None and isinstance(note, str) and opened is None:
+        opened = _open(note, policy)
+    if opened is not None and (opened.checkpoint.size, opened.checkpoint.root_hash) != (sth.tree_size, sth.root_hash):
+        raise VerificationFailure("checkpoint", "its size and root are not the tree head's")
     index = doc.get("leaf_index")
     if not isinstance(index, int) or isinstance(index, bool):
         raise VerificationFailure("leaf_index", "must be an integer")
@@ -226,7 +303,12 @@ def check_inclusion_document(doc: Any, trusted_keys: Mapping[str, bytes] | None 
     except (TypeError, ValueError) as exc:
         raise VerificationFailure("entry", "must be hex") from exc
     path = _hashes(doc.get("audit_path"), "audit_path")
-    if not merkle.verify_inclusion(merkle.leaf_hash(entry), index, sth.tree_size, path, sth.root_hash):
+    summary = _included(entry, index, sth.tree_size, path, sth.root_hash)
+    return {"kind": INCLUSION_KIND, **summary, **(_witness_summary(opened, policy) if policy else {})}
+
+
+def _included(entry: bytes, index: int, size: int, path: list[bytes], root: bytes) -> dict[str, Any]:
+    if not merkle.verify_inclusion(merkle.leaf_hash(entry), index, size, path, root):
         raise VerificationFailure("audit_path", "the entry is not included at that index under the signed root")
     try:
         parsed = parse_entry(entry)
@@ -234,19 +316,40 @@ def check_inclusion_document(doc: Any, trusted_keys: Mapping[str, bytes] | None 
         raise VerificationFailure("entry", exc.message) from exc
     if parsed.seq != index:
         raise VerificationFailure("entry", f"entry says it is number {parsed.seq}, proof says {index}")
-    return {
-        "kind": INCLUSION_KIND,
-        "leaf_index": index,
-        "tree_size": sth.tree_size,
-        "root_hash": sth.root_hash.hex(),
-        "operation": parsed.signed.payload,
-    }
+    return {"leaf_index": index, "tree_size": size, "root_hash": root.hex(), "operation": parsed.signed.payload}
 
 
-def check_consistency_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
-    """Verify a consistency proof file; return a summary, or raise `VerificationFailure`."""
+def check_tlog_proof(data: str | bytes, policy: Policy | None) -> dict[str, Any]:
+    """Verify a c2sp.org/tlog-proof file whose ``extra`` is the entry; return a summary or raise
+    `VerificationFailure`. With ``policy=None`` only the Merkle math is checked: the checkpoint's
+    signatures are not, so the result proves nothing about who signed (the summary says ``trusted: false``)."""
+    try:
+        proof = parse_tlog_proof(data)
+    except TlogProofError as exc:
+        raise VerificationFailure("tlog-proof", str(exc)) from exc
+    try:
+        checkpoint = parse_checkpoint(parse_note(proof.checkpoint).text)
+    except NoteError as exc:
+        raise VerificationFailure("checkpoint", str(exc)) from exc
+    opened = None if policy is None else _open(proof.checkpoint, policy)
+    if proof.extra is None:
+        raise VerificationFailure("extra", "missing: a creditflow proof carries the entry's bytes as its extra data")
+    summary = _included(proof.extra, proof.index, checkpoint.size, list(proof.audit_path), checkpoint.root_hash)
+    return {"kind": TLOG_PROOF_HEADER, "origin": checkpoint.origin, **summary, **_witness_summary(opened, policy)}
+
+
+def check_consistency_document(
+    doc: Any, trusted_keys: Mapping[str, bytes] | None = None, policy: Policy | None = None
+) -> dict[str, Any]:
+    """Verify a consistency proof file; return a summary, or raise `VerificationFailure`. Its tree heads
+    carry no cosignatures: a ``policy`` that needs some cannot be met by it."""
     if not isinstance(doc, Mapping) or doc.get("kind") != CONSISTENCY_KIND:
         raise VerificationFailure("kind", f"not a {CONSISTENCY_KIND} document")
+    if policy is not None:
+        if policy.quorum != NONE:
+            raise VerificationFailure("cosignatures", "a consistency proof carries no cosignatures: use quorum none")
+        if trusted_keys is None and policy.logs:
+            trusted_keys = pinned_key(doc, policy.logs[0].public_key.hex())
     keys = _keys(doc, trusted_keys)
     old = _sth(doc.get("old_tree_head"), "old_tree_head", keys)
     new = _sth(doc.get("new_tree_head"), "new_tree_head", keys)
@@ -262,11 +365,13 @@ def check_consistency_document(doc: Any, trusted_keys: Mapping[str, bytes] | Non
     }
 
 
-def check_proof_document(doc: Any, trusted_keys: Mapping[str, bytes] | None = None) -> dict[str, Any]:
+def check_proof_document(
+    doc: Any, trusted_keys: Mapping[str, bytes] | None = None, policy: Policy | None = None
+) -> dict[str, Any]:
     """Verify an inclusion or a consistency proof file, whichever it is; raise `VerificationFailure` if not."""
     if isinstance(doc, Mapping) and doc.get("kind") == INCLUSION_KIND:
-        return check_inclusion_document(doc, trusted_keys)
-    return check_consistency_document(doc, trusted_keys)
+        return check_inclusion_document(doc, trusted_keys, policy)
+    return check_consistency_document(doc, trusted_keys, policy)
 
 
 def pinned_key(doc: Any, log_key_hex: str) -> dict[str, bytes]:
@@ -277,37 +382,164 @@ def pinned_key(doc: Any, log_key_hex: str) -> dict[str, bytes]:
     return {key_id: bytes.fromhex(log_key_hex)}
 
 
+# --- one file, the keys an outsider gives: what both command lines run --------------------------------------
+
+EXIT_VALID = 0
+EXIT_INVALID = 1
+EXIT_UNTRUSTED = 4  # the Merkle math holds, but no trusted log key was given: nothing is proved about who signed
+UNTRUSTED_WARNING = (
+    "UNTRUSTED: the Merkle math holds, but no trusted log key was given, so this proved NOTHING about who "
+    "signed it (anyone can write a self-consistent proof). Pass --log-vkey, --log-key or --policy."
+)
+
+
+class UnusableInput(ValueError):
+    """The file, a key or the policy cannot be read: nothing was checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    summary: dict[str, Any]
+    trusted: bool  # checked under a log key the caller gave (else: the Merkle math only)
+
+
+def _origin_of(data: bytes, doc: Any) -> str:
+    """The log name a bare ``--log-key HEX`` is given: the origin of the proof's checkpoint."""
+    try:
+        note = parse_tlog_proof(data).checkpoint if doc is None else doc.get("checkpoint")
+        return parse_checkpoint(parse_note(note).text).origin if isinstance(note, str) else "log"
+    except (TlogProofError, NoteError, AttributeError):
+        return "log"
+
+
+def make_policy(
+    data: bytes,
+    doc: Any,
+    *,
+    log_key_hex: str | None,
+    log_vkeys: Sequence[str],
+    witness_vkeys: Sequence[str],
+    quorum: int | None,
+    policy_text: str | None,
+) -> Policy:
+    """The policy the command-line options give (a --policy file, or the keys and count given one by one)."""
+    try:
+        if policy_text is not None:
+            if log_vkeys or witness_vkeys or quorum is not None:
+                raise UnusableInput("--policy says everything: do not add --log-vkey, --witness or --quorum")
+            policy = parse_policy(policy_text)
+        else:
+            witnesses = [parse_vkey(v) for v in witness_vkeys]
+            if quorum is None:
+                quorum = len(witnesses)  # every witness named on the command line must have cosigned
+            logs = [parse_vkey(v) for v in log_vkeys]
+            policy = Policy.simple(logs, witnesses, quorum)
+        if log_key_hex:
+            key = bytes.fromhex(log_key_hex)
+            if len(key) != 32:
+                raise UnusableInput("--log-key must be 64 hex digits (an Ed25519 public key)")
+            policy = Policy((*policy.logs, VerifierKey(_origin_of(data, doc), ED25519, key)), *_rest(policy))
+    except (NoteError, PolicyError) as exc:
+        raise UnusableInput(str(exc)) from exc
+    except ValueError as exc:
+        if isinstance(exc, UnusableInput):
+            raise
+        raise UnusableInput(f"--log-key must be hex: {exc}") from exc
+    return policy
+
+
+def _rest(policy: Policy) -> tuple[Any, Any, str]:
+    return policy.witnesses, policy.groups, policy.quorum
+
+
+def verify_file(
+    data: bytes,
+    *,
+    log_key_hex: str | None = None,
+    log_vkeys: Sequence[str] = (),
+    witness_vkeys: Sequence[str] = (),
+    quorum: int | None = None,
+    policy_text: str | None = None,
+) -> Verdict:
+    """Check a proof file (JSON inclusion or consistency proof, or a .tlog-proof) under the keys given.
+
+    Raises `UnusableInput` when something cannot be read and `VerificationFailure` when the proof is wrong.
+    Without any trusted log key, only the Merkle math (and, for JSON, the signature under the key inside
+    the file) is checked: the verdict says ``trusted=False``."""
+    doc = None
+    if not data.startswith(TLOG_PROOF_HEADER.encode()):
+        import json
+
+        try:
+            doc = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise UnusableInput(f"neither a tlog-proof nor a JSON proof: {exc}") from exc
+    policy = make_policy(
+        data,
+        doc,
+        log_key_hex=log_key_hex,
+        log_vkeys=log_vkeys,
+        witness_vkeys=witness_vkeys,
+        quorum=quorum,
+        policy_text=policy_text,
+    )
+    trusted = bool(policy.logs)
+    if doc is None:
+        return Verdict(check_tlog_proof(data, policy if trusted else None), trusted)
+    keys = pinned_key(doc, log_key_hex) if log_key_hex else None
+    return Verdict(check_proof_document(doc, keys, policy if trusted else None), trusted)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m creditflow.ledger.verifier PROOF.json --log-key HEX``: 0 valid, 1 invalid, 2 unusable input.
+    """``python -m creditflow.ledger.verifier PROOF [--log-vkey V | --log-key HEX] [--witness W]... [--quorum N]
+    [--policy FILE]``: 0 valid under the trusted keys, 1 invalid, 2 unusable input, 4 the Merkle math holds
+    but no trusted log key was given (proved nothing about who signed).
 
     Runs on the standard library alone (``python -S`` included): without PyNaCl the signatures are checked by
-    the pure-Python RFC 8032 code. The log key is required: a proof checked under the key it carries proves
-    nothing about who signed it."""
+    the pure-Python RFC 8032 code."""
     import argparse
     import json
     import sys
 
     parser = argparse.ArgumentParser(
         prog="python -m creditflow.ledger.verifier",
-        description="Check a creditflow inclusion or consistency proof offline: no database, no network.",
+        description="Check a creditflow proof (JSON, or a C2SP .tlog-proof) offline: no database, no network.",
     )
     parser.add_argument("proof", help="a proof file written by `creditflow proof ...` or GET /v1/log/...")
-    parser.add_argument("--log-key", required=True, help="the log's Ed25519 public key (64 hex digits) you trust")
+    parser.add_argument("--log-key", help="the log's Ed25519 public key (64 hex digits) you trust")
+    parser.add_argument("--log-vkey", action="append", default=[], help="the log's note verifier key you trust")
+    parser.add_argument("--witness", action="append", default=[], help="a witness's cosigner vkey you trust")
+    parser.add_argument("--quorum", type=int, help="how many of the --witness keys must have cosigned (default: all)")
+    parser.add_argument("--policy", help="a c2sp.org/tlog-policy file of trusted logs, witnesses and the quorum")
     args = parser.parse_args(argv)
     try:
-        with open(args.proof, encoding="utf-8") as f:
-            doc = json.load(f)
-        trusted = pinned_key(doc, args.log_key)
-    except (OSError, ValueError) as exc:
-        print(f"cannot use {args.proof} with that key: {exc}", file=sys.stderr)
+        with open(args.proof, "rb") as f:
+            data = f.read()
+        policy_text = None
+        if args.policy:
+            with open(args.policy, encoding="utf-8") as f:
+                policy_text = f.read()
+        verdict = verify_file(
+            data,
+            log_key_hex=args.log_key,
+            log_vkeys=args.log_vkey,
+            witness_vkeys=args.witness,
+            quorum=args.quorum,
+            policy_text=policy_text,
+        )
+    except (OSError, UnusableInput) as exc:
+        print(f"cannot use {args.proof} with those keys: {exc}", file=sys.stderr)
         return 2
-    try:
-        summary = check_proof_document(doc, trusted)
     except VerificationFailure as failure:
         print(f"PROOF INVALID at {failure.where}: {failure.what}", file=sys.stderr)
-        return 1
-    print("proof valid: " + json.dumps(summary, ensure_ascii=False, sort_keys=True))
-    return 0
+        return EXIT_INVALID
+    summary = json.dumps(verdict.summary, ensure_ascii=False, sort_keys=True)
+    if not verdict.trusted:
+        print(UNTRUSTED_WARNING, file=sys.stderr)
+        print("math only, signer unproven: " + summary)
+        return EXIT_UNTRUSTED
+    print("proof valid: " + summary)
+    return EXIT_VALID
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from creditflow.http.common import error_responses
 from creditflow.http.schemas import (
@@ -20,9 +20,8 @@ from creditflow.http.schemas import (
 )
 from creditflow.http.security import AppDep, Caller, is_overseer
 from creditflow.kernel.errors import Forbidden
-from creditflow.ledger.entries import parse_entry
-from creditflow.ledger.model import operations as ops
 from creditflow.ledger.model.parties import Role
+from creditflow.ledger.tlog_proof import MEDIA_TYPE, SUFFIX
 
 router = APIRouter()
 
@@ -130,24 +129,41 @@ def consistency_proof(
     return ConsistencyProofOut.model_validate(app.proofs.consistency(old_size, new_size))
 
 
+TLOG_PROOF_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The proof as JSON, or with ``format=tlog-proof`` as a C2SP tlog-proof file",
+        "content": {MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
+
+
 @router.get(
     "/v1/log/proofs/inclusion",
     response_model=InclusionProofOut,
-    responses=error_responses(401, 403, 404, 422),
+    responses={**TLOG_PROOF_RESPONSE, **error_responses(401, 403, 404, 422)},
     tags=["log"],
 )
 def inclusion_proof(
     app: AppDep,
     who: Caller,
-    leaf_index: Annotated[int, Query(ge=0)],
-    tree_size: Annotated[int | None, Query(description="default: the current size")] = None,
-) -> InclusionProofOut:
-    """Proof that an entry is in the log, with the entry itself. Entries name parties and amounts, so
-    only the operator, the auditor and the entry's actor (or the organisation it registers) get it."""
-    document = app.proofs.inclusion(leaf_index, tree_size)
-    if not is_overseer(who):
-        op = parse_entry(bytes.fromhex(document["entry"])).signed.op
-        named = op.org_id if isinstance(op, ops.RegisterParty | ops.RotateKey) else None
-        if who.org_id not in (op.actor, named):
-            raise Forbidden("only the entry's actor, the operator and the auditor get this proof", code="not_actor")
+    leaf_index: Annotated[int | None, Query(ge=0, description="the entry's log index (or give op_id)")] = None,
+    op_id: Annotated[str | None, Query(max_length=36, description="the operation's id (or give leaf_index)")] = None,
+    tree_size: Annotated[
+        int | None, Query(description="default: the newest published checkpoint that covers the entry, else now")
+    ] = None,
+    format: Annotated[Literal["json", "tlog-proof"], Query(description="json, or a c2sp.org/tlog-proof file")] = "json",
+) -> InclusionProofOut | Response:
+    """Proof that an entry is in the log, with the entry itself and the checkpoint (with its witnesses'
+    cosignatures when published). Entries name parties and amounts, so only the parties the entry names
+    (actor, recipient, co-signing bank, the organisation registered), the operator and the auditor get it;
+    asked by ``op_id``, another party's entry answers 404 like an unknown id."""
+    party = None if is_overseer(who) else who.org_id
+    document = app.proofs.inclusion(leaf_index, tree_size, op_id=op_id, for_party=party)
+    if format == "tlog-proof":
+        name = f"creditflow-entry-{document['leaf_index']}{SUFFIX}"
+        return Response(
+            app.proofs.as_tlog_proof(document),
+            media_type=MEDIA_TYPE,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
     return InclusionProofOut.model_validate(document)

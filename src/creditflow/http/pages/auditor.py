@@ -1,4 +1,12 @@
-"""Auditor (and operator) pages: the latest signed tree head, proofs checked in the browser, exports.
+"""Auditor (and operator) pages: the newest checkpoint and its cosignatures, the latest signed tree head,
+proofs checked in the browser, exports.
+
+The checkpoint card shows the newest C2SP checkpoint (the published one, with the witnesses' cosignatures,
+unless the log has grown past it) and each of its signatures: the log's, and each cosignature with its
+witness, its time (UTC) and whether that witness is in this deployment's policy (``witnesses``,
+``witness_quorum``). ``static/audit_proofs.js`` checks them in the browser: Ed25519 over the note text under
+the log's vkey, and over ``cosignature/v1\ntime T\n`` + the text under each witness's vkey, then says
+whether the quorum is met.
 
 The proof checker is ``static/audit_proofs.js``: it fetches the signed tree head and a proof from the JSON
 log endpoints (``/v1/log/tree-head``, ``/v1/log/proofs/inclusion``, ``/v1/log/proofs/consistency``) and
@@ -13,6 +21,7 @@ pages); the reports come from the services the JSON API calls.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -26,6 +35,7 @@ from creditflow.http.pages.common import HOME, NAV, app_of, render, role_pages
 from creditflow.identity.sessions import WebUser
 from creditflow.kernel.errors import InvalidInput
 from creditflow.ledger.model.parties import Role
+from creditflow.ledger.note import NoteError, cosignature_time, parse_checkpoint, parse_note, parse_vkey
 
 router = APIRouter(include_in_schema=False)
 Auditor = Annotated[WebUser, role_pages(Role.AUDITOR, Role.OPERATOR)]
@@ -54,7 +64,43 @@ def log_page(request: Request, user: Auditor) -> HTMLResponse:
         head_valid=head.verify(app.log_keys),
         log_key=keys.get(head.key_id),
         log_keys=keys,
+        checkpoint=checkpoint_view(app),
     )
+
+
+def checkpoint_view(app: App) -> dict[str, Any]:
+    """The newest checkpoint as the page shows it: its lines, and who signed it, as far as this server
+    can tell by names and key ids (the browser checks the signatures themselves)."""
+    _, note_text = app.proofs.latest_checkpoint()
+    log = app.checkpoints.verifier
+    policy = [(w.name, parse_vkey(w.vkey)) for w in app.settings.witnesses]
+    note = parse_note(note_text)
+    checkpoint = parse_checkpoint(note.text)
+    signatures = []
+    for sig in note.signatures:
+        row: dict[str, Any] = {"name": sig.name, "key_id": sig.key_id.hex(), "time": None, "witness": None}
+        if (sig.name, sig.key_id) == (log.name, log.key_id):
+            row["kind"] = "log"
+        else:
+            row["kind"] = "cosignature" if len(sig.signature) == 72 else "unknown"
+            if row["kind"] == "cosignature":
+                try:
+                    row["time"] = dt.datetime.fromtimestamp(cosignature_time(sig), dt.UTC).isoformat()
+                except (NoteError, ValueError, OverflowError):
+                    row["time"] = None
+            row["witness"] = next((n for n, k in policy if (k.name, k.key_id) == (sig.name, sig.key_id)), None)
+        signatures.append(row)
+    return {
+        "note": note_text,
+        "origin": checkpoint.origin,
+        "size": checkpoint.size,
+        "root_hash": checkpoint.root_hash.hex(),
+        "root_b64": note.text.split("\n")[2],
+        "log_vkey": log.encode(),
+        "signatures": signatures,
+        "witnesses": [{"name": n, "vkey": k.encode(), "key_name": k.name} for n, k in policy],
+        "quorum": app.settings.witness_quorum,
+    }
 
 
 @router.get("/ui/audit/exports")

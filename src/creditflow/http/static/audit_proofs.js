@@ -264,9 +264,160 @@
     return c.subtle.verify({ name: "Ed25519" }, key, signature, message);
   }
 
+  // --- C2SP checkpoints: signed notes, vkeys, cosignature/v1 (as creditflow.ledger.note) ---------------------
+  // c2sp.org/signed-note: text, a blank line, then lines "— name base64(keyid(4) || signature)". A vkey is
+  // "name+hexid+base64(type || key)", the id SHA-256(name || 0x0A || type || key)[:4]. The log signs the text
+  // (type 0x01, Ed25519); a witness signs "cosignature/v1\ntime T\n" + text (type 0x04), its signature being
+  // u64 T (big-endian) || Ed25519.
+  const ED25519 = 0x01, COSIGNATURE_V1 = 0x04;
+  const EM_DASH = "\u2014";
+  const B64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+  function fromBase64(text, what) {
+    if (typeof text !== "string" || !B64_RE.test(text)) throw new Error(what + " is not base64");
+    const raw = root.atob(text);
+    return Uint8Array.from(raw, (c) => c.charCodeAt(0));
+  }
+  function toBase64(bytes) {
+    return root.btoa(Array.from(bytes, (b) => String.fromCharCode(b)).join(""));
+  }
+  const utf8 = (text) => new TextEncoder().encode(text);
+
+  async function noteKeyId(name, type, publicKey) {
+    return (await sha256(concat(utf8(name), Uint8Array.of(0x0a, type), publicKey))).slice(0, 4);
+  }
+
+  /** A vkey: {name, type, publicKey, keyId}; throws when it is malformed or its id does not match. */
+  async function parseVkey(vkey) {
+    const text = String(vkey).trim();
+    const first = text.indexOf("+"), second = first < 0 ? -1 : text.indexOf("+", first + 1);
+    if (second < 0) throw new Error("a verifier key is name+hexid+base64key");  // (base64 may hold '+' too)
+    const name = text.slice(0, first), hexId = text.slice(first + 1, second), raw64 = text.slice(second + 1);
+    if (!name || /\s/.test(name)) throw new Error("a verifier key's name has no spaces");
+    const raw = fromBase64(raw64, "the verifier key");
+    const keyId = fromHex(hexId, "the verifier key id");
+    if (keyId.length !== 4 || raw.length !== 33 || (raw[0] !== ED25519 && raw[0] !== COSIGNATURE_V1)) {
+      throw new Error("a verifier key is an Ed25519 (0x01) or cosignature/v1 (0x04) key of 32 bytes");
+    }
+    const publicKey = raw.slice(1);
+    if (toHex(await noteKeyId(name, raw[0], publicKey)) !== toHex(keyId)) {
+      throw new Error("verifier key id " + hexId + " does not match its name and key");
+    }
+    return { name: name, type: raw[0], publicKey: publicKey, keyId: keyId };
+  }
+
+  /** A signed note: {text, signatures: [{name, keyId, signature}]} (the text ends at the last blank line). */
+  function parseNote(data) {
+    if (!data.endsWith("\n")) data += "\n";  // a pasted note may lose its final newline; nothing signed is changed
+    const split = data.lastIndexOf("\n\n");
+    if (split < 0) throw new Error("the note has no blank line before its signatures");
+    const text = data.slice(0, split + 1);
+    const lines = data.slice(split + 2).split("\n").slice(0, -1);
+    if (!lines.length) throw new Error("the note has no signatures");
+    const signatures = lines.map((line) => {
+      const fields = line.startsWith(EM_DASH + " ") ? line.slice(2).split(" ") : [];
+      if (fields.length !== 2) throw new Error("malformed signature line " + JSON.stringify(line.slice(0, 60)));
+      const raw = fromBase64(fields[1], "the signature of " + fields[0]);
+      if (raw.length < 5) throw new Error("the signature of " + fields[0] + " is too short");
+      return { name: fields[0], keyId: raw.slice(0, 4), signature: raw.slice(4) };
+    });
+    return { text: text, signatures: signatures };
+  }
+
+  /** The checkpoint lines of a note text: origin, size (decimal string), root hash (hex). */
+  function parseCheckpoint(text) {
+    const lines = text.split("\n");
+    if (lines.length < 4 || lines[lines.length - 1] !== "") throw new Error("a checkpoint has an origin, a size and a root");
+    if (!/^(0|[1-9][0-9]{0,19})$/.test(lines[1])) throw new Error("the checkpoint size is not a decimal number");
+    const rootHash = fromBase64(lines[2], "the checkpoint root");
+    if (rootHash.length !== 32) throw new Error("the checkpoint root must be 32 bytes");
+    return { origin: lines[0], size: lines[1], rootHash: toHex(rootHash) };
+  }
+
+  function cosignedMessage(text, timestamp) {
+    return utf8("cosignature/v1\ntime " + BigInt(timestamp).toString() + "\n" + text);
+  }
+
+  async function verifyEd25519(publicKey, message, signature) {
+    const c = root.crypto;
+    if (!c || !c.subtle) throw new Error("this browser has no Web Crypto (crypto.subtle)");
+    let key;
+    try {
+      key = await c.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+    } catch (error) {
+      throw new Error("this browser cannot check Ed25519 signatures (" + error.message + ")");
+    }
+    return c.subtle.verify({ name: "Ed25519" }, key, signature, message);
+  }
+
+  /**
+   * Check a signed checkpoint: the log's signature under ``logVkey``, each cosignature under the witnesses'
+   * vkeys (``witnesses``: [{name, vkey}], the policy), and whether ``quorum`` of them cosigned. Signatures of
+   * keys outside the policy are shown and ignored (signed-note); a trusted key whose signature fails makes
+   * the checkpoint INVALID.
+   */
+  async function checkCheckpoint(noteText, logVkey, witnesses, quorum) {
+    const note = parseNote(noteText);
+    const checkpoint = parseCheckpoint(note.text);
+    const log = await parseVkey(logVkey);
+    if (log.type !== ED25519) throw new Error("the log's verifier key must be an Ed25519 (0x01) key");
+    const trusted = [];
+    for (const w of witnesses) trusted.push({ name: w.name, key: await parseVkey(w.vkey) });
+    const same = (sig, key) => sig.name === key.name && toHex(sig.keyId) === toHex(key.keyId);
+    const rows = [];
+    let logValid = false, invalid = 0;
+    const cosigned = new Set();
+    for (const sig of note.signatures) {
+      const row = { name: sig.name, keyId: toHex(sig.keyId), kind: "unknown", time: null, witness: null, valid: null };
+      if (sig.signature.length === 72) {
+        const t = new DataView(sig.signature.buffer, sig.signature.byteOffset, 8).getBigUint64(0);
+        row.time = t < BigInt(8640000000000) ? new Date(Number(t) * 1000).toISOString().replace(".000Z", "Z") : t.toString();
+      }
+      if (same(sig, log)) {
+        row.kind = "log";
+        row.time = null;
+        row.valid = await verifyEd25519(log.publicKey, utf8(note.text), sig.signature);
+        logValid = logValid || row.valid;
+      } else {
+        const match = trusted.find((w) => same(sig, w.key) && w.key.type === COSIGNATURE_V1);
+        if (sig.signature.length === 72) row.kind = "cosignature";
+        if (match) {
+          row.witness = match.name;
+          const t = new DataView(sig.signature.buffer, sig.signature.byteOffset, 8).getBigUint64(0);
+          row.valid = row.kind === "cosignature" && t < (BigInt(1) << BigInt(63)) &&
+            await verifyEd25519(match.key.publicKey, cosignedMessage(note.text, t), sig.signature.slice(8));
+          if (row.valid) cosigned.add(match.name);
+        }
+      }
+      if (row.valid === false) invalid += 1;
+      rows.push(row);
+    }
+    const quorumMet = cosigned.size >= quorum;
+    let verdict, reason;
+    if (!logValid || invalid) {
+      verdict = "INVALID";
+      reason = !note.signatures.some((s) => same(s, log)) ? "the log's signature is missing"
+        : !logValid ? "the log's signature does not verify under the log key"
+          : invalid + " signature(s) of trusted witnesses do not verify";
+    } else if (!quorumMet) {
+      verdict = "quorum NOT met";
+      reason = cosigned.size + " of the " + trusted.length + " trusted witnesses cosigned; the policy needs " + quorum;
+    } else {
+      verdict = "valid";
+      reason = "the log signed it" + (trusted.length ? " and " + cosigned.size + " of the " + trusted.length +
+        " trusted witnesses cosigned (the policy needs " + quorum + ")" : "; no witnesses are configured");
+    }
+    return {
+      origin: checkpoint.origin, size: checkpoint.size, rootHash: checkpoint.rootHash, signatures: rows,
+      logValid: logValid, cosigned: Array.from(cosigned), quorum: quorum, quorumMet: quorumMet,
+      verdict: verdict, reason: reason,
+    };
+  }
+
   const exported = {
     sha256, sha256Pure, setHashMode, hashImplementation, fromHex, toHex, leafHash, nodeHash,
     rootFromInclusion, rootsFromConsistency, checkInclusion, checkConsistency, treeHeadMessage, verifyTreeHead,
+    fromBase64, toBase64, parseVkey, parseNote, parseCheckpoint, cosignedMessage, checkCheckpoint,
   };
   if (typeof module !== "undefined" && module.exports) module.exports = exported;
   root.creditflowProofs = exported;
@@ -397,7 +548,49 @@
     return withSignatures(result, kept ? [newHead] : [doc.old_tree_head, newHead]);
   }
 
+  async function checkShownCheckpoint() {
+    const box = document.getElementById("checkpoint-browser-check");
+    const quorumBox = document.getElementById("checkpoint-quorum");
+    const card = document.getElementById("checkpoint");
+    const witnesses = Array.from(document.querySelectorAll("#checkpoint-witnesses li[data-vkey]"),
+      (li) => ({ name: li.dataset.name, vkey: li.dataset.vkey }));
+    box.dataset.status = "checking";
+    box.textContent = "checking…";
+    try {
+      const result = await checkCheckpoint(document.getElementById("checkpoint-note").value,
+        document.getElementById("checkpoint-log-vkey").value, witnesses, Number(card.dataset.quorum || 0));
+      const body = document.querySelector("#checkpoint-signatures tbody");
+      body.replaceChildren(...result.signatures.map((r) => {
+        const tr = document.createElement("tr");
+        tr.dataset.signer = r.name;
+        tr.dataset.kind = r.kind;
+        tr.dataset.inPolicy = r.witness ? "yes" : "no";
+        const kind = { log: "log signature", cosignature: "cosignature/v1", unknown: "unknown signature" }[r.kind];
+        const policy = r.kind === "log" ? "this log" : r.witness ? "yes: " + r.witness : "no";
+        const check = r.valid === null ? "not checked: not a trusted key" : r.valid ? "valid" : "INVALID";
+        for (const value of [r.name, kind, r.keyId, r.time || "-", policy, check]) {
+          const td = document.createElement("td");
+          td.textContent = value;
+          tr.appendChild(td);
+        }
+        tr.lastChild.className = "sig-check";
+        tr.lastChild.dataset.status = r.valid === null ? "ignored" : r.valid ? "verified" : "failed";
+        return tr;
+      }));
+      box.dataset.status = result.verdict === "valid" ? "verified" : result.verdict === "INVALID" ? "failed" : "quorum-not-met";
+      box.textContent = result.verdict + ": " + result.reason + " (checked in this browser, Web Crypto Ed25519)";
+      quorumBox.dataset.status = result.quorumMet ? "met" : "not-met";
+      quorumBox.textContent = "Quorum " + (result.quorumMet ? "met" : "NOT met") + ": " + result.cosigned.length +
+        " of the " + witnesses.length + " trusted witnesses cosigned validly; the policy needs " + result.quorum + ".";
+    } catch (error) {
+      box.dataset.status = "error";
+      box.textContent = "could not check: " + error.message;
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    const checkpointForm = document.getElementById("checkpoint-check-form");
+    if (checkpointForm) checkpointForm.addEventListener("submit", (e) => { e.preventDefault(); checkShownCheckpoint(); });
     const inclusionForm = document.getElementById("inclusion-form");
     const consistencyForm = document.getElementById("consistency-form");
     if (inclusionForm) inclusionForm.addEventListener("submit", (e) => { e.preventDefault(); run(inclusion); });

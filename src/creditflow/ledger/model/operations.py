@@ -53,6 +53,11 @@ def check_ident(value: object, name: str) -> str:
     return _ident({name: value}, name)
 
 
+def check_uuid(value: object, name: str) -> str:
+    """An operation, piece or certificate id: a lower-case hyphenated UUID."""
+    return _uuid({name: value}, name)
+
+
 def _uuid(data: Mapping[str, Any], name: str) -> str:
     value = data.get(name)
     if not isinstance(value, str) or not _UUID_RE.fullmatch(value):
@@ -425,3 +430,24 @@ def checked(op: _Op) -> _Op:
     parsed = parse(payload(op))
     assert isinstance(parsed, type(op))
     return parsed
+
+
+# --- who an entry names ------------------------------------------------------------------------------
+
+# The fields of an operation that hold an organisation the operation is about. Every other identifier field
+# (key ids, payable ids) names a thing, not a party: `tests/unit/test_parties_named.py` checks that every
+# identifier field of every operation type is in one list or the other, so a new party field cannot be
+# forgotten here.
+PARTY_FIELDS = ("actor", "org_id", "to", "bank")
+NOT_PARTY_FIELDS = ("key_id", "payable_id")
+
+
+def parties_named(op: Operation) -> frozenset[str]:
+    """The organisations an operation names: its actor, the recipient of an issue or a transfer, the bank
+    that co-signs a financing, the organisation a registration or a key rotation is about.
+
+    These are the parties entitled to the entry's inclusion proof (with the operator and the auditor):
+    the entry is theirs to show a court or a bank. Parties an operation reaches only through the state
+    (the sender of a piece that an accept takes, the holder of a frozen piece) are not named by it, so
+    they do not get its proof by this rule; they get the proof of the entry that names them."""
+    return frozenset(v for name in PARTY_FIELDS if isinstance(v := getattr(op, name, None), str))
