@@ -24,6 +24,7 @@ from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
 from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli.trade import erp_cli
+from creditflow.cli.witness import witness_cli
 from creditflow.kernel.errors import DomainError
 
 cli = typer.Typer(
@@ -47,6 +48,7 @@ cli.add_typer(iot_cli, name="iot")
 simulate_cli.command("iot")(simulate_iot)
 bench_cli.command("iot")(bench_iot)
 cli.add_typer(ledger.keys_cli, name="keys")
+cli.add_typer(witness_cli, name="witness")
 # the ledger's own commands sit at the top level
 cli.command()(ledger.init)
 
@@ -107,6 +109,7 @@ def serve(
 
     app = open_app(db, dev=dev)  # prints how the database was opened (demo, development passphrases) as warnings
     try:
+        app.publisher.start()  # checkpoints to the witnesses, in its own thread (never started by `build`)
         uvicorn.run(create_app(app), host=host or app.settings.host, port=port or app.settings.port, log_level="info")
     finally:
         app.close()

@@ -19,6 +19,8 @@ class Checkpoints:
         self.engine = engine
         self.origin = origin
         self.note_signer = NoteSigner(origin, log_signer)
+        # Set by the checkpoint publisher while it runs (`CheckpointPublisher.start`/`stop`): see `latest`.
+        self.publishing = False
 
     @property
     def verifier(self) -> VerifierKey:
@@ -51,9 +53,20 @@ class Checkpoints:
         return self.sign(size, self.root_at(conn, size)).encode()
 
     def latest(self, conn: Connection) -> tuple[int, str]:
-        """The newest checkpoint: the newest published one, unless the log has grown past it and nothing
-        publishes (then the current head, signed now)."""
+        """The checkpoint `/log/checkpoint` serves: (size, signed note).
+
+        While a publisher runs: the newest *published* checkpoint, with the cosignatures collected for it, even
+        if the log has grown since. A client that requires a quorum of cosignatures can only accept a cosigned
+        checkpoint, and the publisher keeps it at most one round (``checkpoint_interval_s`` plus the witnesses'
+        timeout) behind; a fresher log-only checkpoint would fail such a client's policy. (Before the first
+        round has stored one, the current head is signed now.)
+
+        When nothing publishes (a command-line process, or ``checkpoint_interval_s`` 0): the newest published
+        checkpoint if it covers the whole log, else the current head signed now, with the log's signature only,
+        so the served checkpoint is never behind a log that no one is publishing."""
         published = store.latest_checkpoint(conn)
+        if self.publishing and published is not None:
+            return published
         size = store.read_head(conn)[0]
         if published is not None and published[0] >= size:
             return published

@@ -1,0 +1,102 @@
+"""What the witness tests share: an ASGI app under a real uvicorn server in a thread, a witness state directory,
+and a log in memory (a Merkle tree of made-up leaves and a note key) that writes add-checkpoint requests."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from creditflow.ledger import merkle
+from creditflow.ledger.note import Checkpoint, Note, NoteSigner
+from creditflow.ledger.signing import Signer
+from creditflow.witness.core import Witness
+from creditflow.witness.server import create_witness_app
+from creditflow.witness.state import StateDir
+
+ORIGIN = "example.test/log"
+
+
+@contextlib.contextmanager
+def live_server(asgi_app: Any) -> Iterator[str]:
+    """``asgi_app`` on a free 127.0.0.1 port; yields its base URL; stops it on exit."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(
+        asgi_app, log_config=None, log_level="warning", access_log=False, lifespan="off", ws="none", http="h11"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="witness-test", daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not server.started:
+            assert thread.is_alive(), "the server thread died while starting"
+            assert time.monotonic() < deadline, "the server did not start in 20 s"
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+    assert not thread.is_alive(), "the server did not shut down"
+
+
+class MemoryLog:
+    """A log's side in memory: leaves ``seed|i``, its note key, and add-checkpoint bodies."""
+
+    def __init__(self, origin: str = ORIGIN, seed: bytes = b"honest", key_seed: int = 1):
+        self.origin = origin
+        self.seed = seed
+        self.signer = NoteSigner(origin, Signer(bytes([key_seed]) * 32, "log"))
+        self.tree = merkle.MemoryTree()
+
+    @property
+    def vkey(self) -> str:
+        return self.signer.verifier.encode()
+
+    def grow(self, size: int) -> None:
+        while self.tree.size < size:
+            self.tree.append(merkle.leaf_hash(self.seed + b"|%d" % self.tree.size))
+
+    def checkpoint(self, size: int) -> Checkpoint:
+        self.grow(size)
+        return Checkpoint(self.origin, size, self.tree.root_at(size))
+
+    def note(self, size: int, signer: NoteSigner | None = None) -> Note:
+        text = self.checkpoint(size).text()
+        return Note(text, ((signer or self.signer).sign(text),))
+
+    def body(self, old: int, size: int, *, proof: list[bytes] | None = None, note: Note | None = None) -> bytes:
+        self.grow(size)
+        if proof is None:
+            proof = self.tree.consistency_proof(old, size) if 0 < old < size else []
+        lines = "".join(base64.b64encode(h).decode() + "\n" for h in proof)
+        return (f"old {old}\n" + lines + "\n" + (note or self.note(size)).encode()).encode()
+
+
+def fake_hash(label: str) -> bytes:
+    return hashlib.sha256(label.encode()).digest()
+
+
+def new_witness(folder: Path, name: str = "witness.test/w1", *logs: MemoryLog) -> Witness:
+    state = StateDir.init(folder, name)
+    for log in logs:
+        state.add_log(log.origin, log.vkey)
+    return Witness(state)
+
+
+@contextlib.contextmanager
+def witness_server(witness: Witness) -> Iterator[str]:
+    with live_server(create_witness_app(witness)) as url:
+        yield url
