@@ -100,3 +100,80 @@ def new_witness(folder: Path, name: str = "witness.test/w1", *logs: MemoryLog) -
 def witness_server(witness: Witness) -> Iterator[str]:
     with live_server(create_witness_app(witness)) as url:
         yield url
+
+
+class Switch:
+    """An ASGI wrapper that makes a witness misbehave on demand: ``hang`` holds each request until `release` is
+    set (then answers 503), ``down`` answers 503 at once, ``ok`` passes requests through."""
+
+    def __init__(self, app: Any):
+        self.app = app
+        self.mode = "ok"
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        import asyncio
+
+        if scope["type"] == "http" and self.mode in ("hang", "down"):
+            if self.mode == "hang":
+                self.entered.set()
+                for _ in range(600):
+                    if self.release.is_set():
+                        break
+                    await asyncio.sleep(0.05)
+            await send({"type": "http.response.start", "status": 503, "headers": [(b"content-type", b"text/plain")]})
+            await send({"type": "http.response.body", "body": b"unavailable (test)\n"})
+            return
+        await self.app(scope, receive, send)
+
+
+class Platform:
+    """A real creditflow app (store_url) whose publisher sends to real witnesses over HTTP, each behind a
+    `Switch`. The log key exists before the witnesses do (they must trust it), so the app is built twice on the
+    same database: once to make the key, once with CREDITFLOW_WITNESSES naming the running witnesses."""
+
+    def __init__(self, url: str, folder: Path, names: tuple[str, ...], quorum: int, **overrides: Any):
+        from conftest import START_MS, make_settings
+
+        from creditflow.bootstrap import build
+        from creditflow.kernel.clock import ManualClock
+
+        self.clock = ManualClock(START_MS)
+        with build(make_settings(url), clock=self.clock) as first:
+            self.log_vkey = first.checkpoints.vkey
+            self.origin = first.settings.origin
+        self.stack = contextlib.ExitStack()
+        self.witnesses: dict[str, Witness] = {}
+        self.switches: dict[str, Switch] = {}
+        config = []
+        for name in names:
+            state = StateDir.init(folder / name, f"witness.test/{name}")
+            state.add_log(self.origin, self.log_vkey)
+            witness = Witness(state)
+            switch = Switch(create_witness_app(witness))
+            base = self.stack.enter_context(live_server(switch))
+            self.witnesses[name], self.switches[name] = witness, switch
+            config.append({"name": name, "vkey": witness.vkey, "url": base})
+        settings = make_settings(url, witnesses=config, witness_quorum=quorum, **overrides)
+        self.app = self.stack.enter_context(build(settings, clock=self.clock))
+
+    def close(self) -> None:
+        for switch in self.switches.values():
+            switch.release.set()
+        self.stack.close()
+
+    @property
+    def witness_keys(self) -> list[Any]:
+        from creditflow.ledger.note import parse_vkey
+
+        return [parse_vkey(w.vkey) for w in self.witnesses.values()]
+
+    def held(self, name: str) -> tuple[int, bytes | None]:
+        cosigned = self.witnesses[name].state.cosigned(self.origin)
+        return cosigned.size, None if cosigned.checkpoint is None else cosigned.checkpoint.root_hash
+
+    def head(self) -> tuple[int, bytes]:
+        """The log's current size and root (its newest signed tree head)."""
+        head = self.app.proofs.latest_head()
+        return head.tree_size, head.root_hash
