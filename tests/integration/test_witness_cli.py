@@ -103,7 +103,17 @@ def start_witness(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     with open(folder / f"serve-{port}.log", "wb") as output:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(
-            [sys.executable, "-m", "creditflow.cli.main", "witness", "serve", "--state", str(folder), "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "creditflow.cli.main",
+                "witness",
+                "serve",
+                "--state",
+                str(folder),
+                "--port",
+                str(port),
+            ],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,

@@ -135,7 +135,6 @@ class Platform:
 
     def __init__(self, url: str, folder: Path, names: tuple[str, ...], quorum: int, **overrides: Any):
         from conftest import START_MS, make_settings
-
         from creditflow.bootstrap import build
         from creditflow.kernel.clock import ManualClock
 

@@ -265,7 +265,9 @@ class CheckpointPublisher:
         """add-checkpoint from the size ``w`` holds; on a 409 once more from the size it says it holds."""
         for attempt in (1, 2):
             if old > size:
-                return Outcome(w.name, old, error=f"it holds size {old}, more than the log's {size}: a fork or a rollback")
+                return Outcome(
+                    w.name, old, error=f"it holds size {old}, more than the log's {size}: a fork or a rollback"
+                )
             try:
                 return Outcome(w.name, size, cosignature=self._post(w, note, old))
             except _Rejected as exc:
@@ -341,4 +343,3 @@ def _read_limited(response: httpx.Response) -> bytes:
             raise _Rejected("its answer is too large")
         chunks.append(chunk)
     return b"".join(chunks)
-

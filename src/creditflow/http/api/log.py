@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
+from creditflow.bootstrap import App
 from creditflow.http.common import error_responses
 from creditflow.http.schemas import (
     CirculationOut,
@@ -18,7 +19,6 @@ from creditflow.http.schemas import (
     TierOut,
     TreeHeadOut,
 )
-from creditflow.bootstrap import App
 from creditflow.http.security import AppDep, Caller, is_overseer
 from creditflow.kernel.errors import Forbidden
 from creditflow.ledger.entries import parse_entry

@@ -10,14 +10,20 @@ Bounds, measured in the same run on the same machine:
 * ``insert_per_s``: bare inserts of entry-sized rows per second into a fresh SQLite file, committed
   in batches of the same size as the sequencer's, with the same durability settings.
 ``ratio_to_bound`` is ours (SQLite) over the smaller bound.
+
+``publication`` (issue 14): the same SQLite run twice in one process, checkpoint publication off, then on with
+two local witnesses (``creditflow witness serve`` processes) cosigning every round; ``ratio`` is on over off.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from creditflow.bootstrap import App, build, throwaway_secrets
@@ -154,6 +161,92 @@ def _store_run(url: str, ops: int, console: Console | None, label: str) -> dict[
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _witness_processes(workdir: Path, origin: str, log_vkey: str, count: int) -> Iterator[list[dict[str, str]]]:
+    """``count`` real witnesses (`creditflow witness serve`, each its own process and state directory) trusting
+    the log; yields their CREDITFLOW_WITNESSES entries; kills them on exit."""
+    from creditflow.witness.state import StateDir
+
+    processes: list[subprocess.Popen[bytes]] = []
+    config = []
+    try:
+        for i in range(count):
+            folder = workdir / f"witness-{i}"
+            state = StateDir.init(folder, f"bench.witness/w{i}")
+            state.add_log(origin, log_vkey)
+            port = _free_port()
+            command = [sys.executable, "-m", "creditflow.cli.main", "witness", "serve", "--state", str(folder)]
+            processes.append(
+                subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            config.append(
+                {"name": f"w{i}", "vkey": state.cosigner().verifier.encode(), "url": f"http://127.0.0.1:{port}"}
+            )
+        deadline = time.monotonic() + 60
+        for entry, process in zip(config, processes, strict=True):
+            while True:
+                try:
+                    if httpx.get(entry["url"] + "/", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"witness {entry['name']} did not start")
+                time.sleep(0.1)
+        yield config
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def _publication_run(workdir: Path, ops: int, console: Console | None, interval_s: float) -> dict[str, Any]:
+    """Ops/s with checkpoint publication off, then on with two witness processes, each on a fresh SQLite file."""
+    out: dict[str, Any] = {"checkpoint_interval_s": interval_s, "witnesses": 2}
+    base: dict[str, Any] = {"enforce_trade_rules": False, **FAST_KDF, **throwaway_secrets()}
+    url_off, url_on = f"sqlite:///{workdir / 'publish-off.db'}", f"sqlite:///{workdir / 'publish-on.db'}"
+    with build(Settings(db_url=url_off, **base)) as app:
+        signed = Workload(app, lanes=64).operations(ops)
+        if console:
+            console.print(f"[dim]publication off: {ops} operations…[/dim]")
+        out["off"] = {"ops": ops, "ops_per_s": round(_run_ops(app, signed), 1)}
+    with build(Settings(db_url=url_on, **base)) as first:
+        origin, vkey = first.settings.origin, first.checkpoints.vkey
+    with _witness_processes(workdir, origin, vkey, 2) as witnesses:
+        settings = Settings(
+            db_url=url_on, witnesses=witnesses, witness_quorum=2, checkpoint_interval_s=interval_s, **base
+        )
+        with build(settings) as app:
+            signed = Workload(app, lanes=64).operations(ops)
+            if console:
+                console.print(f"[dim]publication on, 2 witness processes: {ops} operations…[/dim]")
+            app.publisher.start()
+            try:
+                rate = _run_ops(app, signed)
+            finally:
+                app.publisher.stop()
+            last = app.publisher.publish()  # the tail: so the witnesses end holding the whole log
+            metrics = app.publisher.metrics()
+            out["on"] = {
+                "ops": ops,
+                "ops_per_s": round(rate, 1),
+                "rounds": metrics.rounds,
+                "published_size": metrics.published_size,
+                "final_round_cosigned_by": None if last is None else sorted(last.cosigned_by),
+                "witness_lag_entries": {w.name: w.lag_entries for w in metrics.witnesses},
+                "witness_failures": {w.name: w.failures for w in metrics.witnesses},
+            }
+    out["ratio"] = round(out["on"]["ops_per_s"] / out["off"]["ops_per_s"], 3)
+    return out
+
+
 def _provenance_ms(app: App, work: Workload) -> float:
     """A fresh certificate passed on ten times (ten organisations, each accepting and paying the next), in
     the same database as the throughput run, then the median time of the provenance query for the last
@@ -279,7 +372,13 @@ def _proof_at_million(workdir: Path, entries: int = 1_000_000) -> dict[str, Any]
 
 
 def run_ledger_bench(
-    ops: int, *, pg_url: str | None = None, progress: bool = True, console: Console | None = None, million: bool = True
+    ops: int,
+    *,
+    pg_url: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    million: bool = True,
+    publication_interval_s: float = 0.25,
 ) -> dict[str, Any]:
     pg_url = pg_url or os.environ.get("CREDITFLOW_TEST_PG_URL")
     out: dict[str, Any] = {"benchmark": "ledger", "ops_requested": ops, "cpu_count": os.cpu_count()}
@@ -303,6 +402,7 @@ def run_ledger_bench(
         out["api"] = run_api_bench(ops, workdir)
         smaller = min(out["bound"]["verify_per_s"], out["bound"]["insert_per_s"])
         out["ratio_to_bound"] = round(out["sqlite"]["ops_per_s"] / smaller, 3)
+        out["publication"] = _publication_run(workdir, ops, con, publication_interval_s)
         if million:
             if con:
                 con.print("[dim]building a 1,000,000-entry log for the proof benchmark…[/dim]")
