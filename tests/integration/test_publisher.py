@@ -5,6 +5,7 @@ neither appends nor the other witness, zero witnesses, what /log/checkpoint serv
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -13,13 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from witness_harness import Platform
+from witness_harness import Platform, free_port, start_process, start_witness
 
-from conftest import issue_accepted, make_settings, onboard
+from conftest import CLI_SECRETS_ENV, issue_accepted, make_settings, onboard
 from creditflow.bootstrap import build
 from creditflow.http.app import create_app
 from creditflow.kernel.clock import ManualClock
 from creditflow.ledger.note import NoteError, open_checkpoint, parse_checkpoint, parse_note, parse_vkey
+from creditflow.witness.state import StateDir
 
 
 @pytest.fixture
@@ -189,3 +191,44 @@ def test_a_witness_answering_with_a_wrong_cosignature_gets_none_stored(platform:
     assert publication is not None and publication.cosigned_by == ["a"]
     b_outcome = next(o for o in publication.outcomes if o.name == "b")
     assert b_outcome.error is not None and "no cosignature from its configured key" in b_outcome.error
+
+
+def test_creditflow_serve_starts_the_publisher_and_shows_the_witness_in_metrics(tmp_path: Path) -> None:
+    """`creditflow serve` (a real process) publishes to a real `creditflow witness serve` process: the witness
+    ends up holding the log's checkpoint and /metrics shows it not lagging."""
+    url = f"sqlite:///{tmp_path / 'serve.db'}"
+    with build(make_settings(url)) as first:
+        origin, vkey = first.settings.origin, first.checkpoints.vkey
+    state = StateDir.init(tmp_path / "w", "witness.test/w1")
+    state.add_log(origin, vkey)
+    witness, witness_url = start_witness(tmp_path / "w")
+    port = free_port()
+    env = {
+        **CLI_SECRETS_ENV,
+        "CREDITFLOW_KDF_OPSLIMIT": "1",
+        "CREDITFLOW_KDF_MEMLIMIT_BYTES": str(8 * 1024 * 1024),
+        "CREDITFLOW_CONFIG": str(tmp_path / "absent.toml"),
+        "CREDITFLOW_WITNESSES": json.dumps(
+            [{"name": "w1", "vkey": state.cosigner().verifier.encode(), "url": witness_url}]
+        ),
+        "CREDITFLOW_WITNESS_QUORUM": "1",
+        "CREDITFLOW_CHECKPOINT_INTERVAL_S": "0.1",
+    }
+    base = f"http://127.0.0.1:{port}"
+    serve = start_process(["serve", "--db", url, "--port", str(port)], tmp_path / "serve.log", base + "/healthz", env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            text = httpx.get(base + "/metrics", timeout=10).text
+            if 'creditflow_witness_lag_entries{witness="w1"} 0' in text and state.cosigned(origin).checkpoint:
+                break
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+        assert "creditflow_checkpoint_published_size 0" in text
+        assert 'creditflow_witness_failures_total{witness="w1"} 0' in text
+    finally:
+        serve.terminate()
+        witness.terminate()
+        serve.wait(timeout=30)  # uvicorn re-raises SIGTERM after its graceful shutdown: the code is -15
+        witness.wait(timeout=30)
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()

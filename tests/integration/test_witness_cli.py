@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from typer.testing import CliRunner
-from witness_harness import MemoryLog
+from witness_harness import MemoryLog, start_witness
 
 from creditflow.cli.main import cli
 from creditflow.ledger.note import COSIGNATURE_V1, parse_vkey
@@ -90,46 +86,6 @@ def test_a_key_readable_by_others_is_refused(tmp_path: Path) -> None:
     (tmp_path / "w" / "cosigner.key").chmod(0o644)
     result = run("serve", "--state", str(tmp_path / "w"), "--port", "1")
     assert result.exit_code == 3 and "chmod 600" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_witness(folder: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    with open(folder / f"serve-{port}.log", "wb") as output:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "creditflow.cli.main",
-                "witness",
-                "serve",
-                "--state",
-                str(folder),
-                "--port",
-                str(port),
-            ],
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(url + "/", timeout=2).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise AssertionError(f"the witness exited: {(folder / f'serve-{port}.log').read_text()}")
-        assert time.monotonic() < deadline, "the witness did not start in 60 s"
-        time.sleep(0.1)
 
 
 @pytest.mark.parametrize("kill_after", [5, 17])

@@ -6,13 +6,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import uvicorn
 
 from creditflow.ledger import merkle
@@ -176,3 +180,40 @@ class Platform:
         """The log's current size and root (its newest signed tree head)."""
         head = self.app.proofs.latest_head()
         return head.tree_size, head.root_hash
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_process(args: list[str], log_file: Path, ready_url: str, env: dict[str, str] | None = None) -> Any:
+    """``python -m creditflow.cli.main ARGS`` as a child process (this interpreter, this source tree), once
+    ``ready_url`` answers 200; its output goes to ``log_file``."""
+    child_env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **(env or {})}
+    with open(log_file, "wb") as output:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-m", "creditflow.cli.main", *args], env=child_env, stdout=output, stderr=subprocess.STDOUT
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        if process.poll() is not None:
+            raise AssertionError(f"{args[0]} exited: {log_file.read_text()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"{args[0]} did not start in 60 s: {log_file.read_text()}")
+        time.sleep(0.1)
+
+
+def start_witness(folder: Path) -> tuple[Any, str]:
+    """A real `creditflow witness serve` on ``folder``, on a free port: (process, base URL)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = ["witness", "serve", "--state", str(folder), "--port", str(port)]
+    return start_process(args, folder.parent / f"{folder.name}-{port}.log", url + "/"), url

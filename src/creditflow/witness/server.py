@@ -18,6 +18,8 @@ from starlette.routing import Route
 from creditflow.witness.core import MAX_BODY_BYTES, Answer, Witness
 
 log = logging.getLogger("creditflow.witness")
+# Refusals that may mean the log misbehaves (a fork, a forged signature), not a client that is merely behind.
+_MISBEHAVIOUR = frozenset({"fork_at_held_size", "bad_consistency_proof", "bad_log_signature"})
 
 
 async def _read_body(request: Request) -> bytes | None:
@@ -46,7 +48,11 @@ def create_witness_app(witness: Witness) -> Starlette:
             except Exception:  # a disk error while persisting: no cosignature, nothing half-written
                 log.exception("add-checkpoint failed")
                 answer = Answer(500, "the witness could not persist its state\n", "internal_error")
-        if answer.status != 200:
+        if answer.code in _MISBEHAVIOUR:
+            log.warning(
+                "add-checkpoint refused: %s %s (kept in evidence/ when the log signed it)", answer.status, answer.code
+            )
+        elif answer.status != 200:
             log.info("add-checkpoint refused: %s %s", answer.status, answer.code)
         # The content type is set as is: Starlette would add "; charset=utf-8" to text/x.tlog.size.
         return Response(answer.body, status_code=answer.status, headers={"content-type": answer.content_type})
