@@ -311,7 +311,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
     access = Access(engine, clock, settings.access)
-    checkpoints = Checkpoints(engine, log_signer, settings.origin)
+    checkpoints = Checkpoints(engine, log_signer, settings.origin, quorum=settings.witness_quorum)
     publisher = CheckpointPublisher(
         engine,
         checkpoints,

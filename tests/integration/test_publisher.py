@@ -106,11 +106,20 @@ def test_a_hung_witness_blocks_neither_appends_nor_the_other_witness(platform: P
     assert [k.name for k in opened.witnesses] == ["witness.test/a"]
     with pytest.raises(NoteError, match="1 of the trusted witnesses"):
         open_checkpoint(note, parse_vkey(app.checkpoints.vkey), platform.witness_keys, quorum=2)
+    # serving: while publishing, /log/checkpoint stays on the newest checkpoint that met the quorum of two
+    app.checkpoints.publishing = True
+    try:
+        opened = open_checkpoint(served(platform), parse_vkey(app.checkpoints.vkey), platform.witness_keys, quorum=2)
+        assert opened.checkpoint.size < size
+    finally:
+        app.checkpoints.publishing = False
     # metrics: b lags by what it missed and counts a failure; a does not lag
     platform.switches["b"].mode = "down"
     with TestClient(create_app(app)) as client:
         text = client.get("/metrics").text
     assert f"creditflow_checkpoint_published_size {size}" in text
+    assert "creditflow_checkpoint_published_cosignatures 1" in text and "creditflow_checkpoint_quorum 2" in text
+    assert f"creditflow_checkpoint_quorum_size {opened.checkpoint.size}" in text
     assert 'creditflow_witness_lag_entries{witness="a"} 0' in text
     assert 'creditflow_witness_failures_total{witness="b"} 1' in text
     assert 'creditflow_witness_failures_total{witness="a"} 0' in text

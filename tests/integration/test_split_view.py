@@ -107,11 +107,14 @@ def test_a_fork_through_the_real_publisher_gets_no_cosignature(
     assert all(o.held_size == seen for o in forked.outcomes)  # what each witness still holds
     for name in ("a", "b"):
         assert platform.held(name) == (seen, seen_root)
-    app.checkpoints.publishing = True  # what `serve` would serve: the newest published, i.e. the fork
     with app.engine.connect() as conn:
-        _, served = app.checkpoints.latest(conn)
+        stored_fork = app.checkpoints.at(conn, size)  # the fork is stored, with no cosignature on it
+        app.checkpoints.publishing = True  # what `serve` serves: the newest checkpoint that met the quorum
+        served_size, served = app.checkpoints.latest(conn)
     with pytest.raises(NoteError, match="0 of the trusted witnesses"):
-        open_checkpoint(served, log_key, platform.witness_keys, quorum=2)
+        open_checkpoint(stored_fork, log_key, platform.witness_keys, quorum=2)
+    assert served_size == seen  # never the fork: it stays on the head the witnesses cosigned
+    assert open_checkpoint(served, log_key, platform.witness_keys, quorum=2).checkpoint.root_hash == seen_root
     metrics = {m.name: m for m in app.publisher.metrics().witnesses}
     assert metrics["a"].failures == metrics["b"].failures == 1
     assert metrics["a"].lag_entries == size - seen and "422" in (metrics["a"].last_error or "")

@@ -1,5 +1,5 @@
 """The `creditflow` command (Typer + Rich): this module assembles it from one module per context
-(`ledger`, `identity`, `financing`, `trade`, `credit`, `collateral`; shared options in `common`) and keeps
+(`ledger`, `identity`, `financing`, `trade`, `credit`, `collateral`, `witness`; shared options in `common`) and keeps
 the commands that span them: `demo`, `serve` and `bench`.
 
 Exit codes: 0 success; 1 verification failed (the first bad entry or row is named); 2 a rule refused
@@ -101,7 +101,7 @@ def serve(
     port: Annotated[int | None, typer.Option("--port")] = None,
     dev: DevOption = False,
 ) -> None:
-    """Run the HTTP API. Refuses to start without CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE (or
+    """Run the HTTP API and the checkpoint publisher (to CREDITFLOW_WITNESSES). Refuses to start without CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE (or
     CREDITFLOW_LOG_KEY_FILE), unless the database is a demo's or --dev is given."""
     import uvicorn
 

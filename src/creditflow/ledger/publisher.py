@@ -94,7 +94,10 @@ class WitnessMetric:
 
 @dataclass(frozen=True, slots=True)
 class PublisherMetrics:
-    published_size: int | None
+    published_size: int | None  # the newest published checkpoint's
+    published_cosignatures: int  # how many cosignatures it carries
+    quorum: int
+    quorum_size: int | None  # the newest published checkpoint that meets the quorum (what `serve` serves)
     rounds: int
     witnesses: tuple[WitnessMetric, ...]
 
@@ -217,6 +220,13 @@ class CheckpointPublisher:
                 store.save_witness_status(
                     conn, o.name, tree_size=o.held_size, now_ms=now, cosigned=o.cosignature is not None, error=o.error
                 )
+        if self.witnesses and self._cosignature_count(merged) < self.checkpoints.quorum:
+            log.warning(
+                "checkpoint %d has %d cosignatures, the quorum is %d: /log/checkpoint stays on the last one that met it",
+                size,
+                self._cosignature_count(merged),
+                self.checkpoints.quorum,
+            )
         failed = [o for o in outcomes if o.error is not None]
         if failed:
             with self._counters_lock:
@@ -310,10 +320,13 @@ class CheckpointPublisher:
     # --- metrics -------------------------------------------------------------------------------------
 
     def metrics(self) -> PublisherMetrics:
+        quorum = self.checkpoints.quorum
         with self.engine.connect().execution_options(read_only=True) as conn:
             latest = store.latest_checkpoint(conn)
+            met = store.latest_checkpoint(conn, quorum) if quorum else latest
             rows = {str(r["name"]): r for r in store.witness_rows(conn)}
         published = None if latest is None else latest[0]
+        cosignatures = 0 if latest is None else self._cosignature_count(parse_note(latest[1]))
         now = self.clock.now_ms()
         with self._counters_lock:
             failures = dict(self._counters.failures)
@@ -332,7 +345,14 @@ class CheckpointPublisher:
                     last_error=None if row is None else row["last_error"],
                 )
             )
-        return PublisherMetrics(published, rounds, tuple(out))
+        return PublisherMetrics(
+            published_size=published,
+            published_cosignatures=cosignatures,
+            quorum=quorum,
+            quorum_size=None if met is None else met[0],
+            rounds=rounds,
+            witnesses=tuple(out),
+        )
 
 
 def _read_limited(response: httpx.Response) -> bytes:
