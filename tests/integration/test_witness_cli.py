@@ -128,3 +128,37 @@ def test_sigkill_mid_stream_leaves_the_last_answered_or_a_later_persisted_checkp
     finally:
         restarted.terminate()
         restarted.wait(timeout=30)
+
+
+def test_two_witness_processes_on_one_directory_cosign_one_of_racing_checkpoints(tmp_path: Path) -> None:
+    """Two real `witness serve` processes share a state directory: sixteen checkpoints claiming `old 0`, sent to
+    both at once, get exactly one cosignature between them (the fcntl lock spans processes)."""
+    folder = tmp_path / "w"
+    log = MemoryLog()
+    StateDir.init(folder, "witness.test/w1").add_log(log.origin, log.vkey)
+    log.grow(17)
+    bodies = {size: log.body(0, size) for size in range(1, 17)}
+    first, url_a = start_witness(folder)
+    second, url_b = start_witness(folder)
+    results: dict[int, httpx.Response] = {}
+    barrier = threading.Barrier(len(bodies))
+
+    def submit(size: int) -> None:
+        barrier.wait()
+        url = url_a if size % 2 else url_b
+        results[size] = httpx.post(f"{url}/add-checkpoint", content=bodies[size], timeout=60)
+
+    try:
+        threads = [threading.Thread(target=submit, args=(s,)) for s in bodies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for process in (first, second):
+            process.terminate()
+            process.wait(timeout=30)
+    winners = [s for s, r in results.items() if r.status_code == 200]
+    assert len(winners) == 1, {s: r.status_code for s, r in results.items()}
+    assert all(r.text == f"{winners[0]}\n" for s, r in results.items() if s != winners[0])
+    assert StateDir(folder).cosigned(log.origin).checkpoint == log.checkpoint(winners[0])

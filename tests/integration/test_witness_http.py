@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -185,6 +186,8 @@ def test_concurrent_submissions_from_one_size_cosign_exactly_one(
     witness instances on one directory only the fcntl lock serialises them (each has its own thread locks)."""
     first = new_witness(tmp_path / "w", "witness.test/w1", log)
     witnesses = [first] + [Witness(StateDir(tmp_path / "w")) for _ in range(instances - 1)]
+    for w in witnesses:  # widen the window between check and persist: without the lock all sixteen would pass
+        w.before_persist = lambda _: time.sleep(0.02)
     sizes = list(range(1, 17))
     log.grow(17)
     bodies = {size: log.body(0, size) for size in sizes}

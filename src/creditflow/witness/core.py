@@ -105,7 +105,9 @@ class Witness:
         self.state = state
         self.cosigner = state.cosigner()
         self.clock = clock or SystemClock()
-        # a test hook: called after the new checkpoint is persisted and before the answer is made
+        # test hooks: inside the lock after the checks and before the persist (to widen the race window), and
+        # after the persist before the answer is made (to crash there)
+        self.before_persist: Callable[[Checkpoint], None] | None = None
         self.after_persist: Callable[[Checkpoint], None] | None = None
 
     @property
@@ -138,6 +140,8 @@ class Witness:
             if refusal is not None:
                 self.state.save_evidence(checkpoint.origin, body)
                 return refusal
+            if self.before_persist is not None:
+                self.before_persist(checkpoint)
             if held.checkpoint is None or checkpoint.size > held.size:
                 self.state.save_cosigned(checkpoint.origin, note.encode())
             if self.after_persist is not None:
