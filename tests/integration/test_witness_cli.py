@@ -13,11 +13,11 @@ from typing import Any
 import httpx
 import pytest
 from typer.testing import CliRunner
-from witness_harness import MemoryLog, start_witness
 
 from creditflow.cli.main import cli
 from creditflow.ledger.note import COSIGNATURE_V1, parse_vkey
 from creditflow.witness.state import StateDir
+from witness_harness import MemoryLog, start_witness
 
 
 def run(*args: str) -> Any:

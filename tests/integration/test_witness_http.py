@@ -12,13 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from witness_harness import MemoryLog, fake_hash, new_witness, witness_server
 
 from creditflow.ledger.note import COSIGNATURE_V1, Note, NoteSigner, parse_checkpoint, parse_note, parse_vkey
 from creditflow.ledger.signing import Signer
 from creditflow.witness import state as state_module
 from creditflow.witness.core import Witness
 from creditflow.witness.state import StateDir
+from witness_harness import MemoryLog, fake_hash, new_witness, witness_server
 
 
 @pytest.fixture
