@@ -39,6 +39,7 @@ from creditflow.ledger.custody import (
 )
 from creditflow.ledger.model.parties import PLATFORM
 from creditflow.ledger.proofs import Proofs
+from creditflow.ledger.publisher import CheckpointPublisher, WitnessEndpoint
 from creditflow.ledger.queries import Queries
 from creditflow.ledger.sequencer import Sequencer
 from creditflow.ledger.service import LedgerService
@@ -143,6 +144,7 @@ class App:
     proofs: Proofs
     checkpoints: Checkpoints
     tiles: TileServer
+    publisher: CheckpointPublisher  # started only by `creditflow serve` (and benchmarks), never by `build`
     access: Access
     trade: TradeService
     payables: PayablesService
@@ -165,6 +167,7 @@ class App:
         return verify_database(self.engine, self.log_keys, progress=progress, checks=[check_payables])
 
     def close(self) -> None:
+        self.publisher.close()
         self.iot.close()
         self.sequencer.close()
         self.engine.dispose()
@@ -310,7 +313,15 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
     access = Access(engine, clock, settings.access)
-    checkpoints = Checkpoints(engine, log_signer, settings.origin)
+    checkpoints = Checkpoints(engine, log_signer, settings.origin, quorum=settings.witness_quorum)
+    publisher = CheckpointPublisher(
+        engine,
+        checkpoints,
+        [WitnessEndpoint.of(w.name, w.vkey, w.url) for w in settings.witnesses],
+        clock,
+        interval_s=settings.checkpoint_interval_s,
+        timeout_s=settings.witness_timeout_s,
+    )
     return App(
         settings=settings,
         engine=engine,
@@ -323,6 +334,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         proofs=Proofs(engine, log_signer, clock, checkpoints),
         checkpoints=checkpoints,
         tiles=TileServer(engine, checkpoints),
+        publisher=publisher,
         access=access,
         trade=trade,
         payables=payables,

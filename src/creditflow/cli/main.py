@@ -1,5 +1,5 @@
 """The `creditflow` command (Typer + Rich): this module assembles it from one module per context
-(`ledger`, `identity`, `financing`, `trade`, `credit`, `collateral`; shared options in `common`) and keeps
+(`ledger`, `identity`, `financing`, `trade`, `credit`, `collateral`, `witness`; shared options in `common`) and keeps
 the commands that span them: `demo`, `serve` and `bench`.
 
 Exit codes: 0 success; 1 verification failed (the first bad entry or row is named); 2 a rule refused
@@ -24,6 +24,7 @@ from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
 from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
 from creditflow.cli.trade import erp_cli
+from creditflow.cli.witness import witness_cli
 from creditflow.kernel.errors import DomainError
 
 cli = typer.Typer(
@@ -48,6 +49,7 @@ simulate_cli.command("iot")(simulate_iot)
 bench_cli.command("iot")(bench_iot)
 cli.add_typer(ledger.keys_cli, name="keys")
 cli.add_typer(tlog.log_cli, name="log")
+cli.add_typer(witness_cli, name="witness")
 # the ledger's own commands sit at the top level
 cli.command()(ledger.init)
 
@@ -100,7 +102,7 @@ def serve(
     port: Annotated[int | None, typer.Option("--port")] = None,
     dev: DevOption = False,
 ) -> None:
-    """Run the HTTP API. Refuses to start without CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE (or
+    """Run the HTTP API and the checkpoint publisher (to CREDITFLOW_WITNESSES). Refuses to start without CREDITFLOW_KEY_PASSPHRASE and CREDITFLOW_LOG_KEY_PASSPHRASE (or
     CREDITFLOW_LOG_KEY_FILE), unless the database is a demo's or --dev is given."""
     import uvicorn
 
@@ -108,6 +110,7 @@ def serve(
 
     app = open_app(db, dev=dev)  # prints how the database was opened (demo, development passphrases) as warnings
     try:
+        app.publisher.start()  # checkpoints to the witnesses, in its own thread (never started by `build`)
         uvicorn.run(create_app(app), host=host or app.settings.host, port=port or app.settings.port, log_level="info")
     finally:
         app.close()

@@ -15,10 +15,13 @@ from creditflow.ledger.signing import Signer
 
 
 class Checkpoints:
-    def __init__(self, engine: Engine, log_signer: Signer, origin: str):
+    def __init__(self, engine: Engine, log_signer: Signer, origin: str, *, quorum: int = 0):
         self.engine = engine
         self.origin = origin
+        self.quorum = quorum  # cosignatures the default policy needs (settings.witness_quorum)
         self.note_signer = NoteSigner(origin, log_signer)
+        # Set by the checkpoint publisher while it runs (`CheckpointPublisher.start`/`stop`): see `latest`.
+        self.publishing = False
 
     @property
     def verifier(self) -> VerifierKey:
@@ -51,8 +54,23 @@ class Checkpoints:
         return self.sign(size, self.root_at(conn, size)).encode()
 
     def latest(self, conn: Connection) -> tuple[int, str]:
-        """The newest checkpoint: the newest published one, unless the log has grown past it and nothing
-        publishes (then the current head, signed now)."""
+        """The checkpoint `/log/checkpoint` serves: (size, signed note).
+
+        While a publisher runs: the newest *published* checkpoint that carries at least ``quorum``
+        cosignatures, even if the log has grown since (as a Tessera or Sunlight log publishes a checkpoint only
+        once its witness policy is met). A client that requires a quorum can only accept such a checkpoint, and
+        a fresher one without the cosignatures would fail its policy. The publisher keeps it at most one round
+        (``checkpoint_interval_s`` plus the witnesses' timeout) behind while enough witnesses answer; when too
+        few do, it stays on the last checkpoint that met the quorum and the witnesses' lag shows it in /metrics.
+        (Until one meets the quorum: the newest published; before the first round: the current head, signed now.)
+
+        When nothing publishes (a command-line process, or ``checkpoint_interval_s`` 0): the newest published
+        checkpoint if it covers the whole log, else the current head signed now with the log's signature only,
+        so the served checkpoint is never behind a log that no one is publishing."""
+        if self.publishing:
+            published = store.latest_checkpoint(conn, self.quorum) or store.latest_checkpoint(conn)
+            if published is not None:
+                return published
         published = store.latest_checkpoint(conn)
         size = store.read_head(conn)[0]
         if published is not None and published[0] >= size:

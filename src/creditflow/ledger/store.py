@@ -443,13 +443,12 @@ def save_checkpoint(conn: Connection, tree_size: int, note: str, cosignatures: i
     )
 
 
-def latest_checkpoint(conn: Connection) -> tuple[int, str] | None:
-    """The newest published checkpoint: (tree size, signed note)."""
-    row = conn.execute(
-        select(log_checkpoints.c.tree_size, log_checkpoints.c.note)
-        .order_by(log_checkpoints.c.tree_size.desc())
-        .limit(1)
-    ).first()
+def latest_checkpoint(conn: Connection, min_cosignatures: int = 0) -> tuple[int, str] | None:
+    """The newest published checkpoint (with at least ``min_cosignatures``): (tree size, signed note)."""
+    query = select(log_checkpoints.c.tree_size, log_checkpoints.c.note)
+    if min_cosignatures > 0:
+        query = query.where(log_checkpoints.c.cosignatures >= min_cosignatures)
+    row = conn.execute(query.order_by(log_checkpoints.c.tree_size.desc()).limit(1)).first()
     return None if row is None else (int(row.tree_size), str(row.note))
 
 

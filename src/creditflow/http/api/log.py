@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse, Response
 
+from creditflow.bootstrap import App
 from creditflow.http.common import error_responses
 from creditflow.http.schemas import (
     CirculationOut,
@@ -44,8 +45,54 @@ def metrics(app: AppDep) -> str:
         "# HELP creditflow_ledger_queue_depth Operations waiting for the sequencer.",
         "# TYPE creditflow_ledger_queue_depth gauge",
         f"creditflow_ledger_queue_depth {s.queue_depth}",
+        *_publisher_metrics(app),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _publisher_metrics(app: App) -> list[str]:
+    """The checkpoint publisher's: published size, and per witness its lag, time since it cosigned, failures."""
+    m = app.publisher.metrics()
+    lines = [
+        "# HELP creditflow_checkpoint_published_size Tree size of the newest published checkpoint (-1: none yet).",
+        "# TYPE creditflow_checkpoint_published_size gauge",
+        f"creditflow_checkpoint_published_size {-1 if m.published_size is None else m.published_size}",
+        "# HELP creditflow_checkpoint_published_cosignatures Cosignatures on the newest published checkpoint.",
+        "# TYPE creditflow_checkpoint_published_cosignatures gauge",
+        f"creditflow_checkpoint_published_cosignatures {m.published_cosignatures}",
+        "# HELP creditflow_checkpoint_quorum Cosignatures a checkpoint needs (witness_quorum).",
+        "# TYPE creditflow_checkpoint_quorum gauge",
+        f"creditflow_checkpoint_quorum {m.quorum}",
+        "# HELP creditflow_checkpoint_quorum_size Tree size of the newest published checkpoint that meets the quorum "
+        "(-1: none yet).",
+        "# TYPE creditflow_checkpoint_quorum_size gauge",
+        f"creditflow_checkpoint_quorum_size {-1 if m.quorum_size is None else m.quorum_size}",
+        "# HELP creditflow_checkpoint_rounds_total Publication rounds run by this process.",
+        "# TYPE creditflow_checkpoint_rounds_total counter",
+        f"creditflow_checkpoint_rounds_total {m.rounds}",
+    ]
+    if not m.witnesses:
+        return lines
+    lines += [
+        "# HELP creditflow_witness_lag_entries Published checkpoint size minus the size the witness holds.",
+        "# TYPE creditflow_witness_lag_entries gauge",
+        *(f'creditflow_witness_lag_entries{{witness="{_label(w.name)}"}} {w.lag_entries}' for w in m.witnesses),
+        "# HELP creditflow_witness_seconds_since_cosigned Seconds since the witness last cosigned (+Inf: never).",
+        "# TYPE creditflow_witness_seconds_since_cosigned gauge",
+        *(
+            f'creditflow_witness_seconds_since_cosigned{{witness="{_label(w.name)}"}} '
+            + ("+Inf" if w.seconds_since_cosigned is None else f"{w.seconds_since_cosigned:.3f}")
+            for w in m.witnesses
+        ),
+        "# HELP creditflow_witness_failures_total Submissions to the witness that got no cosignature (this process).",
+        "# TYPE creditflow_witness_failures_total counter",
+        *(f'creditflow_witness_failures_total{{witness="{_label(w.name)}"}} {w.failures}' for w in m.witnesses),
+    ]
+    return lines
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["health"])

@@ -10,14 +10,21 @@ Bounds, measured in the same run on the same machine:
 * ``insert_per_s``: bare inserts of entry-sized rows per second into a fresh SQLite file, committed
   in batches of the same size as the sequencer's, with the same durability settings.
 ``ratio_to_bound`` is ours (SQLite) over the smaller bound.
+
+``publication`` (issue 14): the same SQLite workload with checkpoint publication off and on (two local witnesses,
+``creditflow witness serve`` processes on the same machine, cosigning every round), off/on/on/off on fresh
+files; ``ratio`` is mean on over mean off. The witnesses compete for the same cores: a lower bound.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import sqlite3
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -26,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from creditflow.bootstrap import App, build, throwaway_secrets
@@ -154,6 +162,116 @@ def _store_run(url: str, ops: int, console: Console | None, label: str) -> dict[
     }
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def _witness_processes(workdir: Path, origin: str, log_vkey: str, count: int) -> Iterator[list[dict[str, str]]]:
+    """``count`` real witnesses (`creditflow witness serve`, each its own process and state directory) trusting
+    the log; yields their CREDITFLOW_WITNESSES entries; kills them on exit."""
+    from creditflow.witness.state import StateDir
+
+    processes: list[subprocess.Popen[bytes]] = []
+    config = []
+    try:
+        for i in range(count):
+            folder = workdir / f"witness-{i}"
+            state = StateDir.init(folder, f"bench.witness/w{i}")
+            state.add_log(origin, log_vkey)
+            port = _free_port()
+            command = [sys.executable, "-m", "creditflow.cli.main", "witness", "serve", "--state", str(folder)]
+            processes.append(
+                subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            )
+            config.append(
+                {"name": f"w{i}", "vkey": state.cosigner().verifier.encode(), "url": f"http://127.0.0.1:{port}"}
+            )
+        deadline = time.monotonic() + 60
+        for entry, process in zip(config, processes, strict=True):
+            while True:
+                try:
+                    if httpx.get(entry["url"] + "/", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"witness {entry['name']} did not start")
+                time.sleep(0.1)
+        yield config
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=30)
+
+
+def _publication_off(workdir: Path, tag: str, ops: int, base: dict[str, Any]) -> float:
+    with build(Settings(db_url=f"sqlite:///{workdir / f'publish-{tag}.db'}", **base)) as app:
+        signed = Workload(app, lanes=64).operations(ops)
+        return _run_ops(app, signed)
+
+
+def _publication_on(workdir: Path, tag: str, ops: int, base: dict[str, Any], interval_s: float) -> dict[str, Any]:
+    url = f"sqlite:///{workdir / f'publish-{tag}.db'}"
+    with build(Settings(db_url=url, **base)) as first:  # makes the log key the witnesses must trust
+        origin, vkey = first.settings.origin, first.checkpoints.vkey
+    with _witness_processes(workdir / tag, origin, vkey, 2) as witnesses:
+        settings = Settings(db_url=url, witnesses=witnesses, witness_quorum=2, checkpoint_interval_s=interval_s, **base)
+        with build(settings) as app:
+            signed = Workload(app, lanes=64).operations(ops)
+            app.publisher.start()
+            try:
+                rate = _run_ops(app, signed)
+            finally:
+                app.publisher.stop()
+            app.publisher.publish()  # the tail: so the witnesses end holding the whole log
+            metrics = app.publisher.metrics()
+    return {
+        "ops_per_s": round(rate, 1),
+        "rounds": metrics.rounds,
+        "published_size": metrics.published_size,
+        "published_cosignatures": metrics.published_cosignatures,
+        "witness_lag_entries": {w.name: w.lag_entries for w in metrics.witnesses},
+        "witness_failures": {w.name: w.failures for w in metrics.witnesses},
+    }
+
+
+def _publication_run(
+    workdir: Path, ops: int, console: Console | None, interval_s: float, pairs: int = 2
+) -> dict[str, Any]:
+    """Ops/s with checkpoint publication off and on (two witness processes cosigning every round), each run on a
+    fresh SQLite file, in the order off, on, on, off, ... (ABBA: a machine that speeds up or slows down during the
+    run weighs on both sides alike); ``ratio`` is the mean of "on" over the mean of "off"."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    base: dict[str, Any] = {"enforce_trade_rules": False, **FAST_KDF, **throwaway_secrets()}
+    off: list[float] = []
+    on: list[dict[str, Any]] = []
+    order = [flag for i in range(pairs) for flag in ((False, True) if i % 2 == 0 else (True, False))]
+    for k, publishing in enumerate(order):
+        if console:
+            what = "on, 2 witness processes" if publishing else "off"
+            console.print(f"[dim]publication {what}: {ops} operations ({k + 1}/{len(order)})…[/dim]")
+        if publishing:
+            on.append(_publication_on(workdir, f"on{k}", ops, base, interval_s))
+        else:
+            off.append(round(_publication_off(workdir, f"off{k}", ops, base), 1))
+    off_mean = statistics.fmean(off)
+    on_mean = statistics.fmean(r["ops_per_s"] for r in on)
+    return {
+        "ops": ops,
+        "checkpoint_interval_s": interval_s,
+        "witnesses": 2,
+        "order": ["on" if flag else "off" for flag in order],
+        "off_ops_per_s": off,
+        "on_ops_per_s": [r["ops_per_s"] for r in on],
+        "on_runs": on,
+        "ratio": round(on_mean / off_mean, 3),
+    }
+
+
 def _provenance_ms(app: App, work: Workload) -> float:
     """A fresh certificate passed on ten times (ten organisations, each accepting and paying the next), in
     the same database as the throughput run, then the median time of the provenance query for the last
@@ -279,7 +397,13 @@ def _proof_at_million(workdir: Path, entries: int = 1_000_000) -> dict[str, Any]
 
 
 def run_ledger_bench(
-    ops: int, *, pg_url: str | None = None, progress: bool = True, console: Console | None = None, million: bool = True
+    ops: int,
+    *,
+    pg_url: str | None = None,
+    progress: bool = True,
+    console: Console | None = None,
+    million: bool = True,
+    publication_interval_s: float = 0.25,
 ) -> dict[str, Any]:
     pg_url = pg_url or os.environ.get("CREDITFLOW_TEST_PG_URL")
     out: dict[str, Any] = {"benchmark": "ledger", "ops_requested": ops, "cpu_count": os.cpu_count()}
@@ -303,6 +427,7 @@ def run_ledger_bench(
         out["api"] = run_api_bench(ops, workdir)
         smaller = min(out["bound"]["verify_per_s"], out["bound"]["insert_per_s"])
         out["ratio_to_bound"] = round(out["sqlite"]["ops_per_s"] / smaller, 3)
+        out["publication"] = _publication_run(workdir, ops, con, publication_interval_s)
         if million:
             if con:
                 con.print("[dim]building a 1,000,000-entry log for the proof benchmark…[/dim]")
