@@ -23,6 +23,7 @@ from creditflow.cli import financing, identity, ledger
 from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
 from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
+from creditflow.cli.monitor import monitor
 from creditflow.cli.trade import erp_cli
 from creditflow.kernel.errors import DomainError
 
@@ -90,6 +91,7 @@ cli.command()(ledger.verify)
 cli.command("verify-proof")(ledger.verify_proof)
 cli.command("log-key")(ledger.log_key)
 cli.command()(ledger.expire)
+cli.command()(monitor)
 
 
 @cli.command()

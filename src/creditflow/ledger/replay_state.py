@@ -211,7 +211,11 @@ def _decode_rows(value: Any, fields: set[str], what: str, make: Callable[[Mappin
 
 def _make_party(r: Mapping[str, Any], w: str) -> Party:
     return Party(
-        _str(r["org_id"], w), _str(r["name"], w), Role(_str(r["role"], w)), _str(r["uscc"], w), _int(r["created_seq"], w)
+        _str(r["org_id"], w),
+        _str(r["name"], w),
+        Role(_str(r["role"], w)),
+        _str(r["uscc"], w),
+        _int(r["created_seq"], w),
     )
 
 
