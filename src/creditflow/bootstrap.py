@@ -43,6 +43,7 @@ from creditflow.ledger.queries import Queries
 from creditflow.ledger.sequencer import Sequencer
 from creditflow.ledger.service import LedgerService
 from creditflow.ledger.signing import Signer
+from creditflow.ledger.tiles_service import TileServer
 from creditflow.trade.confirmation import ConfirmationService
 from creditflow.trade.payables import PayablesService, check_payables, release_void_payables
 from creditflow.trade.rules import release_trade_reservations
@@ -141,6 +142,7 @@ class App:
     queries: Queries
     proofs: Proofs
     checkpoints: Checkpoints
+    tiles: TileServer
     access: Access
     trade: TradeService
     payables: PayablesService
@@ -308,6 +310,7 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
     credit = CreditService(engine, settings, clock)
     iot = IotSystem(engine, IotSettings.from_settings(settings), clock, custody=custody)
     access = Access(engine, clock, settings.access)
+    checkpoints = Checkpoints(engine, log_signer, settings.origin)
     return App(
         settings=settings,
         engine=engine,
@@ -318,7 +321,8 @@ def build(settings: Settings | None = None, *, clock: Clock | None = None, run_m
         ledger=ledger,
         queries=queries,
         proofs=Proofs(engine, log_signer, clock),
-        checkpoints=Checkpoints(engine, log_signer, settings.origin),
+        checkpoints=checkpoints,
+        tiles=TileServer(engine, checkpoints),
         access=access,
         trade=trade,
         payables=payables,

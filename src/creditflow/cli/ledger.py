@@ -136,10 +136,23 @@ def verify_proof(
     console.print(f"[green bold]proof valid[/green bold]: {json.dumps(summary, ensure_ascii=False)}")
 
 
-def log_key(db: DbOption = None) -> None:
-    """Print the log's public key: give it to anyone who verifies proofs."""
+def log_key(
+    db: DbOption = None,
+    vkey: Annotated[
+        bool,
+        typer.Option(
+            "--vkey",
+            help="Print the C2SP note verifier key (origin+hexid+base64(0x01||key)) alone on its line: what a "
+            "witness, a monitor or Go's sumdb/note is configured with.",
+        ),
+    ] = False,
+) -> None:
+    """Print the log's public key: give it to anyone who verifies proofs (with --vkey: checkpoints)."""
     with open_app(db) as app:
-        print(json.dumps({app.log_signer.key_id: app.log_signer.public_key.hex()}))
+        if vkey:
+            print(app.checkpoints.vkey)
+        else:
+            print(json.dumps({app.log_signer.key_id: app.log_signer.public_key.hex()}))
 
 
 def expire(db: DbOption = None) -> None:

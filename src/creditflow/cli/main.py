@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from creditflow.cli import financing, identity, ledger
+from creditflow.cli import financing, identity, ledger, tlog
 from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
 from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
@@ -48,6 +48,7 @@ cli.add_typer(iot_cli, name="iot")
 simulate_cli.command("iot")(simulate_iot)
 bench_cli.command("iot")(bench_iot)
 cli.add_typer(ledger.keys_cli, name="keys")
+cli.add_typer(tlog.log_cli, name="log")
 # the ledger's own commands sit at the top level
 cli.command()(ledger.init)
 

@@ -265,6 +265,29 @@ def fetch_nodes(conn: Connection, nodes: Sequence[NodeId]) -> dict[NodeId, bytes
     return out
 
 
+# --- tlog-tiles (issue 14): a tile is a run of consecutive nodes of one level, read with one range query ---
+
+
+def node_run(conn: Connection, level: int, first: int, count: int) -> list[bytes]:
+    """The stored hashes of nodes ``(level, first) .. (level, first + count - 1)`` in order (fewer if the tree
+    does not hold them all): one range scan of the primary key, leaves from ``ledger_entries``."""
+    if level == 0:
+        c = ledger_entries.c
+        stmt = select(c.leaf_hash).where(c.seq >= first, c.seq < first + count).order_by(c.seq)
+    else:
+        low = node_key((level, first))
+        k = merkle_nodes.c.node_key
+        stmt = select(merkle_nodes.c.hash).where(k >= low, k < low + count).order_by(k)
+    return [bytes(value) for value in conn.scalars(stmt)]
+
+
+def entry_run(conn: Connection, first: int, count: int) -> list[bytes]:
+    """The entry bytes at ``first .. first + count - 1`` in log order (an entry bundle's), one range scan."""
+    c = ledger_entries.c
+    stmt = select(c.entry).where(c.seq >= first, c.seq < first + count).order_by(c.seq)
+    return [bytes(value) for value in conn.scalars(stmt)]
+
+
 # --- batch writes ---------------------------------------------------------------------------------
 
 

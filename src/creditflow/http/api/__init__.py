@@ -7,6 +7,7 @@
 | `routes_certificates`    | /v1/payables, /v1/certificates                                |
 | `routes_pieces`          | /v1/pieces, /v1/operations                                    |
 | `routes_log`             | /healthz, /v1/issuers/{org_id}/liability, /v1/circulation, /v1/log |
+| `routes_tlog`            | /log/checkpoint, /log/tile/... (C2SP tlog-tiles)              |
 | `routes_erp`             | /v1/erp/{kind}/import, /v1/erp/documents, /v1/erp/invoices/{id}/match |
 | `routes_credit`          | /v1/credit/applications, /v1/credit/decisions/{id}            |
 | `routes_iot`             | /v1/iot/... assets, devices, prices, loans, telemetry batches, alarms, SSE stream |
@@ -29,6 +30,7 @@ from creditflow.http.api import log as routes_log
 from creditflow.http.api import parties as routes_parties
 from creditflow.http.api import pieces as routes_pieces
 from creditflow.http.api import sessions as routes_sessions
+from creditflow.http.api import tlog as routes_tlog
 from creditflow.http.api import trade as routes_erp
 from creditflow.http.api import users as routes_users
 
@@ -39,6 +41,7 @@ def build_router() -> APIRouter:
     for module in (
         routes_pieces,
         routes_log,
+        routes_tlog,
         routes_parties,
         routes_sessions,
         routes_certificates,
