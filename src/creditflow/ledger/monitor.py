@@ -412,6 +412,11 @@ def _replay_new(
     evidence = {"replayed_to": start}
     if start > new.size:
         raise _Raised(Alert(SHRINK, f"the log has {new.size} entries; {start} were replayed before", evidence))
+    if start == new.size:  # nothing new: the saved replay must have reached the signed root itself
+        if at.root_hash != new.root_hash:
+            message = f"the entries replayed up to {start} are not the signed tree of that size"
+            raise _Raised(Alert(FORK, message, evidence))
+        return at
     try:
         if start and reader.root_at(start) != at.root_hash:
             message = f"the entries replayed up to {start} are not the first {start} of the signed tree"
