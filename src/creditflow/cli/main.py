@@ -130,6 +130,18 @@ def bench_ledger(
     print(json.dumps(result, indent=None if as_json else 2))
 
 
+@bench_cli.command("monitor")
+def bench_monitor(
+    entries: Annotated[int, typer.Option("--entries", help="entries in the log (M)")] = 20000,
+    new: Annotated[int, typer.Option("--new", help="entries appended before the daily round (N)")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """`creditflow monitor`'s daily round after N new entries on a log of M, beside a full `creditflow verify`."""
+    from creditflow.tools.bench.monitor import run_monitor_bench
+
+    print(json.dumps(run_monitor_bench(entries, new), indent=None if as_json else 2))
+
+
 @bench_cli.command("financing")
 def bench_financing(
     requests: Annotated[int, typer.Option("--requests", help="financing requests to time")] = 300,
