@@ -77,7 +77,7 @@ def test_snapshot_then_resume_equals_a_full_replay(
     assert resumed.size == n
     assert resumed.root_hash == whole.root_hash == merkle.root_from_leaves([merkle.leaf_hash(e) for _, e in entries])
     assert snapshot_value(resumed) == snapshot_value(whole)
-    assert encode_snapshot(resumed) == encode_snapshot(whole)
+    assert encode_snapshot(resumed) == encode_snapshot(whole) == encode(snapshot_value(whole))  # canonical bytes
 
 
 def test_what_was_seen_before_the_snapshot_still_counts(
@@ -121,3 +121,10 @@ def test_a_damaged_or_reordered_snapshot_is_refused(
             decode_snapshot(encode(doc))
     with pytest.raises(SnapshotError, match="canonical"):
         decode_snapshot(saved.replace(b'{"', b'{ "', 1))
+    amount = b'"amount_minor":%d,' % value["pieces"][0]["amount_minor"]
+    assert amount in saved
+    with pytest.raises(SnapshotError, match="wrong type"):  # "1" for 1 would re-encode to the same bytes
+        decode_snapshot(encode(dict(value, pieces=[dict(value["pieces"][0], amount_minor="1"), *value["pieces"][1:]])))
+    duplicated = dict(value, pieces=[value["pieces"][0], *value["pieces"]])
+    with pytest.raises(SnapshotError, match="normal form"):
+        decode_snapshot(encode(duplicated))

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from creditflow.kernel.encoding import EncodingError, decode, encode
 from creditflow.ledger import merkle
 from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece, PieceState
 from creditflow.ledger.model.parties import Party, PartyKey, Role
@@ -124,8 +124,20 @@ def snapshot_value(rs: ReplayState) -> dict[str, Any]:
     }
 
 
+# The snapshot is as long as the ledger's state (tens of MB for a big log) and is written every round, so it is
+# encoded by the C JSON encoder configured exactly as `kernel.encoding` configures it, without the kernel's
+# per-value type walk: every value here is built above from typed fields (str, int, bool, None, lists, dicts
+# with str keys). tests/property/test_replay_snapshot.py pins the bytes to `kernel.encoding.encode`.
+_dumps = json.JSONEncoder(
+    ensure_ascii=False, sort_keys=True, separators=(",", ":"), check_circular=False, allow_nan=False
+).encode
+
+
 def encode_snapshot(rs: ReplayState) -> bytes:
-    return encode(snapshot_value(rs))
+    try:
+        return _dumps(snapshot_value(rs)).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SnapshotError("a string of the state has no canonical encoding") from exc
 
 
 def snapshot_digest(data: bytes) -> str:
@@ -150,33 +162,19 @@ _TOP = {
 }
 
 
-def _typed(value: Any, kind: type | tuple[type, ...], what: str) -> Any:
-    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
+def _typed(value: Any, kind: type, what: str) -> Any:
+    if type(value) is not kind:
         raise SnapshotError(f"{what} has the wrong type")
     return value
 
 
 def _int(value: Any, what: str) -> int:
-    if type(value) is not int:
-        raise SnapshotError(f"{what} must be an integer")
-    return value
-
-
-def _opt_int(value: Any, what: str) -> int | None:
-    return None if value is None else _int(value, what)
-
-
-def _str(value: Any, what: str) -> str:
-    return str(_typed(value, str, what))
-
-
-def _opt_str(value: Any, what: str) -> str | None:
-    return None if value is None else _str(value, what)
+    return int(_typed(value, int, what))
 
 
 def _hex(value: Any, what: str, size: int | None = None) -> bytes:
     try:
-        raw = bytes.fromhex(_str(value, what))
+        raw = bytes.fromhex(_typed(value, str, what))
     except ValueError:
         raise SnapshotError(f"{what} must be hex") from None
     if size is not None and len(raw) != size:
@@ -184,92 +182,53 @@ def _hex(value: Any, what: str, size: int | None = None) -> bytes:
     return raw
 
 
-def _date(value: Any, what: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(_str(value, what))
-    except ValueError:
-        raise SnapshotError(f"{what} must be an ISO date") from None
+_S, _I, _N, _B = (str,), (int,), (type(None),), (bool,)
+# (field, the JSON types it may have, how to make the field's value from it): in the dataclass's field order.
+Spec = tuple[tuple[str, tuple[type, ...], Callable[[Any], Any] | None], ...]
+_PARTY: Spec = (("org_id", _S, None), ("name", _S, None), ("role", _S, Role), ("uscc", _S, None))
+_PARTY += (("created_seq", _I, None),)
+_KEY: Spec = (("org_id", _S, None), ("key_id", _S, None), ("public_key", _S, bytes.fromhex))
+_KEY += (("valid_from_seq", _I, None), ("revoked_at_seq", _I + _N, None))
+_CERT: Spec = (("id", _S, None), ("issuer", _S, None), ("face_minor", _I, None), ("currency", _S, None))
+_CERT += (("issue_date", _S, dt.date.fromisoformat), ("maturity_date", _S, dt.date.fromisoformat))
+_CERT += (("payable_id", _S, None), ("payable_digest", _S, None), ("root_piece_id", _S, None))
+_CERT += (("state", _S, CertificateState), ("created_seq", _I, None))
+_PIECE: Spec = (("id", _S, None), ("certificate_id", _S, None), ("parent_id", _S + _N, None), ("holder", _S, None))
+_PIECE += (("sender", _S + _N, None), ("amount_minor", _I, None), ("state", _S, PieceState), ("frozen", _B, None))
+_PIECE += (("tier", _I, None), ("accept_by_ms", _I + _N, None), ("created_seq", _I, None))
+_PIECE += (("closed_seq", _I + _N, None),)
 
 
-def _rows(value: Any, fields: set[str], what: str) -> list[Mapping[str, Any]]:
-    if not isinstance(value, list):
+def _decode_rows(value: Any, cls: Callable[..., Any], spec: Spec, what: str) -> list[Any]:
+    """Rows (JSON objects with exactly the spec's members, each of its type) as ``cls`` instances; fast, since
+    a big log's snapshot holds tens of thousands of pieces and is read every round."""
+    if type(value) is not list:
         raise SnapshotError(f"{what} must be a list")
+    names = {name for name, _types, _make in spec}
+    out = []
     for i, row in enumerate(value):
-        if not isinstance(row, dict) or set(row) != fields:
-            raise SnapshotError(f"{what}[{i}] must have exactly {sorted(fields)}")
-    return value
-
-
-def _decode_rows(value: Any, fields: set[str], what: str, make: Callable[[Mapping[str, Any], str], Any]) -> list[Any]:
-    try:
-        return [make(row, f"{what}[{i}]") for i, row in enumerate(_rows(value, fields, what))]
-    except (KeyError, ValueError) as exc:  # an enum value this code does not know
-        if isinstance(exc, SnapshotError):
-            raise
-        raise SnapshotError(f"{what}: {exc}") from None
-
-
-def _make_party(r: Mapping[str, Any], w: str) -> Party:
-    return Party(
-        _str(r["org_id"], w),
-        _str(r["name"], w),
-        Role(_str(r["role"], w)),
-        _str(r["uscc"], w),
-        _int(r["created_seq"], w),
-    )
-
-
-def _make_key(r: Mapping[str, Any], w: str) -> PartyKey:
-    return PartyKey(
-        _str(r["org_id"], w),
-        _str(r["key_id"], w),
-        _hex(r["public_key"], w),
-        _int(r["valid_from_seq"], w),
-        _opt_int(r["revoked_at_seq"], w),
-    )
-
-
-def _make_certificate(r: Mapping[str, Any], w: str) -> Certificate:
-    return Certificate(
-        id=_str(r["id"], w),
-        issuer=_str(r["issuer"], w),
-        face_minor=_int(r["face_minor"], w),
-        currency=_str(r["currency"], w),
-        issue_date=_date(r["issue_date"], w),
-        maturity_date=_date(r["maturity_date"], w),
-        payable_id=_str(r["payable_id"], w),
-        payable_digest=_str(r["payable_digest"], w),
-        root_piece_id=_str(r["root_piece_id"], w),
-        state=CertificateState(_str(r["state"], w)),
-        created_seq=_int(r["created_seq"], w),
-    )
-
-
-def _make_piece(r: Mapping[str, Any], w: str) -> Piece:
-    frozen = r["frozen"]
-    if type(frozen) is not bool:
-        raise SnapshotError(f"{w}.frozen must be true or false")
-    return Piece(
-        id=_str(r["id"], w),
-        certificate_id=_str(r["certificate_id"], w),
-        parent_id=_opt_str(r["parent_id"], w),
-        holder=_str(r["holder"], w),
-        sender=_opt_str(r["sender"], w),
-        amount_minor=_int(r["amount_minor"], w),
-        state=PieceState(_str(r["state"], w)),
-        frozen=frozen,
-        tier=_int(r["tier"], w),
-        accept_by_ms=_opt_int(r["accept_by_ms"], w),
-        created_seq=_int(r["created_seq"], w),
-        closed_seq=_opt_int(r["closed_seq"], w),
-    )
+        if type(row) is not dict or row.keys() != names:
+            raise SnapshotError(f"{what}[{i}] must have exactly {sorted(names)}")
+        args = []
+        for name, types, make in spec:
+            item = row[name]
+            if type(item) not in types:
+                raise SnapshotError(f"{what}[{i}].{name} has the wrong type")
+            if make is not None:
+                try:
+                    item = make(item)
+                except ValueError:
+                    raise SnapshotError(f"{what}[{i}].{name}: {item!r} is not allowed") from None
+            args.append(item)
+        out.append(cls(*args))
+    return out
 
 
 def decode_snapshot(data: bytes) -> ReplayState:
     """Restore a `ReplayState` from `encode_snapshot` bytes; `SnapshotError` on anything else."""
     try:
-        value = decode(data)
-    except EncodingError as exc:
+        value = json.loads(data)
+    except (ValueError, RecursionError) as exc:
         raise SnapshotError(f"not canonical: {exc}") from None
     if not isinstance(value, dict) or set(value) != _TOP:
         raise SnapshotError(f"a snapshot has exactly {sorted(_TOP)}")
@@ -284,22 +243,19 @@ def decode_snapshot(data: bytes) -> ReplayState:
     if frontier.root() != _hex(value["root_hash"], "root_hash", merkle.HASH_SIZE):
         raise SnapshotError("root_hash is not the root of the frontier")
     op_ids = _typed(value["op_ids"], list, "op_ids")
-    if not all(isinstance(o, str) for o in op_ids):
+    if not all(type(o) is str for o in op_ids):
         raise SnapshotError("op_ids must be strings")
     state = MemoryState(keep_events=False)
     state.load(
-        pieces=_decode_rows(value["pieces"], set(_PIECE_FIELDS), "pieces", _make_piece),
-        certificates=_decode_rows(value["certificates"], set(_CERT_FIELDS), "certificates", _make_certificate),
-        parties=_decode_rows(value["parties"], set(_PARTY_FIELDS), "parties", _make_party),
-        keys=_decode_rows(value["party_keys"], set(_KEY_FIELDS), "party_keys", _make_key),
+        pieces=_decode_rows(value["pieces"], Piece, _PIECE, "pieces"),
+        certificates=_decode_rows(value["certificates"], Certificate, _CERT, "certificates"),
+        parties=_decode_rows(value["parties"], Party, _PARTY, "parties"),
+        keys=_decode_rows(value["party_keys"], PartyKey, _KEY, "party_keys"),
     )
-    rs = ReplayState(state=state, frontier=frontier, op_ids=set(op_ids), last_ts_ms=_int(value["last_ts_ms"], "ts"))
-    if encode_snapshot(rs) != data:  # duplicates, lists out of order: one state, one encoding
-        raise SnapshotError("not in its normal form (duplicate or unordered rows)")
+    last_ts_ms = _int(value["last_ts_ms"], "last_ts_ms")
+    rs = ReplayState(state=state, frontier=frontier, op_ids=set(op_ids), last_ts_ms=last_ts_ms)
+    # One state, one encoding: this catches non-canonical bytes (spacing, escapes, key order, duplicate keys,
+    # floats) as well as duplicate or unordered rows, with a single encoding pass.
+    if encode_snapshot(rs) != data:
+        raise SnapshotError("not canonical, or not in its normal form (duplicate or unordered rows)")
     return rs
-
-
-_PARTY_FIELDS = ("org_id", "name", "role", "uscc", "created_seq")
-_KEY_FIELDS = ("org_id", "key_id", "public_key", "valid_from_seq", "revoked_at_seq")
-_CERT_FIELDS = tuple(Certificate.__slots__)
-_PIECE_FIELDS = tuple(Piece.__slots__)

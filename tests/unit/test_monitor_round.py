@@ -182,3 +182,25 @@ def test_entries_that_are_not_the_signed_leaves_or_not_entries_at_all_are_report
     assert "log entry 0" in result.alert.message
     assert other.checkpoint() is not None, "the tree was verified: its checkpoint is kept, the replay is not"
     assert other.snapshot() is None
+
+
+def test_the_monitor_round_and_the_incremental_replay_need_only_the_standard_library() -> None:
+    """``python -S`` (no site-packages: no PyNaCl, no httpx) imports the round and runs on the pure Ed25519."""
+    import os
+    import subprocess
+    import sys
+
+    import creditflow
+
+    src = str(Path(creditflow.__file__).resolve().parent.parent)
+    probe = (
+        "import sys\n"
+        "import creditflow.ledger.monitor, creditflow.ledger.replay_state, creditflow.ledger.verifier\n"
+        "outside = sorted(m for m in {n.split('.')[0] for n in sys.modules} - set(sys.stdlib_module_names)"
+        " if m not in ('creditflow', '__main__'))\n"
+        "print(outside)\n"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": src}
+    out = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
