@@ -204,3 +204,52 @@ def test_the_monitor_round_and_the_incremental_replay_need_only_the_standard_lib
     out = subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def mirror(log: MemoryLog, directory: Path) -> Path:
+    """Write ``log`` as `log export-tiles --entries` would: checkpoint, hash tiles, bundles."""
+    for ref in [*tiles.tiles_for_size(log.size), *tiles.bundles_for_size(log.size)]:
+        path = directory / ref.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(log.fetch(ref.path))
+    (directory / "checkpoint").write_text(log.checkpoint)
+    return directory
+
+
+def test_the_command_runs_rounds_every_n_seconds_until_the_first_alert(
+    tmp_path: Path, log: MemoryLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from conftest import CLI_SECRETS_ENV
+    from creditflow.cli import monitor as command
+    from creditflow.cli.main import cli
+
+    env = {**CLI_SECRETS_ENV, "CREDITFLOW_MONITOR_TOKEN": ""}
+    log.sign(600)
+    source = mirror(log, tmp_path / "mirror")
+    state = tmp_path / "state"
+    args = ["monitor", "--url", str(source), "--state", str(state)]
+    no_key = CliRunner().invoke(cli, args, env=env)
+    assert no_key.exit_code == 1 and "the first run needs --log-vkey" in no_key.stderr
+    assert CliRunner().invoke(cli, [*args, "--log-vkey", log.vkey], env=env).exit_code == 0
+    other = NoteSigner(ORIGIN, Signer(b"\x09" * 32, "log-1")).verifier.encode()
+    assert "watches another log" in CliRunner().invoke(cli, [*args, "--log-vkey", other], env=env).stderr
+
+    log.sign(1000)
+    mirror(log, source)
+    sleeps: list[float] = []
+
+    def between_rounds(seconds: float) -> None:  # the log forks while the monitor sleeps
+        sleeps.append(seconds)
+        log.entries[5] = b"rewritten"
+        log.sign(1000)
+        mirror(log, source)
+
+    monkeypatch.setattr(command.time, "sleep", between_rounds)
+    looped = CliRunner().invoke(cli, [*args, "--every", "60", "--json"], env=env)
+    assert looped.exit_code == EXIT_FORK, looped.output
+    assert sleeps == [60.0]
+    rounds = [json.loads(line) for line in looped.stdout.splitlines()]
+    assert [r["ok"] for r in rounds] == [True, False] and rounds[1]["alert"]["kind"] == FORK
+    assert "ALERT FORK" in looped.stderr
