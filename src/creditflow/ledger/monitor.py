@@ -266,6 +266,7 @@ class RoundResult:
     tiles_fetched: int = 0
     bundles_fetched: int = 0
     seconds: float = 0.0
+    snapshot_seconds: float = 0.0  # of `seconds`: reading and writing the replay snapshot (grows with the state)
     alert: Alert | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -284,6 +285,7 @@ class RoundResult:
             "tiles_fetched": self.tiles_fetched,
             "bundles_fetched": self.bundles_fetched,
             "seconds": round(self.seconds, 3),
+            "snapshot_seconds": round(self.snapshot_seconds, 3),
             "alert": None if self.alert is None else {"kind": self.alert.kind, "message": self.alert.message},
             "notes": self.notes,
         }
@@ -329,7 +331,10 @@ def run_round(
             result.notes.append("no entry access: consistency only; the saved replay state stays where it was")
         else:
             result.notes.append("no entry access: consistency only, no entry was replayed")
+        saving = time.perf_counter()
         state.save(new_text, snapshot)
+        if snapshot is not None:
+            result.snapshot_seconds += time.perf_counter() - saving
         if snapshot is not None:
             result.replayed_to = snapshot.size
     except _Raised as raised:
@@ -407,7 +412,9 @@ def _replay_new(
     result: RoundResult,
     progress: Callable[[int, int], None] | None,
 ) -> ReplayState:
+    loading = time.perf_counter()
     at = state.snapshot() or ReplayState()
+    result.snapshot_seconds += time.perf_counter() - loading
     start = at.size
     evidence = {"replayed_to": start}
     if start > new.size:

@@ -117,7 +117,8 @@ def run_monitor_bench(entries: int = 20_000, new: int = 100) -> dict[str, Any]:
 
 def _round(summary: dict[str, Any], wall: float) -> dict[str, Any]:
     keys = ("old_size", "new_size", "entries_replayed", "tiles_fetched", "bundles_fetched")
-    return {**{k: summary[k] for k in keys}, "round_s": summary["seconds"], "wall_s": round(wall, 3)}
+    timed = {"round_s": summary["seconds"], "snapshot_s": summary["snapshot_seconds"], "wall_s": round(wall, 3)}
+    return {**{k: summary[k] for k in keys}, **timed}
 
 
 def _wait(port: int, server: subprocess.Popen[bytes]) -> None:
