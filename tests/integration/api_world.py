@@ -296,5 +296,5 @@ def build_world(app: App) -> World:
 def json_of(response: Any) -> Any:
     try:
         return response.json()
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):  # issue 14: tiles are binary
         return None

@@ -156,6 +156,14 @@ def _holder_reads_upstream(w: World, client: TestClient) -> Any:
     return client.get(f"/v1/pieces/{upstream[-1]['id']}/provenance", headers=headers)
 
 
+def _first_tile(w: World, level: int | None) -> str:
+    """Issue 14: the path of the first level-0 tile (or its entry bundle) as the world's log holds it now."""
+    from creditflow.ledger import tiles
+
+    width = min(w.app.tiles.checkpoint()[0], tiles.TILE_WIDTH)
+    return tiles.tile_path(0, 0, width) if level == 0 else tiles.entries_path(0, width)
+
+
 ALL_OK = "ok ok ok ok ok"
 OPERATOR_ONLY = "403 403 403 403 ok"
 BANK_ONLY = "403 403 ok 403 403"
@@ -791,6 +799,13 @@ MATRIX: list[Row] = [
         "404 404 404 403 ok",
     ),
     # --- end H6 ---
+    # --- issue 14: tiles ---
+    # C2SP tlog-tiles: checkpoint and hash tiles are public (hashes only); entry bundles name parties and
+    # amounts: only the auditor and the operator (a deviation from tlog-tiles, docs/issue14/tiles.md)
+    row("GET", "/log/checkpoint", fixed("/log/checkpoint"), ALL_OK),
+    row("GET", "/log/tile/{tile}", lambda w, s, r: Req(f"/log/{_first_tile(w, 0)}"), ALL_OK),
+    row("GET", "/log/tile/entries/{bundle}", lambda w, s, r: Req(f"/log/{_first_tile(w, None)}"), "403 403 403 ok ok"),
+    # --- end issue 14: tiles ---
     # --- last: rotating keys (the world's signers must not change under the rows above) -------------
     row(
         "POST",

@@ -107,6 +107,8 @@ def _known_path_parameters(world: World) -> dict[str, Any]:
         "device_id": own.device_id,
         "loan_id": own.loan_id,
         "alarm_id": own.alarm_id,
+        "tile": "0/000.p/1",  # issue 14: the first leaf hash (the log holds at least one entry)
+        "bundle": "000.p/1",
     }
 
 

@@ -179,3 +179,25 @@ def test_wrong_lengths_and_wrong_roots_are_refused(size: int) -> None:
         TileHashReader(size, tree.root(), mirror.__getitem__).node_hash(0, 0)
     with pytest.raises(TileError, match="not complete"):
         TileHashReader(size, tree.root(), mirror.__getitem__).node_hash(0, size)
+
+
+@SETTINGS
+@given(size=st.integers(min_value=1, max_value=700), data=st.data())
+def test_bundles_are_checked_against_the_level_0_tiles(size: int, data: st.DataObject) -> None:
+    entries = [b"entry %d" % i for i in range(size)]
+    tree = merkle.MemoryTree(merkle.leaf_hash(e) for e in entries)
+    mirror = serve(tree, size)
+    reader = TileHashReader(size, tree.root(), mirror.__getitem__)
+    ref = data.draw(st.sampled_from(tiles.bundles_for_size(size)), label="bundle")
+    first = ref.index * tiles.TILE_WIDTH
+    own = entries[first : first + ref.width]
+    assert reader.check_bundle(ref, tiles.encode_bundle(own)) == own
+    changed = list(own)
+    at = data.draw(st.integers(min_value=0, max_value=len(own) - 1), label="entry")
+    changed[at] += b"!"
+    with pytest.raises(TileError, match=f"entry {first + at} "):
+        reader.check_bundle(ref, tiles.encode_bundle(changed))
+    with pytest.raises(TileError, match="entries, expected"):
+        reader.check_bundle(ref, tiles.encode_bundle(own[:-1]))
+    with pytest.raises(TileError, match="beyond the tree"):
+        reader.check_bundle(TileRef(None, size // tiles.TILE_WIDTH + 1, 1), b"")

@@ -311,3 +311,19 @@ class TileHashReader:
         if not 0 <= start <= stop <= self.size:
             raise TileError(f"leaf range [{start}, {stop}) outside the tree of size {self.size}")
         return [self.node_hash(0, i) for i in range(start, stop)]
+
+    def check_bundle(self, ref: TileRef, data: bytes) -> list[bytes]:
+        """The entries of bundle ``ref`` fetched as ``data``, each checked against its leaf hash in the
+        (checked) level-0 tiles: TileError if one differs, or the bundle has the wrong number of entries."""
+        if ref.level is not None:
+            raise TileError(f"{ref.path} is a hash tile, not an entry bundle")
+        first = ref.index * TILE_WIDTH
+        if first + ref.width > self.size:
+            raise TileError(f"{ref.path} is beyond the tree of size {self.size}")
+        entries = decode_bundle(data)
+        if len(entries) != ref.width:
+            raise TileError(f"{ref.path} holds {len(entries)} entries, expected {ref.width}")
+        for offset, (entry, leaf) in enumerate(zip(entries, self.leaf_hashes(first, first + ref.width), strict=True)):
+            if merkle.leaf_hash(entry) != leaf:
+                raise TileError(f"entry {first + offset} in {ref.path} does not hash to its leaf in the tree")
+        return entries
