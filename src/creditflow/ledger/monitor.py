@@ -7,9 +7,10 @@ A round (`run_round`) over a tlog-tiles source (``fetch(path) -> bytes``, paths 
    larger must be proven consistent: a consistency proof read from the NEW tree's tiles (every tile checked
    against the new signed root by `tiles.TileHashReader`), verified against the OLD root. It fails: FORK;
 3. with entry access, fetch only the bundles covering the entries not yet replayed, check every entry's leaf
-   hash against the level-0 tiles, and replay them from the saved `ReplayState` snapshot under the ledger's
+   hash against the level-0 tiles, and replay them from the saved replay state (`replay_store`) under the ledger's
    rules (`verifier.replay_more`): a rule broken is a RULE_VIOLATION;
-4. persist the new checkpoint (and snapshot) atomically: temporary file, fsync, rename, fsync the directory.
+4. persist the new replay state (one SQLite transaction) and checkpoint (temporary file, fsync, rename, fsync
+   the directory).
 
 What a round fetches is the new checkpoint, O(log n) tiles for the proof, and the tiles and bundles of the new
 entries: the cost of the new entries, not of the whole log. Nothing here needs more than the standard library
@@ -25,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -41,13 +43,14 @@ from creditflow.ledger.note import (
     parse_note,
     parse_vkey,
 )
-from creditflow.ledger.replay_state import ReplayState, SnapshotError, decode_snapshot, encode_snapshot
+from creditflow.ledger.replay_state import ReplayState, SnapshotError
+from creditflow.ledger.replay_store import ReplayStore, StoredReplay
 from creditflow.ledger.verifier import VerificationFailure, replay_more
 
 STATE_VERSION = 1
 POLICY_FILE = "policy.json"
 CHECKPOINT_FILE = "checkpoint"
-SNAPSHOT_FILE = "replay.snapshot"
+REPLAY_FILE = "replay.sqlite"
 ALERTS_FILE = "alerts.jsonl"
 LOCK_FILE = ".lock"
 
@@ -178,7 +181,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 class StateDir:
-    """``policy.json`` (trusted keys), ``checkpoint`` (the last verified one, as served), ``replay.snapshot``
+    """``policy.json`` (trusted keys), ``checkpoint`` (the last verified one, as served), ``replay.sqlite``
     (the replay state, when entries were replayed) and ``alerts.jsonl``."""
 
     def __init__(self, path: Path):
@@ -208,18 +211,28 @@ class StateDir:
         except (OSError, ValueError) as exc:
             raise MonitorError(f"cannot read {path}: {exc}") from None
 
-    def snapshot(self) -> ReplayState | None:
-        path = self.path / SNAPSHOT_FILE
-        if not path.exists():
-            return None
-        try:
-            return decode_snapshot(path.read_bytes())
-        except (OSError, SnapshotError) as exc:
-            raise MonitorError(f"cannot use {path}: {exc}") from None
+    @property
+    def has_replay(self) -> bool:
+        return (self.path / REPLAY_FILE).exists()
 
-    def save(self, checkpoint_text: str, snapshot: ReplayState | None) -> None:
-        if snapshot is not None:
-            write_atomic(self.path / SNAPSHOT_FILE, encode_snapshot(snapshot))
+    def replay_store(self) -> ReplayStore:
+        """The saved replay state (created empty on first use)."""
+        try:
+            return ReplayStore(self.path / REPLAY_FILE)
+        except (sqlite3.Error, SnapshotError) as exc:
+            raise MonitorError(f"cannot use {self.path / REPLAY_FILE}: {exc}") from None
+
+    def snapshot(self) -> ReplayState | None:
+        """The whole saved replay state (`replay_state.encode_snapshot` gives its canonical snapshot)."""
+        if not self.has_replay:
+            return None
+        with self.replay_store() as replay:
+            return replay.export()
+
+    def save(self, checkpoint_text: str, replayed: tuple[ReplayStore, StoredReplay] | None) -> None:
+        if replayed is not None:
+            store, at = replayed
+            store.commit(at)
         write_atomic(self.path / CHECKPOINT_FILE, checkpoint_text.encode())
 
     def record(self, alert: Alert, url: str, old_size: int | None, new_size: int | None) -> dict[str, Any]:
@@ -266,7 +279,7 @@ class RoundResult:
     tiles_fetched: int = 0
     bundles_fetched: int = 0
     seconds: float = 0.0
-    snapshot_seconds: float = 0.0  # of `seconds`: reading and writing the replay snapshot (grows with the state)
+    snapshot_seconds: float = 0.0  # of `seconds`: committing the replay state's changed rows
     alert: Alert | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -318,31 +331,34 @@ def run_round(
     counted = _Counting(fetch_entries) if fetch_entries is not None else None
     reader: tiles.TileHashReader | None = None
     proven: str | None = None  # the new checkpoint, once it is proven to extend the old one
+    replay: ReplayStore | None = None
     try:
         new_text, new = _open(fetch, policy)
         result.new_size = new.size
         reader = tiles.TileHashReader(new.size, new.root_hash, fetch)
         _check_against_old(reader, saved, new_text, new)
         proven = new_text
-        snapshot = None
+        replayed = None
         if counted is not None:
-            snapshot = _replay_new(state, reader, counted, policy, new, result, progress)
-        elif state.snapshot() is not None:
+            replay = state.replay_store()
+            at = _replay_new(replay.begin(), reader, counted, policy, new, result, progress)
+            replayed = (replay, at)
+            result.replayed_to = at.size
+        elif state.has_replay:
             result.notes.append("no entry access: consistency only; the saved replay state stays where it was")
         else:
             result.notes.append("no entry access: consistency only, no entry was replayed")
         saving = time.perf_counter()
-        state.save(new_text, snapshot)
-        if snapshot is not None:
-            result.snapshot_seconds += time.perf_counter() - saving
-        if snapshot is not None:
-            result.replayed_to = snapshot.size
+        state.save(new_text, replayed)
+        result.snapshot_seconds = time.perf_counter() - saving if replayed else 0.0
     except _Raised as raised:
         result.alert = raised.alert
         state.record(raised.alert, url, result.old_size, result.new_size)
         if proven is not None:  # bad entries or a broken rule: the tree itself is consistent, keep it
             state.save(proven, None)
     finally:
+        if replay is not None:
+            replay.close()
         result.tiles_fetched = reader.fetched if reader is not None else 0
         result.bundles_fetched = counted.count if counted is not None else 0
         result.seconds = time.perf_counter() - started
@@ -404,17 +420,14 @@ def _tiles_rebuild_root(reader: tiles.TileHashReader, evidence: Mapping[str, Any
 
 
 def _replay_new(
-    state: StateDir,
+    at: StoredReplay,
     reader: tiles.TileHashReader,
     fetch: Fetch,
     policy: Policy,
     new: Checkpoint,
     result: RoundResult,
     progress: Callable[[int, int], None] | None,
-) -> ReplayState:
-    loading = time.perf_counter()
-    at = state.snapshot() or ReplayState()
-    result.snapshot_seconds += time.perf_counter() - loading
+) -> StoredReplay:
     start = at.size
     evidence = {"replayed_to": start}
     if start > new.size:

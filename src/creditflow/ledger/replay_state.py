@@ -22,10 +22,10 @@ import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from creditflow.ledger import merkle
-from creditflow.ledger.model.certificates import Certificate, CertificateState, Piece, PieceState
+from creditflow.ledger.model.certificates import Certificate, CertificateState, Effects, Piece, PieceState
 from creditflow.ledger.model.parties import Party, PartyKey, Role
 from creditflow.ledger.model.state import MemoryState
 
@@ -35,6 +35,35 @@ SNAPSHOT_VERSION = 1
 
 class SnapshotError(ValueError):
     """Bytes that are not a snapshot this code wrote (wrong kind or version, malformed, not canonical)."""
+
+
+class LedgerState(Protocol):
+    """What a replay reads and writes: the rules' read view (`StateView`) and a way to apply their effects."""
+
+    def piece(self, piece_id: str) -> Piece | None: ...
+    def certificate(self, certificate_id: str) -> Certificate | None: ...
+    def party(self, org_id: str) -> Party | None: ...
+    def keys(self, org_id: str) -> list[PartyKey]: ...
+    def apply_effects(self, effects: Effects) -> None: ...
+
+
+class OpIds(Protocol):
+    def __contains__(self, op_id: object) -> bool: ...
+    def add(self, op_id: str) -> None: ...
+
+
+class Resumable(Protocol):
+    """Where a replay stands, wherever it is kept: in memory (`ReplayState`) or in a monitor's state file
+    (`replay_store.StoredReplay`, rows read on demand); `verifier.replay_more` goes on from either."""
+
+    @property
+    def state(self) -> LedgerState: ...
+    @property
+    def frontier(self) -> merkle.CompactRange: ...
+    @property
+    def op_ids(self) -> OpIds: ...
+
+    last_ts_ms: int
 
 
 @dataclass(slots=True)
@@ -103,6 +132,17 @@ def _piece(p: Piece) -> dict[str, Any]:
         "created_seq": p.created_seq,
         "closed_seq": p.closed_seq,
     }
+
+
+def row_value(row: Party | PartyKey | Certificate | Piece) -> dict[str, Any]:
+    """One row of the state as the snapshot encodes it."""
+    if isinstance(row, Piece):
+        return _piece(row)
+    if isinstance(row, Certificate):
+        return _certificate(row)
+    if isinstance(row, PartyKey):
+        return _key(row)
+    return _party(row)
 
 
 def snapshot_value(rs: ReplayState) -> dict[str, Any]:
@@ -224,6 +264,16 @@ def _decode_rows(value: Any, cls: Callable[..., Any], spec: Spec, what: str) -> 
     return out
 
 
+def decode_row(kind: str, value: Any) -> Any:
+    """One row (``kind`` one of parties, party_keys, certificates, pieces) from its `row_value`."""
+    cls, spec = _ROW_KINDS[kind]
+    return _decode_rows([value], cls, spec, kind)[0]
+
+
+def encode_row(row: Party | PartyKey | Certificate | Piece) -> str:
+    return _dumps(row_value(row))
+
+
 def decode_snapshot(data: bytes) -> ReplayState:
     """Restore a `ReplayState` from `encode_snapshot` bytes; `SnapshotError` on anything else."""
     try:
@@ -259,3 +309,11 @@ def decode_snapshot(data: bytes) -> ReplayState:
     if encode_snapshot(rs) != data:
         raise SnapshotError("not canonical, or not in its normal form (duplicate or unordered rows)")
     return rs
+
+
+_ROW_KINDS: dict[str, tuple[Callable[..., Any], Spec]] = {
+    "parties": (Party, _PARTY),
+    "party_keys": (PartyKey, _KEY),
+    "certificates": (Certificate, _CERT),
+    "pieces": (Piece, _PIECE),
+}

@@ -18,14 +18,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, NoReturn, Protocol
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from creditflow.kernel.errors import DomainError
 from creditflow.ledger import merkle
 from creditflow.ledger.entries import Entry, parse_entry, step
 from creditflow.ledger.model.certificates import Context
 from creditflow.ledger.model.state import MemoryState
-from creditflow.ledger.replay_state import ReplayState
+from creditflow.ledger.replay_state import ReplayState, Resumable
 from creditflow.ledger.signing import verify_signature
 from creditflow.ledger.tree_head import TreeHead
 
@@ -125,13 +125,16 @@ def _seq_of(failure: VerificationFailure) -> int | None:
     return None
 
 
+_R = TypeVar("_R", bound=Resumable)
+
+
 def replay_more(
     entries: Iterable[tuple[int, bytes]],
     log_keys: Mapping[str, bytes],
-    start: ReplayState,
+    start: _R,
     *,
     progress: Callable[[int], None] | None = None,
-) -> ReplayState:
+) -> _R:
     """Replay entries ``start.size, start.size + 1, ...`` from a saved `ReplayState`, under the same rules and
     checks as `replay` (which is this from an empty state): a monitor checks only what is new.
 
@@ -190,7 +193,7 @@ def _advance(
     entries: Iterable[tuple[int, bytes]],
     log_keys: Mapping[str, bytes],
     checks: _SignatureChecks,
-    at: ReplayState,
+    at: Resumable,
     tree: _Tree,
     progress: Callable[[int], None] | None,
     on_entry: Callable[[Entry], None] | None,
