@@ -111,7 +111,8 @@ def run_monitor_bench(entries: int = 20_000, new: int = 100) -> dict[str, Any]:
             "wall_s": round(verify_wall, 3),
             "seconds": verified["seconds"],
         },
-        "daily_over_verify": round(second_wall / verify_wall, 4),
+        "daily_over_verify": round(second_wall / verify_wall, 4),  # whole processes, interpreter start included
+        "daily_round_over_verify": round(second["seconds"] / verified["seconds"], 4),  # the work itself
     }
 
 
