@@ -253,3 +253,15 @@ def test_the_command_runs_rounds_every_n_seconds_until_the_first_alert(
     rounds = [json.loads(line) for line in looped.stdout.splitlines()]
     assert [r["ok"] for r in rounds] == [True, False] and rounds[1]["alert"]["kind"] == FORK
     assert "ALERT FORK" in looped.stderr
+
+
+def test_a_damaged_replay_state_stops_the_round_without_writing(tmp_path: Path, log: MemoryLog) -> None:
+    log.sign(500)
+    state = fresh(tmp_path, log)
+    assert run_round(state, log.fetch, fetch_entries=log.fetch).alert is not None  # opaque entries: a violation
+    (state.path / "replay.sqlite").write_bytes(b"not a database" * 100)
+    before = (state.path / "checkpoint").read_bytes()
+    log.sign(1000)
+    with pytest.raises(MonitorError, match=r"replay\.sqlite"):
+        run_round(state, log.fetch, fetch_entries=log.fetch)
+    assert (state.path / "checkpoint").read_bytes() == before

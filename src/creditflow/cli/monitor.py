@@ -9,6 +9,7 @@ the ledger's rules. (Like every command, a malformed command line also exits 2, 
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated
@@ -166,7 +167,7 @@ def _one(state_dir: StateDir, source: _Source, as_json: bool) -> int:
         if as_json:
             print(json.dumps({"ok": False, "error": what}))
         return EXIT_ERROR
-    except (MonitorError, OSError) as exc:
+    except (MonitorError, OSError, sqlite3.Error) as exc:
         err_console.print(f"[red]error[/red]: {exc}", soft_wrap=True)
         return EXIT_ERROR
     _report(result, state_dir, as_json)

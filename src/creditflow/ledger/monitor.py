@@ -356,6 +356,8 @@ def run_round(
         state.record(raised.alert, url, result.old_size, result.new_size)
         if proven is not None:  # bad entries or a broken rule: the tree itself is consistent, keep it
             state.save(proven, None)
+    except (sqlite3.Error, SnapshotError) as exc:  # the checkpoint is written after the replay state: kept as is
+        raise MonitorError(f"the saved replay state in {state.path} is unusable: {exc}") from None
     finally:
         if replay is not None:
             replay.close()
