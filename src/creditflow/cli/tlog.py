@@ -144,7 +144,7 @@ def export_tiles(
         server = app.tiles
         try:
             _size, note = server.checkpoint()
-            checkpoint = server.checkpoint_root(note)
+            checkpoint = server.checkpoint_body(note)
             size = checkpoint.size
             _check_same_log(directory, server.origin, app.checkpoints.vkey, size)
             items: list[tuple[str, Callable[[], bytes]]] = [

@@ -36,7 +36,7 @@ class TileServer:
         with self._read() as conn:
             return self.checkpoints.latest(conn)
 
-    def checkpoint_root(self, note_text: str) -> Checkpoint:
+    def checkpoint_body(self, note_text: str) -> Checkpoint:
         """The origin, size and root a checkpoint of this log states (its own signature is not re-checked)."""
         return parse_checkpoint(parse_note(note_text).text)
 
