@@ -23,6 +23,7 @@ from creditflow.cli import financing, identity, ledger, tlog
 from creditflow.cli.collateral import bench_iot, iot_cli, simulate_iot
 from creditflow.cli.common import MODE, DbOption, JsonOption, console, err_console, open_app
 from creditflow.cli.credit import bench_credit, credit_cli, simulate_cli
+from creditflow.cli.monitor import monitor
 from creditflow.cli.trade import erp_cli
 from creditflow.cli.witness import witness_cli
 from creditflow.kernel.errors import DomainError
@@ -93,6 +94,7 @@ cli.command()(ledger.verify)
 cli.command("verify-proof")(ledger.verify_proof)
 cli.command("log-key")(ledger.log_key)
 cli.command()(ledger.expire)
+cli.command()(monitor)
 
 
 @cli.command()
@@ -129,6 +131,18 @@ def bench_ledger(
 
     result = run_ledger_bench(ops, pg_url=pg, progress=not as_json, console=err_console)
     print(json.dumps(result, indent=None if as_json else 2))
+
+
+@bench_cli.command("monitor")
+def bench_monitor(
+    entries: Annotated[int, typer.Option("--entries", help="entries in the log (M)")] = 20000,
+    new: Annotated[int, typer.Option("--new", help="entries appended before the daily round (N)")] = 100,
+    as_json: JsonOption = False,
+) -> None:
+    """`creditflow monitor`'s daily round after N new entries on a log of M, beside a full `creditflow verify`."""
+    from creditflow.tools.bench.monitor import run_monitor_bench
+
+    print(json.dumps(run_monitor_bench(entries, new), indent=None if as_json else 2))
 
 
 @bench_cli.command("financing")

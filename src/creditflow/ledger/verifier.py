@@ -10,7 +10,9 @@ It checks, from bytes alone:
   (a c2sp.org/tlog-policy, `creditflow.ledger.policy`); `verify_file` reads either kind of file under
   the keys an outsider gives, which is what both command lines run;
 * a whole log (`replay`): every entry canonical, in sequence, signed by a key valid at its position, valid
-  under the domain rules, and the recomputed Merkle root equal to the signed one.
+  under the domain rules, and the recomputed Merkle root equal to the signed one;
+* only the entries after a saved `ReplayState` (`replay_more`), under the very same checks: what
+  `creditflow monitor` runs each day on the new entries alone.
 
 `creditflow verify` uses `replay` and then compares the derived state with the SQL read model.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn, Protocol, TypeVar
 
 from creditflow.kernel.errors import DomainError
 from creditflow.ledger import merkle
@@ -38,6 +40,7 @@ from creditflow.ledger.note import (
     parse_vkey,
 )
 from creditflow.ledger.policy import NONE, Policy, PolicyError, parse_policy
+from creditflow.ledger.replay_state import ReplayState, Resumable
 from creditflow.ledger.signing import verify_signature
 from creditflow.ledger.tlog_proof import HEADER as TLOG_PROOF_HEADER
 from creditflow.ledger.tlog_proof import TlogProofError, parse_tlog_proof
@@ -125,14 +128,8 @@ def replay(
         try:
             result = _replay(entries, log_keys, checks, progress, keep_entries, on_entry)
         except VerificationFailure as failure:
-            bad = checks.first_failure()
-            first = _seq_of(failure)
-            if bad is not None and (first is None or bad <= first):
-                raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify") from failure
-            raise
-        bad = checks.first_failure()
-        if bad is not None:
-            raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify")
+            _raise_first(checks, failure)
+        _check_signatures_done(checks)
         return result
     finally:
         checks.close()
@@ -145,6 +142,54 @@ def _seq_of(failure: VerificationFailure) -> int | None:
     return None
 
 
+_R = TypeVar("_R", bound=Resumable)
+
+
+def replay_more(
+    entries: Iterable[tuple[int, bytes]],
+    log_keys: Mapping[str, bytes],
+    start: _R,
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> _R:
+    """Replay entries ``start.size, start.size + 1, ...`` from a saved `ReplayState`, under the same rules and
+    checks as `replay` (which is this from an empty state): a monitor checks only what is new.
+
+    ``start`` is advanced in place and returned; after a `VerificationFailure` it is half-advanced: discard it
+    (restore the snapshot again). ``progress`` sees the absolute number of entries replayed so far."""
+    checks = _SignatureChecks()
+    try:
+        try:
+            _advance(entries, log_keys, checks, start, start.frontier, progress, None, None)
+        except VerificationFailure as failure:
+            _raise_first(checks, failure)
+        _check_signatures_done(checks)
+        return start
+    finally:
+        checks.close()
+
+
+def _raise_first(checks: _SignatureChecks, failure: VerificationFailure) -> NoReturn:
+    """Raise the earliest failure: a deferred signature check may have failed before the entry that raised."""
+    bad = checks.first_failure()
+    first = _seq_of(failure)
+    if bad is not None and (first is None or bad <= first):
+        raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify") from failure
+    raise failure
+
+
+def _check_signatures_done(checks: _SignatureChecks) -> None:
+    bad = checks.first_failure()
+    if bad is not None:
+        raise VerificationFailure(f"log entry {bad}", "bad_signature: a signature does not verify")
+
+
+class _Tree(Protocol):
+    @property
+    def size(self) -> int: ...
+    def append(self, leaf: bytes) -> list[tuple[int, int, bytes]]: ...
+
+
 def _replay(
     entries: Iterable[tuple[int, bytes]],
     log_keys: Mapping[str, bytes],
@@ -154,7 +199,27 @@ def _replay(
     on_entry: Callable[[Entry], None] | None,
 ) -> ReplayResult:
     result = ReplayResult(state=MemoryState(), tree=merkle.MemoryTree())
-    expected = 0
+    at = ReplayState(state=result.state, op_ids=result.op_ids)
+    kept = result.entries if keep_entries else None
+    _advance(entries, log_keys, checks, at, result.tree, progress, on_entry, kept)
+    result.last_ts_ms = at.last_ts_ms
+    return result
+
+
+def _advance(
+    entries: Iterable[tuple[int, bytes]],
+    log_keys: Mapping[str, bytes],
+    checks: _SignatureChecks,
+    at: Resumable,
+    tree: _Tree,
+    progress: Callable[[int], None] | None,
+    on_entry: Callable[[Entry], None] | None,
+    kept: list[Entry] | None,
+) -> None:
+    """The replay loop: apply ``entries`` to ``at`` (state, op ids, last timestamp) and their leaves to ``tree``
+    (whose size says which entry comes next)."""
+    expected = tree.size
+    state, op_ids = at.state, at.op_ids
     for seq, data in entries:
         checks.seq = seq
         where = f"log entry {seq}"
@@ -168,25 +233,24 @@ def _replay(
             raise VerificationFailure(where, f"entry says it is number {entry.seq}")
         if on_entry is not None:
             on_entry(entry)
-        if entry.ts_ms < result.last_ts_ms:
+        if entry.ts_ms < at.last_ts_ms:
             raise VerificationFailure(where, "timestamp goes backwards")
         op_id = entry.signed.op.op_id
-        if op_id in result.op_ids:
+        if op_id in op_ids:
             raise VerificationFailure(where, f"operation {op_id} appears twice (replayed operation)")
         try:
-            effects = step(entry.signed, result.state, Context(seq=seq, ts_ms=entry.ts_ms), log_keys, checks.defer)
+            effects = step(entry.signed, state, Context(seq=seq, ts_ms=entry.ts_ms), log_keys, checks.defer)
         except DomainError as exc:
             raise VerificationFailure(where, f"{exc.code}: {exc.message}") from exc
-        result.state.apply_effects(effects)
-        result.op_ids.add(op_id)
-        result.last_ts_ms = entry.ts_ms
-        result.tree.append(merkle.leaf_hash(data))
-        if keep_entries:
-            result.entries.append(entry)
+        state.apply_effects(effects)
+        op_ids.add(op_id)
+        at.last_ts_ms = entry.ts_ms
+        tree.append(merkle.leaf_hash(data))
+        if kept is not None:
+            kept.append(entry)
         expected += 1
         if progress is not None:
             progress(expected)
-    return result
 
 
 def check_tree_head(sth: TreeHead, tree: merkle.MemoryTree, log_keys: Mapping[str, bytes], where: str) -> None:
