@@ -14,7 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from witness_harness import Platform, free_port, start_process, start_witness
 
 from conftest import CLI_SECRETS_ENV, issue_accepted, make_settings, onboard
 from creditflow.bootstrap import build
@@ -22,6 +21,7 @@ from creditflow.http.app import create_app
 from creditflow.kernel.clock import ManualClock
 from creditflow.ledger.note import NoteError, open_checkpoint, parse_checkpoint, parse_note, parse_vkey
 from creditflow.witness.state import StateDir
+from witness_harness import Platform, free_port, start_process, start_witness
 
 
 @pytest.fixture

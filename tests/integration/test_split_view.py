@@ -11,12 +11,12 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from witness_harness import Platform
 
 from conftest import issue_accepted, onboard
 from creditflow.ledger import merkle
 from creditflow.ledger.note import Note, NoteError, open_checkpoint, parse_note, parse_vkey
 from creditflow.ledger.tables import ledger_entries
+from witness_harness import Platform
 
 
 @pytest.fixture
