@@ -802,7 +802,7 @@ MATRIX: list[Row] = [
     # --- end H6 ---
     # --- issue 14: tiles ---
     # C2SP tlog-tiles: checkpoint and hash tiles are public (hashes only); entry bundles name parties and
-    # amounts: only the auditor and the operator (a deviation from tlog-tiles, docs/issue14/tiles.md)
+    # amounts: only the auditor and the operator (a deviation from tlog-tiles, docs/transparency/tiles.md)
     row("GET", "/log/checkpoint", fixed("/log/checkpoint"), ALL_OK),
     row("GET", "/log/tile/{tile}", lambda w, s, r: Req(f"/log/{_first_tile(w, 0)}"), ALL_OK),
     row("GET", "/log/tile/entries/{bundle}", lambda w, s, r: Req(f"/log/{_first_tile(w, None)}"), "403 403 403 ok ok"),

@@ -1,6 +1,6 @@
 """A witness's state directory: its cosigner key, the logs it knows, and per log the latest checkpoint it cosigned.
 
-Layout (docs/issue14/witness.md)::
+Layout (docs/transparency/witness.md)::
 
     DIR/cosigner.key            {"v": 1, "name": NAME, "seed": base64(32-byte Ed25519 seed)}, mode 0600, made once
     DIR/logs.json               {"v": 1, "logs": {origin: log vkey}}

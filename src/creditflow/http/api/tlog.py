@@ -3,7 +3,7 @@
 Any client that speaks tlog-tiles (Go's sumdb/tlog, a witness, a monitor) reads the log here with code
 nobody at creditflow wrote. Checkpoint and hash tiles reveal only hashes: no authentication. Entry
 bundles name parties and amounts: only the operator and the auditor get them (a deviation from
-tlog-tiles, whose bundles are public; docs/issue14/tiles.md).
+tlog-tiles, whose bundles are public; docs/transparency/tiles.md).
 """
 
 from __future__ import annotations
